@@ -1,0 +1,335 @@
+"""`VQVAE`: encoder, vector quantizer and decoder as one `keras.Model`."""
+
+import logging
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vqvae_tf import distributed_ops
+from vqvae_tf.metrics import DeadCodes
+from vqvae_tf.networks import Decoder, Encoder
+from vqvae_tf.quantizers import QUANTIZERS, get_quantizer
+
+logger = logging.getLogger(__name__)
+
+# Batches of encoder outputs used for k-means codebook initialisation.
+KMEANS_INIT_BATCHES = 4
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class VQVAE(keras.Model):
+    """Vector-quantised variational autoencoder (van den Oord et al. 2017).
+
+    `call(x)` reconstructs `x`; `codes(x)` gives int32 code maps and
+    `decode_codes(codes)` reconstructs from them. Training minimises
+
+        ||x - x_hat||^2 / data_variance + codebook loss + beta * commitment loss
+
+    (means over elements) through the straight-through estimator. The loss is
+    divided by the number of replicas before the gradient, so training under
+    any `tf.distribute` strategy matches one device at the same global batch.
+
+    Args:
+        input_channels: int, channels of the data (3 for RGB, 1 for gray).
+            Defaults to 3.
+        downsample: int in (2, 4, 8, 16), spatial reduction from data to
+            code map. Defaults to 4.
+        hidden_units: int, channels of the convolutions. Defaults to 256.
+        residual_units: int, channels inside residual blocks. Defaults to 256.
+        num_residual_blocks: int. Defaults to 2.
+        num_codes: int, codebook size K. Defaults to 512.
+        code_dim: int, code vector size D. Defaults to 64.
+        quantizer: str, a name from `vqvae_tf.quantizers.QUANTIZERS`
+            (`"vq"`, `"ema"`, ...). Defaults to `"ema"`.
+        quantizer_config: dict or None, extra arguments of the quantizer
+            (`commitment_cost`, `decay`, `kmeans_init`,
+            `dead_code_threshold`, `l2_normalize`, `seed`, ...).
+        data_variance: float, variance of the training data; the
+            reconstruction loss is divided by it, as in the paper. Defaults
+            to 1.0 (plain MSE).
+        rank: 2 for images (NHWC), 1 for sequences (NWC). Defaults to 2.
+        **kwargs: base `keras.Model` arguments (`name`, `dtype`).
+
+    Call arguments:
+        inputs: float images `(batch, H, W, input_channels)` in [0, 1], H and
+            W divisible by `downsample` (or `(batch, T, C)` when rank=1).
+        training: bool, whether the quantizer updates its state.
+
+    Input shape: `(batch, H, W, input_channels)`, e.g. `(8, 32, 32, 3)`.
+    Output shape: same as the input; code maps are
+        `(batch, H / downsample, W / downsample)` int32.
+
+    Metrics: `loss`, `reconstruction_loss`, `vq_loss`, `perplexity` (batch),
+    `codebook_usage` (fraction of codes used in a batch), `dead_codes`
+    (codes not used at all so far in the epoch) and `psnr` (dB, data range
+    [0, 1]).
+
+    Example:
+
+    >>> model = VQVAE(input_channels=3, downsample=4, hidden_units=32,
+    ...               residual_units=16, num_codes=64, code_dim=16)
+    >>> model.compile(optimizer=keras.optimizers.Adam(3e-4))
+    >>> images = np.random.rand(16, 32, 32, 3).astype("float32")
+    >>> history = model.fit(images, batch_size=8, epochs=1, verbose=0)
+    >>> codes = model.codes(images[:2])            # (2, 8, 8) int32
+    >>> images_back = model.decode_codes(codes)    # (2, 32, 32, 3)
+
+    References:
+        van den Oord, Vinyals, Kavukcuoglu. Neural Discrete Representation
+        Learning. NeurIPS 2017. arXiv:1711.00937.
+    """
+
+    def __init__(
+        self,
+        input_channels=3,
+        downsample=4,
+        hidden_units=256,
+        residual_units=256,
+        num_residual_blocks=2,
+        num_codes=512,
+        code_dim=64,
+        quantizer="ema",
+        quantizer_config=None,
+        data_variance=1.0,
+        rank=2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if quantizer not in QUANTIZERS:
+            raise ValueError(f"Unknown quantizer {quantizer!r}; expected one of {sorted(QUANTIZERS)}.")
+        if quantizer_config is not None and not isinstance(quantizer_config, dict):
+            raise ValueError(f"`quantizer_config` must be a dict or None; received {quantizer_config!r}.")
+        if not (isinstance(data_variance, (int, float)) and np.isfinite(data_variance) and data_variance > 0):
+            raise ValueError(f"`data_variance` must be a positive number; received {data_variance!r}.")
+        self.input_channels = input_channels
+        self.downsample = downsample
+        self.hidden_units = hidden_units
+        self.residual_units = residual_units
+        self.num_residual_blocks = num_residual_blocks
+        self.num_codes = num_codes
+        self.code_dim = code_dim
+        self.quantizer_name = quantizer
+        self.quantizer_config = dict(quantizer_config or {})
+        self.data_variance = float(data_variance)
+        self.rank = rank
+        stack = dict(
+            downsample=downsample,
+            hidden_units=hidden_units,
+            residual_units=residual_units,
+            num_residual_blocks=num_residual_blocks,
+            rank=rank,
+            dtype=self.dtype_policy,
+        )
+        self.encoder = Encoder(code_dim=code_dim, name="encoder", **stack)
+        self.quantizer = get_quantizer(
+            quantizer, num_codes=num_codes, code_dim=code_dim, name="quantizer", **self.quantizer_config
+        )
+        self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
+        self._validate_channels(input_channels)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
+        self.perplexity_tracker = keras.metrics.Mean(name="perplexity")
+        self.usage_tracker = keras.metrics.Mean(name="codebook_usage")
+        self.dead_codes_tracker = DeadCodes(num_codes, name="dead_codes")
+        self.psnr_tracker = keras.metrics.Mean(name="psnr")
+
+    @staticmethod
+    def _validate_channels(channels):
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"`input_channels` must be an int >= 1; received {channels!r}.")
+
+    # ------------------------------------------------------------ building
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self._check_shape(input_shape)
+        self.encoder.build(input_shape)
+        latent_shape = self.encoder.compute_output_shape(input_shape)
+        self.quantizer.build(latent_shape)
+        self.decoder.build(latent_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def latent_shape(self, input_shape):
+        """Shape of the code map for data of `input_shape` (without channels)."""
+        return tuple(self.encoder.compute_output_shape(tuple(input_shape)))[:-1]
+
+    # ------------------------------------------------------------- forward
+    def call(self, inputs, training=None):
+        reconstruction, _ = self.forward(inputs, training=training)
+        return reconstruction
+
+    def forward(self, inputs, training=None):
+        """Reconstruction and the quantizer's output dict (see `VectorQuantizer`)."""
+        self._check_inputs(inputs)
+        latents = self.encoder(inputs, training=training)
+        quantized = self.quantizer(latents, training=training)
+        return self.decoder(quantized["quantized"], training=training), quantized
+
+    def codes(self, inputs):
+        """int32 code maps `(batch, H / downsample, W / downsample)` for images."""
+        self._check_inputs(inputs)
+        return self.quantizer.codes(self.encoder(inputs))
+
+    def decode_codes(self, codes):
+        """Reconstructions from int code maps, `(batch, H, W, input_channels)`."""
+        codes = tf.convert_to_tensor(codes)
+        if codes.shape.rank is not None and codes.shape.rank != self.rank + 1:
+            raise ValueError(
+                f"decode_codes expects code maps of rank {self.rank + 1} (batch + {self.rank} spatial axes); "
+                f"received shape {tuple(codes.shape)}."
+            )
+        vectors = self.quantizer.lookup(codes)
+        return self.decoder(tf.cast(vectors, self.compute_dtype))
+
+    # ------------------------------------------------------------ training
+    def train_step(self, data):
+        x = self._unpack(data)
+        with tf.GradientTape() as tape:
+            reconstruction, quantized = self.forward(x, training=True)
+            reconstruction_loss, loss = self._loss_terms(x, reconstruction, quantized)
+            # Keras sums gradients over replicas (DESIGN.md fact 5): divide so
+            # that the step equals one device's at the same global batch.
+            scaled = loss / distributed_ops.num_replicas()
+            scaled = self.optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self._update_metrics(x, reconstruction, quantized, reconstruction_loss, loss)
+
+    def test_step(self, data):
+        x = self._unpack(data)
+        reconstruction, quantized = self.forward(x, training=False)
+        reconstruction_loss, loss = self._loss_terms(x, reconstruction, quantized)
+        return self._update_metrics(x, reconstruction, quantized, reconstruction_loss, loss)
+
+    def predict_step(self, data):
+        return self(self._unpack(data), training=False)
+
+    def fit(self, x=None, y=None, **kwargs):
+        """`keras.Model.fit`, after k-means codebook initialisation if asked.
+
+        With `quantizer_config={"kmeans_init": True}` the first fit runs the
+        encoder on the first batches of `x` and sets the codebook to k-means
+        centres of the outputs (outside the replica context, so every replica
+        gets the same codebook).
+        """
+        if getattr(self.quantizer, "kmeans_init", False) and not self._codebook_initialized():
+            self.initialize_codebook(x, batch_size=kwargs.get("batch_size"))
+        return super().fit(x, y, **kwargs)
+
+    def initialize_codebook(self, data, batch_size=None, num_batches=KMEANS_INIT_BATCHES):
+        """k-means initialisation of the codebook from encoder outputs of `data`.
+
+        Args:
+            data: a `tf.data.Dataset` of images (or `(images, ...)` tuples),
+                or an array of images.
+            batch_size: batch size when `data` is an array (default 32).
+            num_batches: batches of a dataset to use.
+        """
+        if isinstance(data, tf.data.Dataset):
+            batches = [self._unpack(batch) for batch in data.take(num_batches)]
+        elif data is not None:
+            array = np.asarray(data)
+            size = (batch_size or 32) * num_batches
+            batches = [array[:size]]
+        else:
+            batches = []
+        if not batches:
+            raise ValueError("k-means codebook initialisation needs training data; received no batches.")
+        if not self.built:
+            self.build(tuple(batches[0].shape))
+        latents = [tf.reshape(self.encoder(b, training=False), [-1, self.code_dim]) for b in batches]
+        self.quantizer.initialize_codebook(tf.concat(latents, axis=0))
+        logger.info("Initialised the %d-code codebook by k-means on %d vectors.", self.num_codes, sum(int(l.shape[0]) for l in latents))
+
+    def _codebook_initialized(self):
+        return self.built and bool(self.quantizer.initialized.numpy())
+
+    # ------------------------------------------------------------- metrics
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.reconstruction_tracker,
+            self.vq_loss_tracker,
+            self.perplexity_tracker,
+            self.usage_tracker,
+            self.dead_codes_tracker,
+            self.psnr_tracker,
+        ]
+
+    def _loss_terms(self, x, reconstruction, quantized):
+        error = tf.square(tf.cast(x, tf.float32) - tf.cast(reconstruction, tf.float32))
+        reconstruction_loss = tf.reduce_mean(error) / self.data_variance
+        return reconstruction_loss, reconstruction_loss + quantized["loss"]
+
+    def _update_metrics(self, x, reconstruction, quantized, reconstruction_loss, loss):
+        batch = tf.cast(tf.shape(x)[0], tf.float32)
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        self.reconstruction_tracker.update_state(reconstruction_loss, sample_weight=batch)
+        self.vq_loss_tracker.update_state(quantized["loss"], sample_weight=batch)
+        self.perplexity_tracker.update_state(quantized["perplexity"], sample_weight=batch)
+        self.usage_tracker.update_state(quantized["usage"], sample_weight=batch)
+        self.dead_codes_tracker.update_state(quantized["counts"])
+        error = tf.square(tf.cast(x, tf.float32) - tf.cast(reconstruction, tf.float32))
+        mse = tf.reduce_mean(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)
+        self.psnr_tracker.update_state(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0))
+        return {m.name: m.result() for m in self.metrics}
+
+    # ----------------------------------------------------------- validation
+    def _unpack(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(x, (dict, list, tuple)):
+            raise ValueError(f"VQVAE expects a single image tensor per batch; received {type(x).__name__}.")
+        x = tf.convert_to_tensor(x)
+        self._check_inputs(x)
+        tf.debugging.assert_all_finite(
+            tf.cast(x, tf.float32), "VQVAE received non-finite values (NaN or Inf) in a batch of images"
+        )
+        return x
+
+    def _check_shape(self, shape):
+        layout = "(batch, height, width, channels)" if self.rank == 2 else "(batch, steps, channels)"
+        if len(shape) != self.rank + 2:
+            raise ValueError(f"VQVAE expects inputs shaped {layout}; received shape {tuple(shape)}.")
+        if shape[-1] is not None and shape[-1] != self.input_channels:
+            raise ValueError(
+                f"VQVAE expects {self.input_channels} input channels; received shape {tuple(shape)}."
+            )
+        for size in shape[1:-1]:
+            if size is not None and size % self.downsample:
+                raise ValueError(
+                    f"VQVAE spatial sizes must be multiples of downsample={self.downsample}; "
+                    f"received shape {tuple(shape)}."
+                )
+
+    def _check_inputs(self, inputs):
+        dtype = tf.as_dtype(inputs.dtype)
+        if not dtype.is_floating:
+            raise TypeError(
+                f"VQVAE expects float images scaled to [0, 1]; received dtype {dtype.name}. "
+                "Convert with tf.cast(images, 'float32') / 255."
+            )
+        self._check_shape(tuple(inputs.shape))
+        if tf.executing_eagerly() and isinstance(inputs, (tf.Tensor, np.ndarray)):
+            if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(inputs, tf.float32)))):
+                raise ValueError("VQVAE received non-finite values (NaN or Inf) in its inputs; expected finite images.")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            input_channels=self.input_channels,
+            downsample=self.downsample,
+            hidden_units=self.hidden_units,
+            residual_units=self.residual_units,
+            num_residual_blocks=self.num_residual_blocks,
+            num_codes=self.num_codes,
+            code_dim=self.code_dim,
+            quantizer=self.quantizer_name,
+            quantizer_config=self.quantizer_config,
+            data_variance=self.data_variance,
+            rank=self.rank,
+        )
+        return config
