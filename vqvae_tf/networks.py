@@ -65,7 +65,7 @@ class ResidualBlock(keras.layers.Layer):
                 f"ResidualBlock expects {self.filters} input channels; received shape {tuple(input_shape)}."
             )
         self.inner.build(input_shape)
-        self.outer.build(input_shape[:-1] + (self.residual_units,))
+        self.outer.build(tuple(input_shape[:-1]) + (self.residual_units,))
 
     def call(self, inputs):
         return inputs + self.outer(self.inner(keras.ops.relu(inputs)))

@@ -35,6 +35,14 @@ OUTPUT_KEYS = (
 )
 
 
+def _as_tensor(inputs):
+    """Tensors keep their dtype (that is the point); float64 arrays become float32."""
+    if isinstance(inputs, (tf.Tensor, tf.Variable)) or keras.backend.is_keras_tensor(inputs):
+        return inputs
+    array = np.asarray(inputs)
+    return tf.convert_to_tensor(array.astype(np.float32) if array.dtype == np.float64 else array)
+
+
 def _l2_normalize(x):
     return tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
 
@@ -86,6 +94,10 @@ class BaseVectorQuantizer(keras.layers.Layer):
         # inputs to the policy's compute dtype nor autocast its weights.
         self._convert_input_args = False
         self.autocast = False
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Keras's own conversion is off (see __init__); arrays still work.
+        return super().__call__(_as_tensor(inputs), *args, **kwargs)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
@@ -164,6 +176,7 @@ class BaseVectorQuantizer(keras.layers.Layer):
 
     def codes(self, inputs):
         """Nearest-code indices: int32 with shape `inputs.shape[:-1]`."""
+        inputs = _as_tensor(inputs)
         self._check_inputs(inputs)
         if not self.built:
             self.build(inputs.shape)
