@@ -80,6 +80,7 @@ def run_model_saving_test(model, data, tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)
+    assert reloaded.built and len(reloaded.weights) == len(model.weights) > 0
     for a, b in zip(model.weights, reloaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     np.testing.assert_array_equal(

@@ -1,10 +1,14 @@
 """vqvae_tf: VQ-VAE for Keras 3 / TensorFlow.
 
-Public names are imported lazily (PEP 562), so that `vqvae_tf.bitstream` and
-the LiteRT runtime helpers can be used on a device without TensorFlow.
+Where TensorFlow is installed, importing the package registers every layer
+and model with Keras, so `keras.models.load_model("model.keras")` works after
+a plain `import vqvae_tf`. On a device without TensorFlow, the package still
+imports, and the TensorFlow-free modules (`vqvae_tf.bitstream`, the LiteRT
+runtime) work; public names resolve lazily (PEP 562).
 """
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -18,10 +22,18 @@ _EXPORTS = {
     "ResidualBlock": "vqvae_tf.networks",
     "VQVAE": "vqvae_tf.vqvae",
     "DeadCodes": "vqvae_tf.metrics",
+    "make_datasets": "vqvae_tf.data",
+    "DatasetBundle": "vqvae_tf.data",
+    "DatasetError": "vqvae_tf.data",
+    "PHOTOS_VALIDATION": "vqvae_tf.data",
     "BitstreamError": "vqvae_tf.bitstream",
     "encode_stream": "vqvae_tf.bitstream",
     "decode_stream": "vqvae_tf.bitstream",
+    "read_header": "vqvae_tf.bitstream",
 }
+
+# Modules whose import registers Keras-serializable classes.
+_KERAS_MODULES = ("vqvae_tf.quantizers", "vqvae_tf.networks", "vqvae_tf.metrics", "vqvae_tf.vqvae")
 
 __all__ = sorted(_EXPORTS)
 
@@ -34,3 +46,8 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + list(_EXPORTS))
+
+
+if importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("keras") is not None:
+    for _module in _KERAS_MODULES:
+        importlib.import_module(_module)

@@ -101,18 +101,7 @@ class BaseVectorQuantizer(keras.layers.Layer):
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        if len(input_shape) < 2:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank >= 2 whose last axis is "
-                f"code_dim={self.code_dim}, e.g. (batch, height, width, {self.code_dim}); "
-                f"received shape {input_shape}."
-            )
-        if input_shape[-1] is not None and input_shape[-1] != self.code_dim:
-            raise ValueError(
-                f"{type(self).__name__} expects the last axis to be code_dim={self.code_dim}; "
-                f"received shape {input_shape} with last axis {input_shape[-1]}."
-            )
+        self._check_shape(tuple(input_shape))
         limit = math.sqrt(3.0 / self.code_dim)
         self.codebook = self.add_weight(
             name="codebook",
@@ -283,6 +272,14 @@ class BaseVectorQuantizer(keras.layers.Layer):
     def _reset_usage(self, mask, usage):
         self.usage_average.assign(tf.where(mask, usage * self._bias(self.usage_decay), self.usage_average))
 
+    def _check_shape(self, shape):
+        if len(shape) < 2 or (shape[-1] is not None and shape[-1] != self.code_dim):
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of rank >= 2 with last axis "
+                f"code_dim={self.code_dim}, e.g. (batch, height, width, {self.code_dim}); "
+                f"received shape {shape}."
+            )
+
     def _check_inputs(self, inputs):
         dtype = tf.as_dtype(inputs.dtype) if hasattr(inputs, "dtype") else None
         if dtype is None or not dtype.is_floating:
@@ -290,12 +287,7 @@ class BaseVectorQuantizer(keras.layers.Layer):
                 f"{type(self).__name__} expects floating-point inputs; received dtype "
                 f"{getattr(dtype, 'name', type(inputs).__name__)}."
             )
-        shape = tuple(inputs.shape)
-        if len(shape) < 2 or (shape[-1] is not None and shape[-1] != self.code_dim):
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank >= 2 with last axis "
-                f"code_dim={self.code_dim}; received shape {shape}."
-            )
+        self._check_shape(tuple(inputs.shape))
         if tf.executing_eagerly() and isinstance(inputs, tf.Tensor):
             if not bool(tf.reduce_all(tf.math.is_finite(inputs))):
                 raise ValueError(

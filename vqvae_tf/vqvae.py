@@ -96,6 +96,7 @@ class VQVAE(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._validate_channels(input_channels)
         if quantizer not in QUANTIZERS:
             raise ValueError(f"Unknown quantizer {quantizer!r}; expected one of {sorted(QUANTIZERS)}.")
         if quantizer_config is not None and not isinstance(quantizer_config, dict):
@@ -126,7 +127,6 @@ class VQVAE(keras.Model):
             quantizer, num_codes=num_codes, code_dim=code_dim, name="quantizer", **self.quantizer_config
         )
         self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
-        self._validate_channels(input_channels)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
@@ -144,10 +144,12 @@ class VQVAE(keras.Model):
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         self._check_shape(input_shape)
-        self.encoder.build(input_shape)
         latent_shape = self.encoder.compute_output_shape(input_shape)
-        self.quantizer.build(latent_shape)
-        self.decoder.build(latent_shape)
+        # Sub-layers may already be built by a train_step that ran before
+        # the model itself was marked built.
+        for layer, shape in ((self.encoder, input_shape), (self.quantizer, latent_shape), (self.decoder, latent_shape)):
+            if not layer.built:
+                layer.build(shape)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -164,6 +166,10 @@ class VQVAE(keras.Model):
     def forward(self, inputs, training=None):
         """Reconstruction and the quantizer's output dict (see `VectorQuantizer`)."""
         self._check_inputs(inputs)
+        if not self.built:
+            # train_step runs forward() without Model.__call__, which would
+            # otherwise leave the model unbuilt and unsaveable after fit.
+            self.build(tuple(inputs.shape))
         latents = self.encoder(inputs, training=training)
         quantized = self.quantizer(latents, training=training)
         return self.decoder(quantized["quantized"], training=training), quantized
@@ -171,6 +177,8 @@ class VQVAE(keras.Model):
     def codes(self, inputs):
         """int32 code maps `(batch, H / downsample, W / downsample)` for images."""
         self._check_inputs(inputs)
+        if not self.built:
+            self.build(tuple(inputs.shape))
         return self.quantizer.codes(self.encoder(inputs))
 
     def decode_codes(self, codes):
