@@ -246,10 +246,13 @@ class VQVAE(keras.Model):
             batches = []
         if not batches:
             raise ValueError("k-means codebook initialisation needs training data; received no batches.")
-        if not self.built:
-            self.build(tuple(batches[0].shape))
-        latents = [tf.reshape(self.encoder(b, training=False), [-1, self.code_dim]) for b in batches]
-        self.quantizer.initialize_codebook(tf.concat(latents, axis=0))
+        # Variables must be created under the model's strategy, and the
+        # codebook assigned in cross-replica context (one value, every replica).
+        with self.distribute_strategy.scope():
+            if not self.built:
+                self.build(tuple(batches[0].shape))
+            latents = [tf.reshape(self.encoder(b, training=False), [-1, self.code_dim]) for b in batches]
+            self.quantizer.initialize_codebook(tf.concat(latents, axis=0))
         logger.info("Initialised the %d-code codebook by k-means on %d vectors.", self.num_codes, sum(int(l.shape[0]) for l in latents))
 
     def _codebook_initialized(self):
