@@ -5,8 +5,11 @@ trainable weights, number of non-trainable weights). A new public layer is
 added here, and the serialization, jit and distribution sweeps pick it up.
 """
 
+from vqvae_tf.fsq import FiniteScalarQuantizer
+from vqvae_tf.gumbel_quantizer import GumbelQuantizer
 from vqvae_tf.networks import Decoder, Encoder, ResidualBlock
 from vqvae_tf.quantizers import VectorQuantizer, VectorQuantizerEMA
+from vqvae_tf.residual_quantizer import ResidualVectorQuantizer
 
 LAYERS = [
     (VectorQuantizer, dict(num_codes=16, code_dim=4, seed=1), (3, 5, 5, 4), (3, 5, 5, 4), 1, 3),
@@ -19,6 +22,39 @@ LAYERS = [
         3,
     ),
     (VectorQuantizerEMA, dict(num_codes=16, code_dim=4, decay=0.9, seed=3), (3, 5, 5, 4), (3, 5, 5, 4), 0, 6),
+    # Low-dimensional codes add two affine maps; the rotation trick adds no weight.
+    (
+        VectorQuantizer,
+        dict(num_codes=16, code_dim=4, lookup_dim=2, rotation_trick=True, seed=4),
+        (3, 5, 5, 4),
+        (3, 5, 5, 4),
+        5,
+        3,
+    ),
+    (
+        VectorQuantizerEMA,
+        dict(num_codes=16, code_dim=6, lookup_dim=3, rotation_trick=True, l2_normalize=True, seed=5),
+        (3, 4, 6),
+        (3, 4, 6),
+        4,
+        6,
+    ),
+    (ResidualVectorQuantizer, dict(num_codes=8, code_dim=4, num_stages=3, seed=6), (3, 5, 5, 4), (3, 5, 5, 4), 0, 18),
+    (
+        ResidualVectorQuantizer,
+        dict(
+            num_codes=8, code_dim=4, num_stages=2, shared_codebook=True, stage_quantizer="vq",
+            quantizer_dropout=0.5, rotation_trick=True, seed=7,
+        ),
+        (3, 7, 4),
+        (3, 7, 4),
+        1,
+        3,
+    ),
+    (FiniteScalarQuantizer, dict(levels=[5, 4, 3]), (3, 5, 5, 3), (3, 5, 5, 3), 0, 0),
+    (FiniteScalarQuantizer, dict(levels=[4, 4], code_dim=6, seed=8), (3, 7, 6), (3, 7, 6), 4, 0),
+    (GumbelQuantizer, dict(num_codes=8, code_dim=4, hard=True, seed=9), (3, 5, 5, 4), (3, 5, 5, 4), 3, 2),
+    (GumbelQuantizer, dict(num_codes=8, code_dim=4, temperature=0.5, kl_weight=0.1), (3, 7, 4), (3, 7, 4), 3, 2),
     (ResidualBlock, dict(filters=6, residual_units=3), (2, 8, 8, 6), (2, 8, 8, 6), 4, 0),
     (ResidualBlock, dict(filters=6, residual_units=3, rank=1), (2, 8, 6), (2, 8, 6), 4, 0),
     (

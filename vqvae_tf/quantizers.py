@@ -11,8 +11,16 @@ Both compute distances and the nearest code in float32 whatever the dtype
 policy (float16 distances overflow and pick wrong codes), keep every piece of
 state identical across replicas under `tf.distribute` and equal to one device
 at the same global batch, and return a documented dict instead of a tuple.
+Both can search a low-dimensional codebook between learned projections
+(`lookup_dim`) and pass gradients by the rotation trick (`rotation_trick`).
+
+`QUANTIZERS` maps the short names that `VQVAE(quantizer=...)` accepts to the
+layer classes, including the variants in their own modules (`"residual"`,
+`"fsq"`, `"gumbel"`).
 """
 
+import collections.abc
+import importlib
 import math
 
 import keras
@@ -22,6 +30,7 @@ import tensorflow as tf
 from vqvae_tf import distributed_ops
 from vqvae_tf.codebook_init import kmeans
 from vqvae_tf.code_search import nearest_codes, perplexity_from_counts
+from vqvae_tf.rotation import rotate_to_codes
 
 OUTPUT_KEYS = (
     "quantized",
@@ -35,7 +44,7 @@ OUTPUT_KEYS = (
 )
 
 
-def _as_tensor(inputs):
+def as_tensor(inputs):
     """Tensors keep their dtype (that is the point); float64 arrays become float32."""
     if isinstance(inputs, (tf.Tensor, tf.Variable)) or keras.backend.is_keras_tensor(inputs):
         return inputs
@@ -67,6 +76,8 @@ class BaseVectorQuantizer(keras.layers.Layer):
         kmeans_iters=10,
         dead_code_threshold=0.0,
         usage_decay=0.99,
+        rotation_trick=False,
+        lookup_dim=None,
         seed=None,
         **kwargs,
     ):
@@ -79,6 +90,8 @@ class BaseVectorQuantizer(keras.layers.Layer):
         _check_float("usage_decay", usage_decay, minimum=0.0, maximum=1.0, inclusive_max=False)
         if seed is not None:
             _check_int("seed", seed, minimum=0)
+        if lookup_dim is not None:
+            _check_int("lookup_dim", lookup_dim, minimum=1)
         self.num_codes = int(num_codes)
         self.code_dim = int(code_dim)
         self.commitment_cost = float(commitment_cost)
@@ -87,6 +100,8 @@ class BaseVectorQuantizer(keras.layers.Layer):
         self.kmeans_iters = int(kmeans_iters)
         self.dead_code_threshold = float(dead_code_threshold)
         self.usage_decay = float(usage_decay)
+        self.rotation_trick = bool(rotation_trick)
+        self.lookup_dim = None if lookup_dim is None else int(lookup_dim)
         self.seed = seed
         # Distances in float16 overflow and choose wrong codes (DESIGN.md
         # fact 8): the layer takes inputs in their own dtype, computes in
@@ -97,15 +112,15 @@ class BaseVectorQuantizer(keras.layers.Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         # Keras's own conversion is off (see __init__); arrays still work.
-        return super().__call__(_as_tensor(inputs), *args, **kwargs)
+        return super().__call__(as_tensor(inputs), *args, **kwargs)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
         self._check_shape(tuple(input_shape))
-        limit = math.sqrt(3.0 / self.code_dim)
+        limit = math.sqrt(3.0 / self.codebook_dim)
         self.codebook = self.add_weight(
             name="codebook",
-            shape=(self.num_codes, self.code_dim),
+            shape=(self.num_codes, self.codebook_dim),
             initializer=keras.initializers.RandomUniform(-limit, limit, seed=self.seed),
             trainable=self._trainable_codebook,
             autocast=False,
@@ -120,7 +135,24 @@ class BaseVectorQuantizer(keras.layers.Layer):
         self.initialized = self.add_weight(
             name="initialized", shape=(), initializer="zeros", dtype="bool", **state
         )
+        if self.lookup_dim is not None:
+            self.in_kernel, self.in_bias = add_dense_weights(
+                self, "in_projection", self.code_dim, self.lookup_dim, self.seed
+            )
+            self.out_kernel, self.out_bias = add_dense_weights(
+                self, "out_projection", self.lookup_dim, self.code_dim, self.seed
+            )
         self._build_state(state)
+
+    @property
+    def codebook_dim(self):
+        """Size of the codebook vectors: `lookup_dim` if set, else `code_dim`."""
+        return self.code_dim if self.lookup_dim is None else self.lookup_dim
+
+    @property
+    def code_shape(self):
+        """Trailing axes of a code map per position: `()`, one int per position."""
+        return ()
 
     def _build_state(self, state_kwargs):
         """Hook for subclasses that keep extra state (EMA statistics)."""
@@ -128,68 +160,68 @@ class BaseVectorQuantizer(keras.layers.Layer):
     # ------------------------------------------------------------ public API
     def call(self, inputs, training=None):
         in_dtype = self._check_inputs(inputs)
-        x = tf.cast(inputs, tf.float32)
-        flat = tf.reshape(x, [-1, self.code_dim])
-        if self.l2_normalize:
-            flat = _l2_normalize(flat)
+        flat = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim])
+        outputs = self._quantize_flat(flat, training=training)
+        self.add_loss(outputs["loss"])
+        outputs["quantized"] = tf.cast(tf.reshape(outputs["quantized"], tf.shape(inputs)), in_dtype)
+        outputs["indices"] = tf.reshape(outputs["indices"], tf.shape(inputs)[:-1])
+        return outputs
+
+    def _quantize_flat(self, flat, training=None):
+        """The output dict for float32 `(N, code_dim)` vectors, flat shapes.
+
+        Composite quantizers (residual stages) call this directly: unlike
+        `call` it adds no loss to the layer, so the caller decides which
+        terms count.
+        """
+        latent = self._to_search_space(flat)
         codebook = self._search_codebook()
-        indices = nearest_codes(flat, codebook)
+        indices = nearest_codes(latent, codebook)
         quantized = tf.gather(codebook, indices)
 
-        commitment_loss = tf.reduce_mean(tf.square(flat - tf.stop_gradient(quantized)))
-        codebook_loss = self._codebook_loss(flat, quantized)
+        commitment_loss = tf.reduce_mean(tf.square(latent - tf.stop_gradient(quantized)))
+        codebook_loss = self._codebook_loss(latent, quantized)
         loss = codebook_loss + self.commitment_cost * commitment_loss
 
-        local_counts = tf.math.unsorted_segment_sum(
-            tf.ones_like(indices, dtype=tf.float32), indices, self.num_codes
-        )
         # Batch statistics describe the global batch, so that every replica
         # reports (and acts on) the same numbers as one device would.
-        global_counts = distributed_ops.all_reduce_sum(local_counts)
+        local_counts, global_counts, perplexity, usage = histogram_statistics(indices, self.num_codes)
         if training:
-            self._training_updates(flat, indices, local_counts, global_counts)
+            self._training_updates(latent, indices, local_counts, global_counts)
 
-        straight_through = flat + tf.stop_gradient(quantized - flat)
-        straight_through = tf.reshape(straight_through, tf.shape(inputs))
-        self.add_loss(loss)
+        if self.rotation_trick:
+            passed = rotate_to_codes(latent, quantized)
+        else:
+            passed = latent + tf.stop_gradient(quantized - latent)
         return {
-            "quantized": tf.cast(straight_through, in_dtype),
+            "quantized": self._from_search_space(passed),
             "loss": loss,
             "codebook_loss": codebook_loss,
             "commitment_loss": commitment_loss,
-            "indices": tf.reshape(indices, tf.shape(inputs)[:-1]),
-            "perplexity": perplexity_from_counts(global_counts),
-            "usage": tf.reduce_mean(tf.cast(global_counts > 0, tf.float32)),
+            "indices": indices,
+            "perplexity": perplexity,
+            "usage": usage,
             "counts": local_counts,
         }
 
     def codes(self, inputs):
         """Nearest-code indices: int32 with shape `inputs.shape[:-1]`."""
-        inputs = _as_tensor(inputs)
+        inputs = as_tensor(inputs)
         self._check_inputs(inputs)
         if not self.built:
             self.build(inputs.shape)
         flat = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim])
-        if self.l2_normalize:
-            flat = _l2_normalize(flat)
-        indices = nearest_codes(flat, self._search_codebook())
+        indices = nearest_codes(self._to_search_space(flat), self._search_codebook())
         return tf.reshape(indices, tf.shape(inputs)[:-1])
 
     def lookup(self, indices):
         """Code vectors (float32) for int indices: shape `indices.shape + (code_dim,)`."""
-        indices = tf.convert_to_tensor(indices)
-        if not indices.dtype.is_integer:
-            raise TypeError(
-                f"{type(self).__name__}.lookup expects integer code indices; received dtype {indices.dtype.name}."
-            )
-        if tf.executing_eagerly() and tf.size(indices) > 0:
-            low, high = int(tf.reduce_min(indices)), int(tf.reduce_max(indices))
-            if low < 0 or high >= self.num_codes:
-                raise ValueError(
-                    f"{type(self).__name__}.lookup expects indices in [0, {self.num_codes}); "
-                    f"received values in [{low}, {high}]."
-                )
-        return tf.gather(self._search_codebook(), tf.cast(indices, tf.int32))
+        indices = check_indices(self, indices, self.num_codes)
+        vectors = tf.gather(self._search_codebook(), indices)
+        if self.lookup_dim is None:
+            return vectors
+        flat = self._from_search_space(tf.reshape(vectors, [-1, self.lookup_dim]))
+        return tf.reshape(flat, tf.concat([tf.shape(indices), [self.code_dim]], axis=0))
 
     def initialize_codebook(self, vectors):
         """Sets the codebook by k-means on `vectors` (float `(N, code_dim)`).
@@ -200,10 +232,11 @@ class BaseVectorQuantizer(keras.layers.Layer):
         replica, equal to the single-device result for the same data.
         """
         vectors = tf.reshape(tf.cast(tf.convert_to_tensor(vectors), tf.float32), [-1, self.code_dim])
-        if self.l2_normalize:
-            vectors = _l2_normalize(vectors)
         if not self.built:
             self.build((None, self.code_dim))
+        # With `lookup_dim` the k-means runs where the search runs: on the
+        # inputs as the current (initial) projection maps them.
+        vectors = self._to_search_space(vectors)
         centers, counts, sums = kmeans(
             vectors, self.num_codes, iterations=self.kmeans_iters, seed=self.seed or 0
         )
@@ -217,6 +250,16 @@ class BaseVectorQuantizer(keras.layers.Layer):
         self.initialized.assign(True)
 
     # ------------------------------------------------------------- internals
+    def _to_search_space(self, flat):
+        """`(N, code_dim)` inputs -> `(N, codebook_dim)` vectors that are searched."""
+        if self.lookup_dim is not None:
+            flat = dense(flat, self.in_kernel, self.in_bias)
+        return _l2_normalize(flat) if self.l2_normalize else flat
+
+    def _from_search_space(self, vectors):
+        """`(N, codebook_dim)` codes -> `(N, code_dim)` outputs."""
+        return vectors if self.lookup_dim is None else dense(vectors, self.out_kernel, self.out_bias)
+
     def _search_codebook(self):
         codebook = tf.convert_to_tensor(self.codebook)
         return _l2_normalize(codebook) if self.l2_normalize else codebook
@@ -273,28 +316,10 @@ class BaseVectorQuantizer(keras.layers.Layer):
         self.usage_average.assign(tf.where(mask, usage * self._bias(self.usage_decay), self.usage_average))
 
     def _check_shape(self, shape):
-        if len(shape) < 2 or (shape[-1] is not None and shape[-1] != self.code_dim):
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank >= 2 with last axis "
-                f"code_dim={self.code_dim}, e.g. (batch, height, width, {self.code_dim}); "
-                f"received shape {shape}."
-            )
+        check_input_shape(self, shape, self.code_dim)
 
     def _check_inputs(self, inputs):
-        dtype = tf.as_dtype(inputs.dtype) if hasattr(inputs, "dtype") else None
-        if dtype is None or not dtype.is_floating:
-            raise TypeError(
-                f"{type(self).__name__} expects floating-point inputs; received dtype "
-                f"{getattr(dtype, 'name', type(inputs).__name__)}."
-            )
-        self._check_shape(tuple(inputs.shape))
-        if tf.executing_eagerly() and isinstance(inputs, tf.Tensor):
-            if not bool(tf.reduce_all(tf.math.is_finite(inputs))):
-                raise ValueError(
-                    f"{type(self).__name__} received non-finite values (NaN or Inf) in its inputs; "
-                    "expected finite encoder outputs."
-                )
-        return dtype
+        return check_inputs(self, inputs, self.code_dim)
 
     def get_config(self):
         config = super().get_config()
@@ -307,6 +332,8 @@ class BaseVectorQuantizer(keras.layers.Layer):
             kmeans_iters=self.kmeans_iters,
             dead_code_threshold=self.dead_code_threshold,
             usage_decay=self.usage_decay,
+            rotation_trick=self.rotation_trick,
+            lookup_dim=self.lookup_dim,
             seed=self.seed,
         )
         return config
@@ -343,7 +370,19 @@ _DOC_COMMON = """
             replaced by a random encoder output of the current batch, and its
             statistics are reset. 0 (default) turns restarts off.
         usage_decay: float, decay of the usage moving average. Defaults to 0.99.
-        seed: int or None, seed of the initialiser, k-means and restarts.
+        rotation_trick: bool, whether gradients reach the encoder by the
+            rotation trick (Fifty et al. 2024, `vqvae_tf.rotation`) instead
+            of the straight-through copy. The output value is the code
+            either way. Defaults to False.
+        lookup_dim: int or None, size of a low-dimensional codebook: inputs
+            are projected `code_dim -> lookup_dim` by a learned affine map,
+            searched (and EMA-averaged) there, and the code is projected back
+            `lookup_dim -> code_dim` (vector-quantize-pytorch's
+            `codebook_dim`; Yu et al. 2022, arXiv:2110.04627). Losses are
+            measured in the lookup space. None (default) searches in
+            `code_dim`.
+        seed: int or None, seed of the initialiser, projections, k-means and
+            restarts.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -355,8 +394,9 @@ _DOC_COMMON = """
 
     Returns:
         A dict with:
-        - `"quantized"`: straight-through output `z + sg(e - z)`, same shape
-          and dtype as `inputs`.
+        - `"quantized"`: straight-through output `z + sg(e - z)` (or the
+          rotation trick's), same shape and dtype as `inputs`; with
+          `lookup_dim` it is the projected-back code.
         - `"loss"`: float32 scalar, codebook loss + beta * commitment loss
           (also added with `add_loss`).
         - `"codebook_loss"`, `"commitment_loss"`: float32 scalars.
@@ -446,7 +486,7 @@ class VectorQuantizerEMA(BaseVectorQuantizer):
             name="ema_cluster_size", shape=(self.num_codes,), initializer="zeros", dtype="float32", **state_kwargs
         )
         self.ema_dw = self.add_weight(
-            name="ema_dw", shape=(self.num_codes, self.code_dim), initializer="zeros", dtype="float32", **state_kwargs
+            name="ema_dw", shape=(self.num_codes, self.codebook_dim), initializer="zeros", dtype="float32", **state_kwargs
         )
 
     def _codebook_loss(self, flat, quantized):
@@ -482,16 +522,145 @@ class VectorQuantizerEMA(BaseVectorQuantizer):
         return config
 
 
-QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
+class _QuantizerRegistry(collections.abc.Mapping):
+    """Short name -> quantizer class; classes of other modules load on first use.
+
+    The variants live in modules that import this one (for the VQ stages and
+    the shared helpers), so naming them as "module:Class" strings resolved on
+    access avoids a circular import while `QUANTIZERS` stays one mapping.
+    """
+
+    def __init__(self, entries):
+        self._entries = dict(entries)
+
+    def __getitem__(self, name):
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, attribute = entry.partition(":")
+            entry = getattr(importlib.import_module(module), attribute)
+            self._entries[name] = entry
+        return entry
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self):
+        return len(self._entries)
+
+    def __repr__(self):
+        return f"QUANTIZERS({sorted(self._entries)})"
+
+
+QUANTIZERS = _QuantizerRegistry(
+    {
+        "vq": VectorQuantizer,
+        "ema": VectorQuantizerEMA,
+        "residual": "vqvae_tf.residual_quantizer:ResidualVectorQuantizer",
+        "fsq": "vqvae_tf.fsq:FiniteScalarQuantizer",
+        "gumbel": "vqvae_tf.gumbel_quantizer:GumbelQuantizer",
+    }
+)
 
 
 def get_quantizer(kind, **kwargs):
-    """Builds a registered quantizer by short name (`"vq"`, `"ema"`, ...)."""
+    """Builds a registered quantizer by short name (`"vq"`, `"ema"`, `"residual"`, `"fsq"`, `"gumbel"`)."""
     try:
         cls = QUANTIZERS[kind]
     except KeyError:
         raise ValueError(f"Unknown quantizer {kind!r}; expected one of {sorted(QUANTIZERS)}.") from None
     return cls(**kwargs)
+
+
+# ----------------------------------------------------- shared by the variants
+def add_dense_weights(layer, name, in_dim, out_dim, seed=None):
+    """Adds a float32 affine map `(in_dim -> out_dim)` to `layer`: (kernel, bias).
+
+    Quantizers compute in float32 under any policy, so their projections
+    are plain float32 weights applied with `dense`, not `Dense` sublayers
+    that would follow the dtype policy.
+    """
+    kernel = layer.add_weight(
+        name=f"{name}_kernel",
+        shape=(in_dim, out_dim),
+        initializer=keras.initializers.GlorotUniform(seed=seed),
+        dtype="float32",
+        autocast=False,
+    )
+    bias = layer.add_weight(name=f"{name}_bias", shape=(out_dim,), initializer="zeros", dtype="float32", autocast=False)
+    return kernel, bias
+
+
+def dense(flat, kernel, bias):
+    """`flat @ kernel + bias` for `(N, in_dim)` inputs (TFLite FULLY_CONNECTED)."""
+    return tf.nn.bias_add(tf.matmul(flat, kernel), bias)
+
+
+def check_indices(layer, indices, num_codes):
+    """Integer code indices as int32; eager calls also check the range.
+
+    Raises:
+        TypeError: if the indices are not integers.
+        ValueError: (eagerly) if a value lies outside `[0, num_codes)`.
+    """
+    indices = tf.convert_to_tensor(indices)
+    if not indices.dtype.is_integer:
+        raise TypeError(
+            f"{type(layer).__name__}.lookup expects integer code indices; received dtype {indices.dtype.name}."
+        )
+    if tf.executing_eagerly() and tf.size(indices) > 0:
+        low, high = int(tf.reduce_min(indices)), int(tf.reduce_max(indices))
+        if low < 0 or high >= num_codes:
+            raise ValueError(
+                f"{type(layer).__name__}.lookup expects indices in [0, {num_codes}); "
+                f"received values in [{low}, {high}]."
+            )
+    return tf.cast(indices, tf.int32)
+
+
+def histogram_statistics(indices, num_codes):
+    """`(local_counts, global_counts, perplexity, usage)` of int32 codes `(N,)`.
+
+    The global counts are all-reduced over replicas (identity on one device),
+    so perplexity and usage describe the global batch under any strategy.
+    """
+    local_counts = tf.math.unsorted_segment_sum(tf.ones_like(indices, dtype=tf.float32), indices, num_codes)
+    global_counts = distributed_ops.all_reduce_sum(local_counts)
+    usage = tf.reduce_mean(tf.cast(global_counts > 0, tf.float32))
+    return local_counts, global_counts, perplexity_from_counts(global_counts), usage
+
+
+def check_input_shape(layer, shape, dim, dim_name="code_dim"):
+    """Raises ValueError unless `shape` has rank >= 2 and last axis `dim`."""
+    shape = tuple(shape)
+    if len(shape) < 2 or (shape[-1] is not None and shape[-1] != dim):
+        raise ValueError(
+            f"{type(layer).__name__} expects inputs of rank >= 2 with last axis "
+            f"{dim_name}={dim}, e.g. (batch, height, width, {dim}); "
+            f"received shape {shape}."
+        )
+
+
+def check_inputs(layer, inputs, dim, dim_name="code_dim"):
+    """Validates float inputs of a quantizer up front; returns their dtype.
+
+    Raises:
+        TypeError: for non-float inputs.
+        ValueError: for a wrong shape, or (eagerly) NaN or Inf values.
+    """
+    dtype = tf.as_dtype(inputs.dtype) if hasattr(inputs, "dtype") else None
+    if dtype is None or not dtype.is_floating:
+        raise TypeError(
+            f"{type(layer).__name__} expects floating-point inputs; received dtype "
+            f"{getattr(dtype, 'name', type(inputs).__name__)}."
+        )
+    check_input_shape(layer, inputs.shape, dim, dim_name)
+    if tf.executing_eagerly() and isinstance(inputs, tf.Tensor):
+        if not bool(tf.reduce_all(tf.math.is_finite(inputs))):
+            raise ValueError(
+                f"{type(layer).__name__} received non-finite values (NaN or Inf) in its inputs; "
+                "expected finite encoder outputs."
+            )
+    return dtype
 
 
 def _check_int(name, value, minimum=None):

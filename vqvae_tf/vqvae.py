@@ -41,7 +41,9 @@ class VQVAE(keras.Model):
         num_codes: int, codebook size K. Defaults to 512.
         code_dim: int, code vector size D. Defaults to 64.
         quantizer: str, a name from `vqvae_tf.quantizers.QUANTIZERS`
-            (`"vq"`, `"ema"`, ...). Defaults to `"ema"`.
+            (`"vq"`, `"ema"`, `"residual"`, `"fsq"`, `"gumbel"`). Defaults
+            to `"ema"`. Residual quantizers give code maps with a trailing
+            stage axis (`quantizer.code_shape`).
         quantizer_config: dict or None, extra arguments of the quantizer
             (`commitment_cost`, `decay`, `kmeans_init`,
             `dead_code_threshold`, `l2_normalize`, `seed`, ...).
@@ -184,10 +186,14 @@ class VQVAE(keras.Model):
     def decode_codes(self, codes):
         """Reconstructions from int code maps, `(batch, H, W, input_channels)`."""
         codes = tf.convert_to_tensor(codes)
-        if codes.shape.rank is not None and codes.shape.rank != self.rank + 1:
+        # Quantizers with several codes per position (residual stages) add
+        # trailing axes: `quantizer.code_shape`, () for one code per position.
+        code_axes = len(getattr(self.quantizer, "code_shape", ()))
+        if codes.shape.rank is not None and codes.shape.rank != self.rank + 1 + code_axes:
+            extra = f" + {code_axes} code axis" if code_axes else ""
             raise ValueError(
-                f"decode_codes expects code maps of rank {self.rank + 1} (batch + {self.rank} spatial axes); "
-                f"received shape {tuple(codes.shape)}."
+                f"decode_codes expects code maps of rank {self.rank + 1 + code_axes} "
+                f"(batch + {self.rank} spatial axes{extra}); received shape {tuple(codes.shape)}."
             )
         vectors = self.quantizer.lookup(codes)
         return self.decoder(tf.cast(vectors, self.compute_dtype))

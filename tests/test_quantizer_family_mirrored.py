@@ -1,0 +1,68 @@
+"""Stateful quantizer variants on two replicas equal one device (DESIGN.md fact 4).
+
+Residual stages (EMA, quantizer dropout, restarts, a shared codebook), EMA
+with low-dimensional codes and the rotation trick, and Gumbel sampling with
+a temperature variable, run in tests/children/mirrored_quantizer_family.py.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+TOLERANCE = 1e-5  # absolute; float32 all-reduce sums in another order
+LAYER_CASES = ["residual_ema_dropout_restart", "residual_shared_ema", "ema_lookup_dim_rotation", "gumbel_hard"]
+
+
+@pytest.fixture(scope="module")
+def report():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "children" / "mirrored_quantizer_family.py")],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [l for l in out.stdout.splitlines() if l.startswith("REPORT ")][-1]
+    return json.loads(line[len("REPORT "):])
+
+
+@pytest.mark.parametrize("name", LAYER_CASES)
+def test_layer_state_and_outputs_match_one_device(report, name):
+    case = report[name]
+    assert case["replica_copies_equal"]
+    assert case["single"].keys() == case["mirrored"].keys()
+    for key in case["single"]:
+        np.testing.assert_allclose(case["mirrored"][key], case["single"][key], atol=TOLERANCE, err_msg=key)
+    for t, (one, two) in enumerate(zip(case["single_outputs"], case["mirrored_outputs"])):
+        np.testing.assert_array_equal(two["indices"], one["indices"], err_msg=f"step {t}")
+        np.testing.assert_allclose(two["quantized"], one["quantized"], atol=TOLERANCE, err_msg=f"step {t}")
+        np.testing.assert_allclose(two["perplexity"], one["perplexity"], atol=1e-4, err_msg=f"step {t}")
+
+
+def test_the_compared_runs_exercise_the_state(report):
+    # Guard against vacuous comparisons: the stateful pieces really moved.
+    dropout = report["residual_ema_dropout_restart"]["single_outputs"]
+    full = [np.asarray(o["quantized"]) for o in dropout]
+    assert len({float(np.round(np.abs(q).mean(), 4)) for q in full}) == len(full)
+    steps = [v for k, v in report["residual_ema_dropout_restart"]["single"].items() if k.endswith("steps")]
+    assert steps and all(s == 4 for s in steps)
+    gumbel = report["gumbel_hard"]["single"]
+    assert next(v for k, v in gumbel.items() if k.endswith("temperature")) == pytest.approx(0.8**3)
+    assert next(v for k, v in gumbel.items() if k.endswith("steps")) == 4
+
+
+@pytest.mark.parametrize("name", ["model_residual", "model_gumbel"])
+def test_model_fit_matches_one_device(report, name):
+    case = report[name]
+    for key in case["single"]:
+        np.testing.assert_allclose(case["mirrored"][key], case["single"][key], atol=TOLERANCE, err_msg=key)
+    for key in case["single_history"]:
+        np.testing.assert_allclose(
+            case["mirrored_history"][key], case["single_history"][key], atol=1e-4, err_msg=key
+        )
+    if name == "model_gumbel":
+        temperature = next(v for k, v in case["single"].items() if k.endswith("temperature"))
+        assert temperature == pytest.approx(max(0.5, np.exp(-0.3 * 3)))  # annealed before the 4th step
