@@ -237,7 +237,7 @@ class FiniteScalarQuantizer(keras.layers.Layer):
         """int32 digits `indices.shape + (len(levels),)`, digit i in `[0, levels[i])`."""
         indices = check_indices(self, indices, self.num_codes)
         basis = tf.constant(self._basis.astype(np.int32))
-        return tf.math.floormod(tf.math.floordiv(indices[..., None], basis), tf.constant(self.levels, tf.int32))
+        return tf.math.floormod(tf.math.floordiv(tf.expand_dims(indices, -1), basis), tf.constant(self.levels, tf.int32))
 
     def digits_to_indices(self, digits):
         """int32 codes for int digits `(..., len(levels))`, the inverse of `indices_to_digits`."""

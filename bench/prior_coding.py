@@ -1,0 +1,174 @@
+"""Stream sizes of MNIST code maps: fixed-width packing vs static vs prior coding.
+
+Trains a small VQ-VAE on MNIST (`../shared/data/mnist`, 8,000 / 2,000 split
+of the t10k digits, 28x28 -> 7x7 code maps), saves it as a training run
+(`model.keras` + `config.json`), then trains three priors on its codes with
+`vqvae_tf.prior_training.train_prior` (the library path of
+`train.py --stage=prior`): an unconditional gated PixelCNN, an unconditional
+Transformer and a class-conditional PixelCNN. On held-out test maps (the same
+codes, hence identical reconstructions) it compares
+
+- `packed`: `.vqz` method 0, `ceil(log2 K)` bits per code;
+- `static`: `.vqz` method 1, ANS with the code frequencies of the training
+  maps;
+- `prior`:  ANS with each prior's conditional distributions
+  (`prior_coding.encode_prior_payload`), one map per stream; the stream size
+  is the real method-0 header + the 10 bytes of method-2 parameters + the
+  payload + CRC;
+
+checks that every prior-coded map decodes exactly, reports each prior's test
+NLL against the per-position unigram baseline, and writes a grid of
+class-conditional samples.
+
+    TF_CPP_MIN_LOG_LEVEL=2 python bench/prior_coding.py [--steps 1000] [--prior-steps 1000]
+
+Writes bench/results/prior_coding.json and
+bench/results/mnist_conditional_samples.png.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vqvae_tf import bitstream  # noqa: E402
+from vqvae_tf.callbacks import save_model  # noqa: E402
+from vqvae_tf.config import TrainConfig  # noqa: E402
+from vqvae_tf.data import make_datasets  # noqa: E402
+from vqvae_tf.prior_coding import (decode_codes, decode_prior_payload,  # noqa: E402
+                                   encode_codes, encode_prior_payload)
+from vqvae_tf.prior_training import (PriorConfig, load_codes, load_prior,  # noqa: E402
+                                     sample_images, save_image_grid, train_prior)
+from vqvae_tf.training import build_model  # noqa: E402
+
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+RESULTS = REPO / "bench" / "results"
+
+
+def train_vqvae(workdir, args):
+    config = TrainConfig(dataset=f"mnist:{MNIST}", image_size=28, batch_size=64, num_codes=args.num_codes,
+                         code_dim=16, hidden_units=64, residual_units=32, num_residual_blocks=2, export=False,
+                         mixed_precision="none", lr_schedule="constant", learning_rate=1e-3,
+                         steps_per_epoch=args.steps, epochs=1)
+    bundle = make_datasets(config.dataset, image_size=28, batch_size=64)
+    keras.utils.set_random_seed(0)
+    model = build_model(config, bundle.channels, bundle.data_variance)
+    model.fit(bundle.train, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    save_model(model, workdir / "model.keras")
+    config.save(workdir / "config.json")
+
+
+def stream_sizes(prior, codes, labels, num_codes, probabilities, check_every):
+    """Per-map stream and payload bytes of the three methods; checks prior decoding."""
+    sizes = {m: {"stream": [], "payload": []} for m in ("packed", "static", "prior")}
+    model_id = bytes(16)
+    for index, code_map in enumerate(codes):
+        label = None if labels is None else int(labels[index])
+        packed = bitstream.encode_stream(code_map, num_codes=num_codes, model_id=model_id,
+                                         image_shape=(28, 28, 1), method="packed")
+        static = bitstream.encode_stream(code_map, num_codes=num_codes, model_id=model_id,
+                                         image_shape=(28, 28, 1), method="static",
+                                         code_probabilities=probabilities)
+        header_and_crc = len(packed) - -(-code_map.size * math.ceil(math.log2(num_codes)) // 8)
+        params, payload = encode_prior_payload(prior, code_map, label)
+        if index % check_every == 0:
+            decoded = decode_prior_payload(prior, params, payload, code_map.shape)
+            assert np.array_equal(decoded, code_map), f"map {index} did not decode exactly"
+        for method, stream, body in (("packed", len(packed), len(packed) - header_and_crc),
+                                     ("static", len(static), len(static) - header_and_crc - 8),
+                                     ("prior", header_and_crc + len(params) + len(payload), len(payload))):
+            sizes[method]["stream"].append(stream)
+            sizes[method]["payload"].append(body)
+    # All maps in one payload: the ANS state is paid once, so this is the
+    # asymptotic cost of the model; decoded in one batched pass per position.
+    batched = encode_codes(prior, codes, labels)
+    assert np.array_equal(decode_codes(prior, batched, codes.shape, labels), codes), "batched decode failed"
+    summary = {m: {k: float(np.mean(v)) for k, v in s.items()} for m, s in sizes.items()}
+    summary["prior_batched_bytes_per_map"] = len(batched) / len(codes)
+    return summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temp dir)")
+    parser.add_argument("--steps", type=int, default=1000, help="VQ-VAE training steps")
+    parser.add_argument("--prior-steps", type=int, default=1000)
+    parser.add_argument("--num-codes", type=int, default=128)
+    parser.add_argument("--num-test", type=int, default=200, help="held-out maps to code")
+    parser.add_argument("--check-every", type=int, default=5, help="decode every n-th per-map stream")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        if not (workdir / "model.keras").exists():
+            train_vqvae(workdir, args)
+        priors = {
+            "pixelcnn": PriorConfig(kind="pixelcnn", channels=64, num_layers=4, steps=args.prior_steps,
+                                    learning_rate=1e-3),
+            "transformer": PriorConfig(kind="transformer", embed_dim=64, num_heads=4, num_layers=3,
+                                       steps=args.prior_steps, learning_rate=1e-3),
+            "pixelcnn_conditional": PriorConfig(kind="pixelcnn", conditional=True, channels=64, num_layers=4,
+                                                steps=args.prior_steps, learning_rate=1e-3, num_samples=10),
+        }
+        results = {"command": " ".join([Path(sys.executable).name] + sys.argv), "settings": vars(args) | {
+            "workdir": str(args.workdir)}, "priors": {}}
+        for name, config in priors.items():
+            metrics = train_prior(config, workdir, workdir / name)
+            prior = load_prior(workdir / name / "prior.keras")
+            train_codes, _ = load_codes(workdir / name / "codes_train.npz")
+            test_codes, test_labels = load_codes(workdir / name / "codes_validation.npz")
+            counts = np.bincount(train_codes.ravel(), minlength=args.num_codes)
+            probabilities = bitstream.code_probabilities_from_counts(counts)
+            labels = test_labels[:args.num_test] if config.conditional else None
+            sizes = stream_sizes(prior, test_codes[:args.num_test], labels, args.num_codes, probabilities,
+                                 args.check_every)
+            results["priors"][name] = {
+                "test_nll_bits_per_code": metrics["bits_per_code"],
+                "unigram_bits_per_code": metrics["unigram_bits_per_code"],
+                "nll_reduction_vs_unigram": metrics["nll_reduction_vs_unigram"],
+                "vqvae_bound_bits_per_dim": metrics["bits_per_dim"],
+                "sizes_bytes_per_map": sizes,
+                "prior_vs_packed_payload": 1 - sizes["prior"]["payload"] / sizes["packed"]["payload"],
+                "prior_vs_packed_stream": 1 - sizes["prior"]["stream"] / sizes["packed"]["stream"],
+                "prior_vs_static_payload": 1 - sizes["prior"]["payload"] / sizes["static"]["payload"],
+            }
+            if config.conditional:
+                vqvae = keras.models.load_model(workdir / "model.keras")
+                images, rows = sample_images(vqvae, prior, 10, temperature=1.0, seed=0)
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                save_image_grid(RESULTS / "mnist_conditional_samples.png", images, rows)
+        results["seconds"] = time.perf_counter() - start
+
+    bits = math.ceil(math.log2(args.num_codes))
+    print(f"MNIST 7x7 code maps, K={args.num_codes} ({bits} bits/code packed), {args.num_test} held-out maps; "
+          "bytes per map (payload / whole .vqz stream)")
+    print(f"{'prior':22s} {'NLL b/code':>10s} {'unigram':>8s} {'-%':>6s} {'packed':>13s} {'static':>13s} "
+          f"{'prior':>13s} {'prior vs packed':>16s}")
+    for name, r in results["priors"].items():
+        s = r["sizes_bytes_per_map"]
+        cells = " ".join(f"{s[m]['payload']:5.1f} / {s[m]['stream']:5.1f}" for m in ("packed", "static", "prior"))
+        print(f"{name:22s} {r['test_nll_bits_per_code']:10.3f} {r['unigram_bits_per_code']:8.3f} "
+              f"{100 * r['nll_reduction_vs_unigram']:5.1f}% {cells} "
+              f"{100 * r['prior_vs_packed_payload']:6.1f}% / {100 * r['prior_vs_packed_stream']:4.1f}%")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "prior_coding.json"
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(temp, path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

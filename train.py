@@ -1,0 +1,123 @@
+"""Trains a VQ-VAE, then exports it.
+
+    python train.py                                   # default: photos, ~10 min on 2 CPU cores
+    python train.py --workdir=runs/mnist --dataset=mnist:../shared/data/mnist --epochs=20
+
+Outputs go to --workdir (see vqvae_tf/training.py). Run the same command again
+after an interruption to resume; --overwrite starts afresh. On resume only
+--epochs, --validation_steps, --strategy, --jit_compile, the export flags,
+--num_samples and --keras_verbose may change (raising --epochs of a cosine run
+stretches the schedule over the new total); anything else is refused. Bad
+input exits with code 2 and a one-line message; a NaN loss exits with code 3.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from vqvae_tf import config as cfg
+
+_DEFAULTS = cfg.TrainConfig()
+
+flags.DEFINE_string("workdir", "runs/default", "Directory of the run's outputs (resumed if it holds one).")
+flags.DEFINE_bool("overwrite", False, "Delete the outputs of a previous run in --workdir first.")
+flags.DEFINE_string("dataset", _DEFAULTS.dataset, "photos | digits | mnist:DIR | folder:DIR | npz:FILE | "
+                    "npy:FILE | tfrecord:GLOB | tfds:NAME[:SPLIT].")
+flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Side of the square training images.", lower_bound=4)
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs (may be raised to continue a finished run).",
+                     lower_bound=1)
+flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch, "Training steps per epoch.", lower_bound=1)
+flags.DEFINE_integer("validation_steps", _DEFAULTS.validation_steps,
+                     "Validation batches per epoch; 0 = the whole validation set.", lower_bound=0)
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size (all replicas).", lower_bound=1)
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Peak Adam learning rate.", lower_bound=1e-9,
+                   upper_bound=1.0)
+flags.DEFINE_enum("lr_schedule", _DEFAULTS.lr_schedule, cfg.LR_SCHEDULES, "Learning-rate schedule.")
+flags.DEFINE_integer("warmup_steps", _DEFAULTS.warmup_steps, "Linear warmup steps (cosine).", lower_bound=0)
+flags.DEFINE_enum("quantizer", _DEFAULTS.quantizer, cfg.QUANTIZERS,
+                  "ema: EMA codebook; vq: trained codebook; residual: EMA stages; fsq: finite scalar "
+                  "quantization; gumbel: Gumbel-softmax.")
+flags.DEFINE_integer("num_stages", _DEFAULTS.num_stages, "Residual stages (quantizer=residual).", lower_bound=1)
+flags.DEFINE_float("quantizer_dropout", _DEFAULTS.quantizer_dropout,
+                   "Probability of training on a random prefix of the stages (quantizer=residual).",
+                   lower_bound=0.0, upper_bound=0.999)
+flags.DEFINE_float("commitment_cost", _DEFAULTS.commitment_cost, "Commitment loss weight beta.", lower_bound=0.0)
+flags.DEFINE_float("decay", _DEFAULTS.decay, "EMA decay (quantizer=ema).", lower_bound=0.0, upper_bound=0.9999)
+flags.DEFINE_bool("kmeans_init", _DEFAULTS.kmeans_init, "Initialise the codebook by k-means.")
+flags.DEFINE_float("dead_code_threshold", _DEFAULTS.dead_code_threshold,
+                   "Restart codes used less than this often per step (0 = never).", lower_bound=0.0)
+flags.DEFINE_bool("l2_normalize", _DEFAULTS.l2_normalize, "Cosine-similarity codes.")
+flags.DEFINE_integer("num_codes", _DEFAULTS.num_codes, "Codebook size K.", lower_bound=2, upper_bound=1 << 20)
+flags.DEFINE_integer("code_dim", _DEFAULTS.code_dim, "Code vector size D.", lower_bound=1)
+flags.DEFINE_enum("downsample", str(_DEFAULTS.downsample), [str(d) for d in cfg.DOWNSAMPLE],
+                  "Spatial reduction from image to code map.")
+flags.DEFINE_integer("hidden_units", _DEFAULTS.hidden_units, "Channels of the convolutions.", lower_bound=1)
+flags.DEFINE_integer("residual_units", _DEFAULTS.residual_units, "Channels inside residual blocks.",
+                     lower_bound=1)
+flags.DEFINE_integer("num_residual_blocks", _DEFAULTS.num_residual_blocks, "Residual blocks.", lower_bound=0)
+flags.DEFINE_enum("strategy", _DEFAULTS.strategy, cfg.STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision, cfg.MIXED_PRECISION,
+                  "auto: bfloat16 on TPU and on CPUs with bfloat16 instructions, float16 on GPU.")
+flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the train step (slower on CPU).")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights, data order and quantizer.", lower_bound=0)
+flags.DEFINE_bool("export", _DEFAULTS.export, "Export the final model to WORKDIR/export.")
+flags.DEFINE_multi_enum("export_formats", list(_DEFAULTS.export_formats), cfg.EXPORT_FORMATS,
+                        "Export formats (repeat the flag).")
+flags.DEFINE_multi_enum("export_quantizations", list(_DEFAULTS.export_quantizations), cfg.EXPORT_QUANTIZATIONS,
+                        "TFLite variants (repeat the flag); int8 is calibrated on training images.")
+flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples, "Images in the sample grids.", lower_bound=1,
+                     upper_bound=64)
+
+flags.DEFINE_integer("keras_verbose", _DEFAULTS.verbose, "Keras fit output: 1 progress bar, 2 a line per epoch, "
+                     "0 none.", lower_bound=0, upper_bound=2)
+
+flags.register_multi_flags_validator(
+    ["image_size", "downsample"], lambda f: f["image_size"] % int(f["downsample"]) == 0,
+    message="--image_size must be a multiple of --downsample.")
+flags.register_multi_flags_validator(
+    ["learning_rate", "lr_schedule", "warmup_steps", "epochs", "steps_per_epoch"],
+    lambda f: f["lr_schedule"] != "cosine" or f["warmup_steps"] < f["epochs"] * f["steps_per_epoch"],
+    message="--warmup_steps must be smaller than --epochs x --steps_per_epoch.")
+
+FLAGS = flags.FLAGS
+
+EXIT_BAD_INPUT = 2
+EXIT_NAN = 3
+
+
+def config_from_flags():
+    # Config fields are flags of the same name, except `verbose` (absl owns --verbosity/-v).
+    renamed = {"verbose": "keras_verbose"}
+    fields = {name: FLAGS[renamed.get(name, name)].value for name in cfg.TrainConfig.__dataclass_fields__}
+    fields["downsample"] = int(fields["downsample"])
+    return cfg.TrainConfig(**fields)
+
+
+def run(make_config, workdir, overwrite=False):
+    """Trains and returns the exit code; library errors become one log line."""
+    from vqvae_tf import training
+    from vqvae_tf.callbacks import NonFiniteLossError
+
+    try:
+        result = training.train_and_evaluate(make_config(), workdir, overwrite=overwrite)
+    except NonFiniteLossError as error:
+        logging.error("train.py: %s", error)
+        return EXIT_NAN
+    except (ValueError, OSError) as error:  # DatasetError, StrategyError, ExportError, ConfigError
+        logging.error("train.py: %s", " ".join(str(error).split()))
+        return EXIT_BAD_INPUT
+    final = result["final"]
+    logging.info("%s after %d epochs (%d in this run): val_loss %.4f, val_psnr %.2f dB; outputs in %s",
+                 result["status"], result["initial_epoch"] + result["epochs_run"], result["epochs_run"],
+                 final.get("val_loss", float("nan")), final.get("val_psnr", float("nan")), result["workdir"])
+    return 0
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    sys.exit(run(config_from_flags, FLAGS.workdir, FLAGS.overwrite))
+
+
+if __name__ == "__main__":
+    app.run(main)
