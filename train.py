@@ -1,7 +1,12 @@
-"""Trains a VQ-VAE, then exports it.
+"""Trains a VQ-VAE, then exports it; or trains a prior over its codes.
 
     python train.py                                   # default: photos, ~10 min on 2 CPU cores
     python train.py --workdir=runs/mnist --dataset=mnist:../shared/data/mnist --epochs=20
+    python train.py --stage=prior --workdir=runs/mnist --prior=pixelcnn --prior_conditional
+
+The prior stage reads the VQ-VAE of --workdir (model.keras, config.json) and
+writes WORKDIR/prior/ (prior.keras, prior_metrics.json, samples.png); sample
+more with `python -m vqvae_tf.sample`.
 
 Outputs go to --workdir (see vqvae_tf/training.py). Run the same command again
 after an interruption to resume; --overwrite starts afresh. On resume only
@@ -19,7 +24,13 @@ from vqvae_tf import config as cfg
 
 _DEFAULTS = cfg.TrainConfig()
 
+flags.DEFINE_enum("stage", "vqvae", ["vqvae", "prior"],
+                  "vqvae: train (and export) the VQ-VAE; prior: train a prior on the codes of --workdir's VQ-VAE.")
 flags.DEFINE_string("workdir", "runs/default", "Directory of the run's outputs (resumed if it holds one).")
+flags.DEFINE_enum("prior", "pixelcnn", ["pixelcnn", "transformer"], "Prior model (--stage=prior).")
+flags.DEFINE_bool("prior_conditional", False, "Class-conditional prior (labelled data, --stage=prior).")
+flags.DEFINE_integer("prior_steps", 2000, "Prior training steps (--stage=prior).", lower_bound=1)
+flags.DEFINE_integer("prior_layers", 4, "Gated layers / Transformer blocks (--stage=prior).", lower_bound=1)
 flags.DEFINE_bool("overwrite", False, "Delete the outputs of a previous run in --workdir first.")
 flags.DEFINE_string("dataset", _DEFAULTS.dataset, "photos | digits | mnist:DIR | folder:DIR | npz:FILE | "
                     "npy:FILE | tfrecord:GLOB | tfds:NAME[:SPLIT].")
@@ -113,9 +124,31 @@ def run(make_config, workdir, overwrite=False):
     return 0
 
 
+def run_prior(workdir):
+    """Trains a prior on the codes of the VQ-VAE in `workdir`; returns the exit code."""
+    from pathlib import Path
+
+    from vqvae_tf.prior_training import PriorConfig, train_prior
+
+    try:
+        config = PriorConfig(kind=FLAGS.prior, conditional=FLAGS.prior_conditional, steps=FLAGS.prior_steps,
+                             num_layers=FLAGS.prior_layers, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+                             strategy=FLAGS.strategy, verbose=FLAGS.keras_verbose)
+        metrics = train_prior(config, workdir, Path(workdir) / "prior")
+    except (ValueError, OSError) as error:
+        logging.error("train.py: %s", " ".join(str(error).split()))
+        return EXIT_BAD_INPUT
+    logging.info("prior: test NLL %.3f bits/code (unigram %.3f), VQ-VAE + prior bound %.3f bits/dim; outputs in %s",
+                 metrics["bits_per_code"], metrics["unigram_bits_per_code"], metrics["bits_per_dim"],
+                 Path(workdir) / "prior")
+    return 0
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.stage == "prior":
+        sys.exit(run_prior(FLAGS.workdir))
     sys.exit(run(config_from_flags, FLAGS.workdir, FLAGS.overwrite))
 
 

@@ -80,6 +80,14 @@ def test_end_to_end_outputs_reload_and_export(tmp_path):
     assert "Epoch 1/2" not in again.stdout
     assert any((workdir / "export").rglob("saved_model.pb"))
     assert not partial_files(workdir) and not list(workdir.glob(".export.*"))
+    # Second stage: a prior over this VQ-VAE's codes.
+    prior = subprocess.run([sys.executable, str(ROOT / "train.py"), f"--workdir={workdir}", "--stage=prior",
+                            "--prior_steps=4", "--prior_layers=1", "--batch_size=8"],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert prior.returncode == 0, prior.stderr[-3000:]
+    for name in ("prior.keras", "prior_metrics.json", "samples.png"):
+        assert (workdir / "prior" / name).is_file(), name
+    assert "bits/code" in prior.stderr
 
 
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
@@ -105,6 +113,13 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     assert run(straight, *flags).returncode == 0
     a, b = float(rows[-1]["val_loss"]), float(history(straight)[-1]["val_loss"])
     assert abs(a - b) <= RESUME_TOLERANCE * b, (a, b)
+
+
+def test_prior_stage_without_a_trained_vqvae_is_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), f"--workdir={tmp_path / 'none'}",
+                             "--stage=prior"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "model.keras" in result.stderr
 
 
 @pytest.mark.parametrize("flags, code, words", [
