@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vqvae_tf import codec, codec_eval  # noqa: E402
-from vqvae_tf.config import atomic_output  # noqa: E402
+from vqvae_tf.atomic import atomic_output  # noqa: E402
 from vqvae_tf.image_io import PHOTOS_VALIDATION, load_photo  # noqa: E402
 
 QUALITIES = list(range(1, 21)) + list(range(25, 96, 5))

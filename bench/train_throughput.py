@@ -206,7 +206,7 @@ def main():
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "train_throughput.json")
     args = parser.parse_args()
 
-    from vqvae_tf.config import atomic_output
+    from vqvae_tf.atomic import atomic_output
     from vqvae_tf.training import resolve_mixed_precision
 
     images, bundle = photo_batches(args.batch, 1)

@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vqvae_tf.config import PARTIAL_MARKER, TrainConfig  # noqa: E402
+from vqvae_tf.atomic import PARTIAL_MARKER  # noqa: E402
+from vqvae_tf.config import TrainConfig  # noqa: E402
 
 TINY_FLAGS = ["--image_size=16", "--hidden_units=16", "--residual_units=8", "--num_codes=32", "--code_dim=8",
               "--batch_size=8", "--validation_steps=2", "--warmup_steps=1", "--num_samples=4"]

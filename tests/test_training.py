@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402  (the entry point at the repo root)
 from vqvae_tf import callbacks as cb  # noqa: E402
-from vqvae_tf.config import PARTIAL_MARKER, ConfigError, TrainConfig, atomic_output  # noqa: E402
+from vqvae_tf.atomic import PARTIAL_MARKER, atomic_output  # noqa: E402
+from vqvae_tf.config import ConfigError, TrainConfig  # noqa: E402
 from vqvae_tf.image_grid import comparison_grid, save_comparison_grid  # noqa: E402
 from vqvae_tf.training import train_and_evaluate  # noqa: E402
 

@@ -68,13 +68,13 @@ import enum
 import hashlib
 import logging
 import math
-import os
-import secrets
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from vqvae_tf import atomic
 
 __all__ = [
     "BitstreamError",
@@ -622,7 +622,7 @@ def write_file(path, codes: np.ndarray, **encode_kwargs) -> int:
         The number of bytes written.
     """
     data = encode_stream(codes, **encode_kwargs)
-    _atomic_write_bytes(Path(path), data)
+    atomic.write_bytes(Path(path), data)
     return len(data)
 
 
@@ -644,18 +644,3 @@ def read_file(path, **decode_kwargs) -> DecodedStream:
     return decode_stream(data, **decode_kwargs)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # os.open with an explicit mode (not mkstemp's 0600) gives the file the
-    # permissions a plain open() would, after os.replace.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    logger.debug("wrote %d bytes to %s", len(data), path)

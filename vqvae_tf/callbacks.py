@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vqvae_tf.config import atomic_output
+from vqvae_tf.atomic import atomic_output
 from vqvae_tf.image_grid import comparison_grid, save_comparison_grid
 
 logger = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ import numpy as np
 from vqvae_tf import bitstream, tiling
 from vqvae_tf.codec_model import (DEFAULT_MODEL, MANIFEST, PRETRAINED_DIR, CodecError, CodecModel, load_model,
                                   package_model, shipped_models, stream_model_id)
-from vqvae_tf.config import atomic_output
+from vqvae_tf.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 

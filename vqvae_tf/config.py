@@ -14,12 +14,11 @@ would make the backup describe a different experiment, so it is refused.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import secrets
 from pathlib import Path
+
+from vqvae_tf.atomic import atomic_output
 
 # Same names as `vqvae_tf.quantizers.QUANTIZERS` (checked by the tests); this
 # module stays free of TensorFlow so the CLI can validate flags before the
@@ -41,9 +40,6 @@ RESUMABLE_FIELDS = frozenset(
      "export_quantizations", "num_samples", "verbose"}
 )
 
-# Temp files of `atomic_output` carry this marker, so a run can remove the
-# ones a killed run left behind (`remove_partial_files`).
-PARTIAL_MARKER = ".partial-"
 
 
 class ConfigError(ValueError):
@@ -243,34 +239,3 @@ class TrainConfig:
         """Names of fields that differ from `other` and may not change on resume."""
         mine, theirs = self.to_dict(), other.to_dict()
         return sorted(k for k in mine if k not in RESUMABLE_FIELDS and mine[k] != theirs.get(k))
-
-
-@contextlib.contextmanager
-def atomic_output(path):
-    """Yields a temp path next to `path`; moves it onto `path` on success.
-
-    The temp name keeps the suffix of `path` (Keras picks the format from
-    it) and carries `PARTIAL_MARKER`; on an exception the temp file is
-    removed, and a killed process's leftovers are removed by
-    `remove_partial_files`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
-    temp = path.with_name(f".{path.stem}{PARTIAL_MARKER}{secrets.token_hex(4)}{suffix}")
-    try:
-        yield temp
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
-
-
-def remove_partial_files(directory):
-    """Deletes the temp files of `atomic_output` under `directory`; returns them."""
-    removed = []
-    for temp in Path(directory).rglob(f".*{PARTIAL_MARKER}*"):
-        if temp.is_file():
-            temp.unlink()
-            removed.append(temp)
-    return removed

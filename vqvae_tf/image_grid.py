@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from vqvae_tf.config import atomic_output
+from vqvae_tf.atomic import atomic_output
 
 
 def comparison_grid(inputs, reconstructions, padding=2, scale=None):

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.config import STRATEGIES, ConfigError, atomic_output
+from vqvae_tf.atomic import atomic_output
+from vqvae_tf.config import STRATEGIES, ConfigError
 
 logger = logging.getLogger(__name__)
 

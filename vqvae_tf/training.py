@@ -33,7 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from vqvae_tf import callbacks as cb
-from vqvae_tf.config import ConfigError, TrainConfig, atomic_output, remove_partial_files
+from vqvae_tf.atomic import atomic_output, remove_partial_files
+from vqvae_tf.config import ConfigError, TrainConfig
 
 logger = logging.getLogger(__name__)
 
