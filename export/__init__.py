@@ -113,7 +113,7 @@ def load_vqvae(model_or_path):
             raise ExportError(f"model file {path} does not exist")
     import keras
 
-    from vqvae_tf.vqvae import VQVAE  # registers the serializable classes
+    from vqvae_tf.vqvae import VQVAE, float32_copy  # registers the serializable classes
 
     if isinstance(model_or_path, (str, os.PathLike)):
         try:
@@ -130,7 +130,9 @@ def load_vqvae(model_or_path):
         # A model trained through its own train_step builds its parts but is
         # never marked built itself; its weights are all there.
         model.built = True
-    return model
+    # TFLite builtins cannot convert bfloat16/float16 compute: export the
+    # float32 twin (same float32 variables) of a mixed-precision model.
+    return float32_copy(model)
 
 
 def _check_names(kind, values, known):

@@ -155,7 +155,7 @@ def test_saved_model_reloads_and_reconstructs(finished_run):
 
 
 def test_float32_copy_of_a_mixed_precision_model(finished_run):
-    from vqvae_tf.training import float32_copy
+    from vqvae_tf.vqvae import float32_copy
 
     workdir, _ = finished_run
     saved = keras.models.load_model(workdir / "model.keras")

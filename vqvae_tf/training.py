@@ -338,24 +338,9 @@ def _export(model, out_dir, config, calibration=None):
             calibration = make_datasets(config.dataset, image_size=config.image_size,
                                         batch_size=config.batch_size, seed=config.seed).train
         representative = calibration.take(max(1, 256 // config.batch_size))
-    return export.export_model(float32_copy(model), out_dir, formats=config.export_formats,
+    return export.export_model(model, out_dir, formats=config.export_formats,
                                quantizations=config.export_quantizations,
                                representative_data=representative, overwrite=True)
-
-
-def float32_copy(model):
-    """`model` with a float32 policy and the same weights (for export).
-
-    A model trained under a mixed policy computes in bfloat16/float16, which
-    TFLite builtins cannot convert; its variables are float32 already, so a
-    float32 twin with copied weights is the same model at full precision.
-    """
-    if model.dtype_policy.name == "float32":
-        return model
-    twin = type(model).from_config({**model.get_config(), "dtype": "float32"})
-    twin.build(tuple(model.get_build_config()["input_shape"]))
-    twin.set_weights(model.get_weights())
-    return twin
 
 
 def _export_is_current(workdir):
