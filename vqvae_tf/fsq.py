@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from vqvae_tf.quantizers import (
+    QuantizerLayer,
     _check_int,
     add_dense_weights,
     as_tensor,
@@ -67,7 +68,7 @@ def levels_for_codes(num_codes):
 
 
 @keras.saving.register_keras_serializable(package="vqvae_tf")
-class FiniteScalarQuantizer(keras.layers.Layer):
+class FiniteScalarQuantizer(QuantizerLayer):
     """Finite scalar quantizer (Mentzer et al. 2023).
 
     For `d = len(levels)` channels with `L_i` levels each:
@@ -169,16 +170,6 @@ class FiniteScalarQuantizer(keras.layers.Layer):
         self._shift = np.arctanh(offset / half_level).astype(np.float32)
         self._half_width = (np.asarray(levels) // 2).astype(np.float32)
         self._basis = np.cumprod([1] + list(levels[:-1])).astype(np.int64)
-        self._convert_input_args = False
-        self.autocast = False
-
-    def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(as_tensor(inputs), *args, **kwargs)
-
-    @property
-    def code_shape(self):
-        """Trailing axes of a code map per position: `()`, one int per position."""
-        return ()
 
     def build(self, input_shape):
         check_input_shape(self, input_shape, self.code_dim)
@@ -258,19 +249,6 @@ class FiniteScalarQuantizer(keras.layers.Layer):
         flat = self._grid_to_outputs(tf.reshape(grid, [-1, len(self.levels)]))
         return tf.reshape(flat, tf.concat([tf.shape(digits)[:-1], [self.code_dim]], axis=0))
 
-    def compute_output_spec(self, inputs, training=None):
-        shape = tuple(inputs.shape)
-        scalar = keras.KerasTensor((), dtype="float32")
-        return {
-            "quantized": keras.KerasTensor(shape, dtype=inputs.dtype),
-            "loss": scalar,
-            "codebook_loss": scalar,
-            "commitment_loss": scalar,
-            "indices": keras.KerasTensor(shape[:-1], dtype="int32"),
-            "perplexity": scalar,
-            "usage": scalar,
-            "counts": keras.KerasTensor((self.num_codes,), dtype="float32"),
-        }
 
     def get_config(self):
         config = super().get_config()

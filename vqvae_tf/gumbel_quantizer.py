@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from vqvae_tf import distributed_ops
 from vqvae_tf.quantizers import (
+    QuantizerLayer,
     _check_float,
     _check_int,
     add_dense_weights,
@@ -32,7 +33,7 @@ _SAMPLE_SALT = 0x6B
 
 
 @keras.saving.register_keras_serializable(package="vqvae_tf")
-class GumbelQuantizer(keras.layers.Layer):
+class GumbelQuantizer(QuantizerLayer):
     """Gumbel-softmax quantizer over a learned codebook (DALL-E dVAE style).
 
     A 1x1 projection turns each encoder output `z` (size `code_dim`) into
@@ -101,6 +102,8 @@ class GumbelQuantizer(keras.layers.Layer):
         arXiv:1611.01144.
     """
 
+    extra_output_keys = ("kl",)
+
     def __init__(
         self,
         num_codes,
@@ -131,16 +134,6 @@ class GumbelQuantizer(keras.layers.Layer):
         self.hard = bool(hard)
         self.l2_normalize = False
         self.seed = seed
-        self._convert_input_args = False
-        self.autocast = False
-
-    def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(as_tensor(inputs), *args, **kwargs)
-
-    @property
-    def code_shape(self):
-        """Trailing axes of a code map per position: `()`, one int per position."""
-        return ()
 
     def build(self, input_shape):
         check_input_shape(self, input_shape, self.code_dim)
@@ -233,20 +226,6 @@ class GumbelQuantizer(keras.layers.Layer):
             self.build((None, self.code_dim))
         return tf.gather(tf.convert_to_tensor(self.codebook), indices)
 
-    def compute_output_spec(self, inputs, training=None):
-        shape = tuple(inputs.shape)
-        scalar = keras.KerasTensor((), dtype="float32")
-        return {
-            "quantized": keras.KerasTensor(shape, dtype=inputs.dtype),
-            "loss": scalar,
-            "codebook_loss": scalar,
-            "commitment_loss": scalar,
-            "indices": keras.KerasTensor(shape[:-1], dtype="int32"),
-            "perplexity": scalar,
-            "usage": scalar,
-            "counts": keras.KerasTensor((self.num_codes,), dtype="float32"),
-            "kl": scalar,
-        }
 
     def get_config(self):
         config = super().get_config()

@@ -56,7 +56,46 @@ def _l2_normalize(x):
     return tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
 
 
-class BaseVectorQuantizer(keras.layers.Layer):
+class QuantizerLayer(keras.layers.Layer):
+    """The contract every quantizer layer shares; subclass it.
+
+    Distances in float16 overflow and choose wrong codes (DESIGN.md fact 8):
+    a quantizer takes inputs in their own dtype, computes in float32 and
+    casts its output back, so it neither converts its inputs to the policy's
+    compute dtype nor autocasts its weights. Its call returns the documented
+    dict (`OUTPUT_KEYS`, plus `extra_output_keys` scalars), whose `indices`
+    have `code_shape` trailing axes per position.
+    """
+
+    #: Scalar outputs beyond `OUTPUT_KEYS` (e.g. the Gumbel KL).
+    extra_output_keys = ()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._convert_input_args = False
+        self.autocast = False
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Keras's own input conversion is off (see above); arrays still work.
+        return super().__call__(as_tensor(inputs), *args, **kwargs)
+
+    @property
+    def code_shape(self):
+        """Trailing axes of a code map per position: `()`, one int per position."""
+        return ()
+
+    def compute_output_spec(self, inputs, training=None):
+        shape = tuple(inputs.shape)
+        scalar = keras.KerasTensor((), dtype="float32")
+        spec = {key: scalar for key in ("loss", "codebook_loss", "commitment_loss", "perplexity", "usage")}
+        spec.update({key: scalar for key in self.extra_output_keys})
+        spec["quantized"] = keras.KerasTensor(shape, dtype=inputs.dtype)
+        spec["indices"] = keras.KerasTensor(shape[:-1] + tuple(self.code_shape), dtype="int32")
+        spec["counts"] = keras.KerasTensor((self.num_codes,), dtype="float32")
+        return spec
+
+
+class BaseVectorQuantizer(QuantizerLayer):
     """Shared machinery of the vector quantizers; use a subclass.
 
     Subclasses decide how the codebook is stored and moved
@@ -103,16 +142,6 @@ class BaseVectorQuantizer(keras.layers.Layer):
         self.rotation_trick = bool(rotation_trick)
         self.lookup_dim = None if lookup_dim is None else int(lookup_dim)
         self.seed = seed
-        # Distances in float16 overflow and choose wrong codes (DESIGN.md
-        # fact 8): the layer takes inputs in their own dtype, computes in
-        # float32 and casts the output back, so it must neither convert its
-        # inputs to the policy's compute dtype nor autocast its weights.
-        self._convert_input_args = False
-        self.autocast = False
-
-    def __call__(self, inputs, *args, **kwargs):
-        # Keras's own conversion is off (see __init__); arrays still work.
-        return super().__call__(as_tensor(inputs), *args, **kwargs)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
@@ -148,11 +177,6 @@ class BaseVectorQuantizer(keras.layers.Layer):
     def codebook_dim(self):
         """Size of the codebook vectors: `lookup_dim` if set, else `code_dim`."""
         return self.code_dim if self.lookup_dim is None else self.lookup_dim
-
-    @property
-    def code_shape(self):
-        """Trailing axes of a code map per position: `()`, one int per position."""
-        return ()
 
     def _build_state(self, state_kwargs):
         """Hook for subclasses that keep extra state (EMA statistics)."""
@@ -338,19 +362,6 @@ class BaseVectorQuantizer(keras.layers.Layer):
         )
         return config
 
-    def compute_output_spec(self, inputs, training=None):
-        shape = tuple(inputs.shape)
-        scalar = keras.KerasTensor((), dtype="float32")
-        return {
-            "quantized": keras.KerasTensor(shape, dtype=inputs.dtype),
-            "loss": scalar,
-            "codebook_loss": scalar,
-            "commitment_loss": scalar,
-            "indices": keras.KerasTensor(shape[:-1], dtype="int32"),
-            "perplexity": scalar,
-            "usage": scalar,
-            "counts": keras.KerasTensor((self.num_codes,), dtype="float32"),
-        }
 
 
 _DOC_COMMON = """

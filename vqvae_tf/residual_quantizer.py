@@ -13,6 +13,7 @@ import tensorflow as tf
 from vqvae_tf import distributed_ops
 from vqvae_tf.code_search import nearest_codes
 from vqvae_tf.quantizers import (
+    QuantizerLayer,
     VectorQuantizer,
     VectorQuantizerEMA,
     _check_float,
@@ -32,7 +33,7 @@ _DROPOUT_SALT = 0x5D
 
 
 @keras.saving.register_keras_serializable(package="vqvae_tf")
-class ResidualVectorQuantizer(keras.layers.Layer):
+class ResidualVectorQuantizer(QuantizerLayer):
     """Residual vector quantizer: `num_stages` VQ stages on successive residuals.
 
     With stage quantizers `Q_1 .. Q_S`:
@@ -173,11 +174,6 @@ class ResidualVectorQuantizer(keras.layers.Layer):
             cls(seed=None if seed is None else seed + i, name=f"stage_{i}", **options) for i in range(count)
         ]
         # Same float32-under-any-policy rule as the stages (DESIGN.md fact 8).
-        self._convert_input_args = False
-        self.autocast = False
-
-    def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(as_tensor(inputs), *args, **kwargs)
 
     @property
     def code_shape(self):
@@ -321,11 +317,6 @@ class ResidualVectorQuantizer(keras.layers.Layer):
         for stage in self.stages:
             stage.initialize_codebook(residual)
             residual = residual - self._search(stage, residual)[1]
-
-    def compute_output_spec(self, inputs, training=None):
-        spec = self.stages[0].compute_output_spec(inputs)
-        spec["indices"] = keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.num_stages,), dtype="int32")
-        return spec
 
     def get_config(self):
         config = super().get_config()
