@@ -15,7 +15,9 @@ Quantizations:
 * `dynamic`: int8 weights, float activations (dynamic-range quantization),
   except the nearest-code search and the convolution reading the images,
   which keep float32 weights (`keep_float_ops`): >= 98% of codes as in
-  float32, at about a third of the float32 size.
+  float32, at about a third of the float32 size. The decoder's transposed
+  convolutions keep float32 weights as well (the hybrid kernel is ~25x
+  slower).
 * `int8`: int8 weights and activations calibrated on a representative
   dataset. By default the nearest-code search (the projection to the code
   space, the distance FULLY_CONNECTED and ARG_MAX) stays float32: int8
@@ -166,7 +168,7 @@ def _drop_shape_only_quantize(model_bytes):
 
 
 def keep_float_ops(model_bytes, float_model_bytes):
-    """Gives the code search and the image layer of a dynamic-range model float32 weights again.
+    """Gives the code search and a few other ops of a dynamic-range model float32 weights again.
 
     Dynamic-range quantization stores every weight as int8 and runs hybrid
     ops that also round their input to int8 at run time. Two places move
@@ -177,7 +179,9 @@ def keep_float_ops(model_bytes, float_model_bytes):
     uint8 photo itself). On the small trained model of the tests, keeping
     them float32 raises code agreement with float32 from 96.8% to 98.3%
     (the codebook alone: 97.4%). Both are small (the codebook, a
-    projection, a convolution with C input channels). The converter has no
+    projection, a convolution with C input channels). Transposed
+    convolutions of the decoder stay float32 too, for speed (see
+    `float_kept_ops`). The converter has no
     public switch for single ops in this mode, so this edits the flatbuffer:
     each quantized constant input of those ops (weights, bias) gets the
     values of the same operand of the same op in the float32 conversion
@@ -205,7 +209,7 @@ def keep_float_ops(model_bytes, float_model_bytes):
         # its output name, then its operand at the same position.
         float_ops = {float_graph.tensors[op.outputs[0]].name: op for op in float_graph.operators}
         producer = {out: op for op in graph.operators for out in op.outputs}
-        for op in _search_ops(model, graph) + _input_ops(model, graph):
+        for op in float_kept_ops(model, graph):
             for position, tensor_index in enumerate(op.inputs[1:], start=1):
                 if tensor_index < 0:
                     continue
@@ -227,7 +231,7 @@ def keep_float_ops(model_bytes, float_model_bytes):
                     tensor.shape
                 ):
                     raise ExportError(
-                        f"cannot keep the code search float32: operand {position} of "
+                        f"cannot restore float32 weights: operand {position} of "
                         f"{graph.tensors[op.outputs[0]].name.decode()!r} ({tensor.name.decode()!r}, shaped "
                         f"{list(tensor.shape)}) has no float32 constant in the float32 conversion"
                     )
@@ -252,7 +256,7 @@ def keep_float_ops(model_bytes, float_model_bytes):
         tensor.buffer = moved[old]
         tensor.type = tflite_schema.TensorType.FLOAT32
         tensor.quantization = None
-    logger.info("Kept %d constant(s) of the nearest-code search in float32.", len(edits))
+    logger.info("Kept %d constant(s) of the code search, image and transposed convolutions float32.", len(edits))
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
@@ -268,10 +272,17 @@ def _float_operand(graph, op, position):
     return graph.tensors[op.inputs[position]]
 
 
-def _input_ops(model, graph):
-    """The convolutions reading a float32 input of `graph` (the images)."""
+def float_kept_ops(model, graph):
+    """Ops of a dynamic-range `graph` that `keep_float_ops` gives float32 weights.
+
+    The code search, the convolutions reading a float32 graph input (the
+    images), and every TRANSPOSE_CONV: LiteRT has no fast hybrid kernel for
+    it (a 512x512 decode took 8.1 s instead of 0.32 s in float32).
+    """
     inputs = {i for i in graph.inputs if graph.tensors[i].type == tflite_schema.TensorType.FLOAT32}
-    return [op for op in graph.operators if _code(model, op) in _CONVOLUTIONS and op.inputs[0] in inputs]
+    reading_images = [op for op in graph.operators if _code(model, op) in _CONVOLUTIONS and op.inputs[0] in inputs]
+    transposed = [op for op in graph.operators if _code(model, op) == _OP.TRANSPOSE_CONV]
+    return list({id(op): op for op in _search_ops(model, graph) + reading_images + transposed}.values())
 
 
 def _quantized(tensor):

@@ -148,7 +148,7 @@ def test_tflite_float32_matches_keras(exported, reference):
 
 
 # float16 and dynamic-range weights: >= 98% of codes unchanged (measured on
-# this model: float16 100%, dynamic 98.3%; 96.8% without keeping the search
+# this model: float16 99.8%, dynamic 98.3%; 96.8% without keeping the search
 # and the image convolution float32).
 @pytest.mark.parametrize("quantization", ["float16", "dynamic"])
 def test_tflite_reduced_precision_codes(exported, reference, quantization, record_property):
@@ -162,17 +162,17 @@ def test_tflite_dynamic_keeps_search_float32(exported):
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from export.tflite import _CONVOLUTIONS, _OP, _code, _input_ops, _quantized, _search_ops
+    from export.tflite import _CONVOLUTIONS, _OP, _code, _quantized, _search_ops, float_kept_ops
 
     for name in ("encoder", "vqvae"):
         content = (exported / f"tflite/{name}_dynamic.tflite").read_bytes()
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
         float_kept = int8_weights = 0
         for graph in model.subgraphs:
-            kept = {id(op) for op in _search_ops(model, graph) + _input_ops(model, graph)}
+            kept = {id(op) for op in float_kept_ops(model, graph)}
+            assert {id(op) for op in _search_ops(model, graph)} <= kept
             for op in graph.operators:
                 code = _code(model, op)
-                assert code != _OP.DEQUANTIZE or id(op) not in kept
                 if code != _OP.FULLY_CONNECTED and code not in _CONVOLUTIONS:
                     continue
                 weights = graph.tensors[op.inputs[1]]
