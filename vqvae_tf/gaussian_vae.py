@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from vqvae_tf import distributed_ops
+from vqvae_tf.image_inputs import ImageInputsMixin
 from vqvae_tf.networks import Decoder, Encoder
 
 tfd = tfp.distributions
@@ -83,7 +84,7 @@ def _discretized_gaussian_log_prob(x, loc, scale, top):
 
 
 @keras.saving.register_keras_serializable(package="vqvae_tf")
-class GaussianVAE(keras.Model):
+class GaussianVAE(ImageInputsMixin, keras.Model):
     """Variational autoencoder with a diagonal Gaussian posterior.
 
     `q(z|x) = Normal(mu(x), softplus(s(x)))` per latent element, prior
@@ -279,33 +280,6 @@ class GaussianVAE(keras.Model):
             tracker.update_state(terms[name])
         self.bits_tracker.update_state(-terms["elbo"] / (self._num_dims(x) * LN2))
         return {m.name: m.result() for m in self.metrics}
-
-    # -------------------------------------------------------- validation
-    def _unpack(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, (dict, list, tuple)):
-            raise ValueError(f"GaussianVAE expects a single image tensor per batch; received {type(x).__name__}.")
-        x = tf.convert_to_tensor(x)
-        self._check_inputs(x)
-        return x
-
-    def _check_shape(self, shape):
-        if len(shape) != 4:
-            raise ValueError(f"GaussianVAE expects images (batch, H, W, C); received shape {tuple(shape)}.")
-        if shape[-1] is not None and shape[-1] != self.input_channels:
-            raise ValueError(f"GaussianVAE expects {self.input_channels} channels; received shape {tuple(shape)}.")
-        for size in shape[1:3]:
-            if size is not None and size % self.downsample:
-                raise ValueError(
-                    f"GaussianVAE spatial sizes must be multiples of downsample={self.downsample}; "
-                    f"received shape {tuple(shape)}."
-                )
-
-    def _check_inputs(self, inputs):
-        dtype = tf.as_dtype(inputs.dtype)
-        if not dtype.is_floating:
-            raise TypeError(f"GaussianVAE expects float images in [0, 1]; received dtype {dtype.name}.")
-        self._check_shape(tuple(inputs.shape))
 
     def get_config(self):
         config = super().get_config()

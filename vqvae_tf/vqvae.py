@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from vqvae_tf import distributed_ops
+from vqvae_tf.image_inputs import ImageInputsMixin
 from vqvae_tf.metrics import DeadCodes
 from vqvae_tf.networks import Decoder, Encoder
 from vqvae_tf.quantizers import QUANTIZERS, get_quantizer
@@ -18,7 +19,7 @@ KMEANS_INIT_BATCHES = 4
 
 
 @keras.saving.register_keras_serializable(package="vqvae_tf")
-class VQVAE(keras.Model):
+class VQVAE(ImageInputsMixin, keras.Model):
     """Vector-quantised variational autoencoder (van den Oord et al. 2017).
 
     `call(x)` reconstructs `x`; `codes(x)` gives int32 code maps and
@@ -294,45 +295,6 @@ class VQVAE(keras.Model):
         mse = tf.reduce_mean(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)
         self.psnr_tracker.update_state(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0))
         return {m.name: m.result() for m in self.metrics}
-
-    # ----------------------------------------------------------- validation
-    def _unpack(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, (dict, list, tuple)):
-            raise ValueError(f"VQVAE expects a single image tensor per batch; received {type(x).__name__}.")
-        x = tf.convert_to_tensor(x)
-        self._check_inputs(x)
-        tf.debugging.assert_all_finite(
-            tf.cast(x, tf.float32), "VQVAE received non-finite values (NaN or Inf) in a batch of images"
-        )
-        return x
-
-    def _check_shape(self, shape):
-        layout = "(batch, height, width, channels)" if self.rank == 2 else "(batch, steps, channels)"
-        if len(shape) != self.rank + 2:
-            raise ValueError(f"VQVAE expects inputs shaped {layout}; received shape {tuple(shape)}.")
-        if shape[-1] is not None and shape[-1] != self.input_channels:
-            raise ValueError(
-                f"VQVAE expects {self.input_channels} input channels; received shape {tuple(shape)}."
-            )
-        for size in shape[1:-1]:
-            if size is not None and size % self.downsample:
-                raise ValueError(
-                    f"VQVAE spatial sizes must be multiples of downsample={self.downsample}; "
-                    f"received shape {tuple(shape)}."
-                )
-
-    def _check_inputs(self, inputs):
-        dtype = tf.as_dtype(inputs.dtype)
-        if not dtype.is_floating:
-            raise TypeError(
-                f"VQVAE expects float images scaled to [0, 1]; received dtype {dtype.name}. "
-                "Convert with tf.cast(images, 'float32') / 255."
-            )
-        self._check_shape(tuple(inputs.shape))
-        if tf.executing_eagerly() and isinstance(inputs, (tf.Tensor, np.ndarray)):
-            if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(inputs, tf.float32)))):
-                raise ValueError("VQVAE received non-finite values (NaN or Inf) in its inputs; expected finite images.")
 
     def get_config(self):
         config = super().get_config()
