@@ -202,17 +202,9 @@ class FiniteScalarQuantizer(QuantizerLayer):
         quantized = self._grid_to_outputs(grid)
         indices = self._digits_to_indices(rounded)
         local_counts, _, perplexity, usage = histogram_statistics(indices, self.num_codes)
-        zero = tf.constant(0.0, tf.float32)
-        return {
-            "quantized": tf.cast(tf.reshape(quantized, tf.shape(inputs)), in_dtype),
-            "loss": zero,
-            "codebook_loss": zero,
-            "commitment_loss": zero,
-            "indices": tf.reshape(indices, tf.shape(inputs)[:-1]),
-            "perplexity": perplexity,
-            "usage": usage,
-            "counts": local_counts,
-        }
+        return self._output_dict(
+            inputs, in_dtype, quantized=quantized, indices=indices, perplexity=perplexity, usage=usage, counts=local_counts
+        )
 
     def codes(self, inputs):
         """int32 codes in `[0, prod(levels))`, shape `inputs.shape[:-1]`."""

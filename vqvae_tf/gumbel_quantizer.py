@@ -202,18 +202,17 @@ class GumbelQuantizer(QuantizerLayer):
         local_counts, _, perplexity, usage = histogram_statistics(indices, self.num_codes)
         loss = self.kl_weight * kl
         self.add_loss(loss)
-        zero = tf.constant(0.0, tf.float32)
-        return {
-            "quantized": tf.cast(tf.reshape(quantized, tf.shape(inputs)), in_dtype),
-            "loss": loss,
-            "codebook_loss": zero,
-            "commitment_loss": zero,
-            "indices": tf.reshape(indices, tf.shape(inputs)[:-1]),
-            "perplexity": perplexity,
-            "usage": usage,
-            "counts": local_counts,
-            "kl": kl,
-        }
+        return self._output_dict(
+            inputs,
+            in_dtype,
+            quantized=quantized,
+            indices=indices,
+            perplexity=perplexity,
+            usage=usage,
+            counts=local_counts,
+            loss=loss,
+            kl=kl,
+        )
 
     def codes(self, inputs):
         """int32 argmax codes, shape `inputs.shape[:-1]`."""

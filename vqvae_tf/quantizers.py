@@ -84,6 +84,28 @@ class QuantizerLayer(keras.layers.Layer):
         """Trailing axes of a code map per position: `()`, one int per position."""
         return ()
 
+    def _output_dict(self, inputs, in_dtype, *, quantized, indices, perplexity, usage, counts, **terms):
+        """The documented output dict, shaped like `inputs`, from flat pieces.
+
+        `quantized` is float32 `(N, code_dim)` and `indices` int32
+        `(N,) + code_shape` over the flattened positions; loss terms not
+        given are zero, other `terms` are the `extra_output_keys` scalars.
+        """
+        zero = tf.constant(0.0, tf.float32)
+        index_shape = tf.shape(inputs)[:-1]
+        if self.code_shape:
+            index_shape = tf.concat([index_shape, tf.constant(self.code_shape, tf.int32)], axis=0)
+        outputs = {key: terms.pop(key, zero) for key in ("loss", "codebook_loss", "commitment_loss")}
+        outputs.update(
+            quantized=tf.cast(tf.reshape(quantized, tf.shape(inputs)), in_dtype),
+            indices=tf.reshape(indices, index_shape),
+            perplexity=perplexity,
+            usage=usage,
+            counts=counts,
+        )
+        outputs.update(terms)
+        return outputs
+
     def compute_output_spec(self, inputs, training=None):
         shape = tuple(inputs.shape)
         scalar = keras.KerasTensor((), dtype="float32")
@@ -187,9 +209,7 @@ class BaseVectorQuantizer(QuantizerLayer):
         flat = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim])
         outputs = self._quantize_flat(flat, training=training)
         self.add_loss(outputs["loss"])
-        outputs["quantized"] = tf.cast(tf.reshape(outputs["quantized"], tf.shape(inputs)), in_dtype)
-        outputs["indices"] = tf.reshape(outputs["indices"], tf.shape(inputs)[:-1])
-        return outputs
+        return self._output_dict(inputs, in_dtype, **outputs)
 
     def _quantize_flat(self, flat, training=None):
         """The output dict for float32 `(N, code_dim)` vectors, flat shapes.

@@ -240,16 +240,18 @@ class ResidualVectorQuantizer(QuantizerLayer):
         loss = codebook_loss + self._stage(0).commitment_cost * commitment_loss
         self.add_loss(loss)
         indices = tf.stack([out["indices"] for out in outputs], axis=-1)
-        return {
-            "quantized": tf.cast(tf.reshape(passed, tf.shape(inputs)), in_dtype),
-            "loss": loss,
-            "codebook_loss": codebook_loss,
-            "commitment_loss": commitment_loss,
-            "indices": tf.reshape(indices, tf.concat([tf.shape(inputs)[:-1], [self.num_stages]], axis=0)),
-            "perplexity": tf.add_n([out["perplexity"] for out in outputs]) / self.num_stages,
-            "usage": tf.add_n([out["usage"] for out in outputs]) / self.num_stages,
-            "counts": tf.add_n([out["counts"] for out in outputs]),
-        }
+        return self._output_dict(
+            inputs,
+            in_dtype,
+            quantized=passed,
+            indices=indices,
+            perplexity=tf.add_n([out["perplexity"] for out in outputs]) / self.num_stages,
+            usage=tf.add_n([out["usage"] for out in outputs]) / self.num_stages,
+            counts=tf.add_n([out["counts"] for out in outputs]),
+            loss=loss,
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+        )
 
     def _search(self, stage, residual):
         """Nearest codes of one stage and their vectors in input space."""
