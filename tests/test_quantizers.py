@@ -90,6 +90,23 @@ def test_codebook_gradient_moves_codes_toward_inputs(rng):
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-7)
 
 
+def test_loss_gradients_follow_the_stop_gradients(rng):
+    # loss = ||sg(z) - e||^2 + beta ||z - sg(e)||^2: the encoder gets only
+    # beta's share and the codebook only the codebook term's.
+    vq = VectorQuantizer(num_codes=4, code_dim=3, commitment_cost=0.25)
+    z = tf.Variable(rng.standard_normal((50, 3)).astype("float32"))
+    with tf.GradientTape() as tape:
+        loss = vq(z)["loss"]
+    grad_z, grad_codebook = tape.gradient(loss, [z, vq.codebook])
+    x, codebook = z.numpy(), vq.codebook.numpy()
+    idx = np_nearest(x, codebook)
+    diff = x - codebook[idx]
+    np.testing.assert_allclose(grad_z.numpy(), 0.25 * 2 * diff / x.size, rtol=1e-5, atol=1e-8)
+    expected = np.zeros_like(codebook)
+    np.add.at(expected, idx, -2 * diff / x.size)
+    np.testing.assert_allclose(tf.convert_to_tensor(grad_codebook).numpy(), expected, rtol=1e-5, atol=1e-8)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_picks_the_float32_codes(policy, rng):
     # Values this large overflow float16 distances (|x|^2 ~ 6e4): a quantizer
