@@ -3,8 +3,9 @@
 On the held-out photos (`vqvae_tf.data.PHOTOS_VALIDATION`, whole) and any
 folder given with --folder:
 
-* every shipped codec model (vqvae_tf/pretrained/), packed and static: bits
-  per pixel, PSNR and MS-SSIM per image and on average;
+* every shipped codec model (vqvae_tf/pretrained/), packed and static (and
+  prior, for a model that ships a prior): bits per pixel, PSNR and MS-SSIM
+  per image and on average;
 * Pillow JPEG and WebP (method 6) at qualities 1..20, 25..95 step 5: the
   average curves, and per image the quality matched to our bpp (the highest
   quality whose file is not larger), so "dB above JPEG" compares equal bits;
@@ -93,7 +94,8 @@ def codec_points(images, models, threads):
     for name in models:
         model = codec.load_model(name, num_threads=threads)
         name = model.name
-        for method in codec.METHODS:
+        # The prior method needs a trained prior: only models that ship one.
+        for method in (m for m in codec.METHODS if m != "prior" or model.prior_path is not None):
             rows = {key: codec_eval.evaluate_image(image, model, method, name=key) for key, image in images.items()}
             for row in rows.values():
                 for fmt in ("jpeg", "webp"):

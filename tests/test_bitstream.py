@@ -284,7 +284,10 @@ def test_static_needs_the_same_distribution():
     ({"magic": b"PNG\x89"}, "magic"),
     ({"version": 2}, "version 2"),
     ({"method": 7}, "method id 7"),
-    ({"method": 2}, "'prior' is reserved"),
+    ({"method": 2}, "'prior' takes 20 parameter bytes, got 0"),
+    ({"method": 2, "params": bytes(20), "flags": 1, "stages": 2}, "'prior' with the stage-axis flag"),
+    ({"method": 2, "params": bytes(10) + struct.pack("<HHH", 0, 4, 1) + bytes(4)}, "tile 0x4"),
+    ({"method": 2, "params": bytes(10) + struct.pack("<HHH", 4, 4, 0) + bytes(4)}, "0 tiles per batch"),
     ({"flags": 4}, "flags"),
     ({"stages": 2}, "stage-axis flag"),
     ({"num_codes": 1}, "num_codes is 1"),
@@ -371,7 +374,7 @@ def test_encode_rejects_bad_codes(codes, expected):
     ({"image_shape": (4, 4)}, "(height, width, channels), got (4, 4)"),
     ({"image_shape": (4, 0, 3)}, "image width must be in"),
     ({"method": "zip"}, "got 'zip'"),
-    ({"method": "prior"}, "'prior' is reserved"),
+    ({"method": "prior"}, "needs the prior the codes are coded with, got prior=None"),
     ({"method": "static", "code_probabilities": None}, "needs code_probabilities"),
     ({"method": "static", "code_probabilities": np.array([0.5, 0.5, 0.0, 0.0])}, "strictly positive"),
     ({"method": "static", "code_probabilities": np.array([0.5, np.nan, 1, 1])}, "strictly positive"),
@@ -437,6 +440,111 @@ def test_read_file_refuses_oversized_file(tmp_path):
     path.write_bytes(b"VQZ1" + bytes(200_000))
     with pytest.raises(BitstreamError, match="larger than"):
         bitstream.read_file(path, max_pixels=1)
+
+
+# --------------------------------------------------------------------------- method 2: prior
+
+PRIOR_K = 16
+PRIOR_TILE = (4, 4)
+
+
+def _tiny_prior(seed=0, num_codes=PRIOR_K, map_shape=PRIOR_TILE):
+    import keras
+
+    from vqvae_tf.pixelcnn import GatedPixelCNN
+
+    keras.utils.set_random_seed(seed)
+    return GatedPixelCNN(num_codes, channels=8, num_layers=2, map_shape=map_shape)
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return _tiny_prior()
+
+
+@pytest.fixture(scope="module")
+def prior_stream(prior):
+    codes = _random_codes((6, 7), PRIOR_K, seed=11)
+    data = encode_stream(codes, num_codes=PRIOR_K, model_id=MODEL_ID, image_shape=(48, 56, 3), method="prior",
+                         prior=prior)
+    return data, codes
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (4, 4), (9, 7), (13, 16)])
+def test_prior_round_trip_is_exact(prior, shape):
+    # Maps smaller than, equal to and larger than the tile, with partial edge tiles.
+    codes = _random_codes(shape, PRIOR_K, seed=sum(shape))
+    data = encode_stream(codes, num_codes=PRIOR_K, model_id=MODEL_ID, image_shape=(64, 64, 3), method="prior",
+                         prior=prior)
+    decoded = decode_stream(data, expected_model_id=MODEL_ID, prior=prior)
+    np.testing.assert_array_equal(decoded.codes, codes)
+    assert decoded.method == Method.PRIOR and decoded.codes.dtype == np.int32
+    header = decoded.header
+    assert len(header.method_params) == 20
+    params = header.prior_params
+    assert params["tile"] == PRIOR_TILE and params["label"] is None and params["tiles_per_batch"] == 64
+    assert params["codes_crc32"] == zlib.crc32(codes.astype("<i4").tobytes())
+    assert bytes.fromhex(params["fingerprint"]) == header.method_params[:8]
+
+
+def test_prior_stream_needs_the_same_prior(prior, prior_stream):
+    data, codes = prior_stream
+    assert "needs the prior" in _error(data)
+    assert "coded with prior" in _error(data, prior=_tiny_prior(seed=1))
+    assert "models 8 codes, the stream has num_codes=16" in _error(data, prior=_tiny_prior(num_codes=8))
+    np.testing.assert_array_equal(decode_stream(data, prior=prior).codes, codes)
+
+
+def test_prior_refuses_stage_axis_and_bad_tiles(prior):
+    with pytest.raises(BitstreamError, match="stage axis"):
+        encode_stream(_random_codes((2, 2, 2), PRIOR_K), num_codes=PRIOR_K, model_id=MODEL_ID,
+                      image_shape=(8, 8, 1), method="prior", prior=prior)
+    with pytest.raises(BitstreamError, match="maps of size"):
+        encode_stream(_random_codes((6, 6), PRIOR_K), num_codes=PRIOR_K, model_id=MODEL_ID,
+                      image_shape=(8, 8, 1), method="prior", prior=prior, tile=(3, 3))
+
+
+def _decode_with(data, prior):
+    try:
+        return decode_stream(data, prior=prior, max_pixels=1 << 16)
+    except BitstreamError as error:
+        assert str(error) and "\n" not in str(error)
+        return error
+
+
+def test_prior_every_truncation_and_bit_flip_raises(prior, prior_stream):
+    data, _ = prior_stream
+    for length in range(len(data)):
+        assert isinstance(_decode_with(data[:length], prior), BitstreamError), f"truncation to {length} decoded"
+    for bit in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        assert isinstance(_decode_with(bytes(flipped), prior), BitstreamError), f"flip of bit {bit} decoded"
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_prior_corruption_behind_a_valid_crc_raises(prior, prior_stream):
+    # The stream CRC is forged to match, so the prior decoder itself must catch
+    # every changed parameter bit and a sample of changed payload bits (ANS
+    # failure, leftover words or the codes' CRC32), or still decode the same codes.
+    data, codes = prior_stream
+    body = data[:-CRC_BYTES]
+    params_bits = range(HEADER_BYTES * 8, (HEADER_BYTES + 20) * 8)
+    payload_bits = np.random.default_rng(0).choice(range((HEADER_BYTES + 20) * 8, len(body) * 8), 24,
+                                                   replace=False)
+    for bit in [*params_bits, *payload_bits]:
+        corrupted = bytearray(body)
+        corrupted[bit // 8] ^= 1 << (bit % 8)
+        result = _decode_with(_recrc(bytes(corrupted)), prior)
+        if not isinstance(result, BitstreamError):  # e.g. more tiles per batch than there are tiles
+            np.testing.assert_array_equal(result.codes, codes, err_msg=f"flip of bit {bit} went unnoticed")
+    for cut in (4, 8):  # whole words missing, or appended
+        assert isinstance(_decode_with(_recrc(body[:-cut]), prior), BitstreamError)
+    shorter = body[:HEADER_BYTES - 4] + struct.pack("<I", len(body) - HEADER_BYTES - 20 + 4)
+    assert isinstance(_decode_with(_recrc(shorter + body[HEADER_BYTES:] + b"\x01\0\0\0"), prior), BitstreamError)
 
 
 def test_docstring_examples():

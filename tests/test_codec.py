@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +265,117 @@ def test_cli_runs_without_tensorflow_and_fails_in_one_line(model_dir, tmp_path):
         assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
         assert lines and lines[-1].startswith("vqvae_tf.codec: error:"), done.stderr
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "o.vqz").exists()
+
+
+# --------------------------------------------------------------------------- the prior method
+
+
+def _save_prior(path, num_codes, seed, map_shape=(4, 4)):
+    import keras
+
+    from vqvae_tf.callbacks import save_model
+    from vqvae_tf.pixelcnn import GatedPixelCNN
+
+    keras.utils.set_random_seed(seed)
+    prior = GatedPixelCNN(num_codes, channels=8, num_layers=2, map_shape=map_shape)
+    prior(np.zeros((1,) + map_shape, np.int32))
+    save_model(prior, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def prior_model_dir(model_dir, tmp_path_factory):
+    """The tiny codec model plus a tiny untrained prior (4 x 4 tiles), added by `add_prior`."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("prior")
+    directory = Path(shutil.copytree(model_dir, root / "tiny_prior"))
+    written = codec.add_prior(directory, _save_prior(root / "trained.keras", 32, seed=0), command="test fixture")
+    assert written == directory / "prior.keras"
+    sidecar = json.loads((directory / "prior.json").read_text())
+    assert sidecar["map_shape"] == [4, 4] and sidecar["bits_per_code_on_training_photos"] > 0
+    return directory
+
+
+def test_prior_method_round_trips_the_codes_of_a_real_image(prior_model_dir):
+    from vqvae_tf.image_io import PHOTOS_VALIDATION, load_photo
+
+    model = codec.load_model(prior_model_dir)
+    image = np.asarray(load_photo(PHOTOS_VALIDATION[0]))[:50, :70]  # 13 x 18 codes: partial edge tiles
+    data = codec.compress_image(image, model, "prior")
+    header = bitstream.read_header(data)
+    assert header.method == bitstream.Method.PRIOR and header.prior_params["tile"] == (4, 4)
+    stream = bitstream.decode_stream(data, prior=model.prior())
+    np.testing.assert_array_equal(stream.codes, codec.encode_codes(image, model))
+    packed = codec.compress_image(image, model, "packed")
+    np.testing.assert_array_equal(codec.decompress_bytes(data, model), codec.decompress_bytes(packed, model))
+
+
+def test_prior_stream_decoded_with_another_prior_or_corrupted_fails_clearly(prior_model_dir, tmp_path):
+    model = codec.load_model(prior_model_dir)
+    data = codec.compress_image(_photo(20, 24, seed=13), model, "prior")
+    with pytest.raises(codec.CodecError, match="coded with prior"):
+        codec.decompress_bytes(data, model, prior=_save_prior(tmp_path / "other.keras", 32, seed=1))
+    with pytest.raises(codec.CodecError, match="models 16 codes; model 'tiny_prior' has 32"):
+        codec.decompress_bytes(data, model, prior=_save_prior(tmp_path / "k16.keras", 16, seed=0))
+    flipped = bytearray(data)
+    flipped[-6] ^= 0x04  # a payload bit: the stream's CRC32 fails
+    with pytest.raises(codec.CodecError, match="CRC32"):
+        codec.decompress_bytes(bytes(flipped), model)
+    # The same flip behind a re-computed stream CRC: the prior decoder fails.
+    body = bytes(flipped[:-4])
+    with pytest.raises(codec.CodecError, match="prior payload"):
+        codec.decompress_bytes(body + zlib.crc32(body).to_bytes(4, "little"), model)
+
+
+def test_prior_method_without_a_prior_or_for_another_model_fails_clearly(model, prior_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no prior.keras"):
+        codec.compress_image(_photo(8, 8), model, "prior")
+    prior = tmp_path / "prior.keras"
+    prior.write_bytes((prior_model_dir / "prior.keras").read_bytes())
+    (tmp_path / "prior.json").write_text(json.dumps({"model_id": "0123456789abcdef"}))
+    with pytest.raises(codec.CodecError, match="trained for model '0123456789abcdef'"):
+        codec.compress_image(_photo(8, 8), model, "prior", prior=prior)
+    with pytest.raises(codec.CodecError, match="already has prior.keras"):
+        codec.add_prior(prior_model_dir, prior)
+
+
+def _cli_with_tensorflow(*args):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "vqvae_tf.codec", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=300)
+
+
+def test_cli_prior_method_round_trips_across_processes(prior_model_dir, tmp_path):
+    # Encoder and decoder in separate processes: the prior's probabilities
+    # must come out bit-identical in both for the codes to come back.
+    image = _photo(36, 44, seed=14)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    done = _cli_with_tensorflow("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir,
+                                "--method", "prior")
+    assert done.returncode == 0, done.stderr
+    done = _cli_with_tensorflow("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", prior_model_dir)
+    assert done.returncode == 0, done.stderr
+    model = codec.load_model(prior_model_dir)
+    expected = codec.decompress_bytes(codec.compress_image(image, model, "packed"), model)
+    with Image.open(tmp_path / "out.png") as decoded:
+        np.testing.assert_array_equal(np.asarray(decoded), expected)
+
+
+def test_cli_prior_method_without_tensorflow_or_with_a_mismatched_prior_fails_in_one_line(prior_model_dir,
+                                                                                         tmp_path):
+    Image.fromarray(_photo(16, 16)).save(tmp_path / "in.png")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "prior.keras").write_bytes((prior_model_dir / "prior.keras").read_bytes())
+    (other / "prior.json").write_text(json.dumps({"model_id": "0123456789abcdef"}))
+    for extra, message in ((), "needs TensorFlow"), (("--prior", other / "prior.keras"), "trained for model"):
+        done = _cli("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir,
+                    "--method", "prior", *extra)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert lines[-1].startswith("vqvae_tf.codec: error:") and message in lines[-1], lines[-1]
+    assert not (tmp_path / "x.vqz").exists()
 
 
 def test_ms_ssim_matches_tensorflow():

@@ -1,16 +1,19 @@
 """Entropy coding of code maps with a prior (`vqvae_tf.prior_coding`)."""
 
+import zlib
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from vqvae_tf import bitstream
 from vqvae_tf.data import make_datasets
 from vqvae_tf.pixelcnn import GatedPixelCNN
 from vqvae_tf.prior import UnigramPrior
 from vqvae_tf.prior_coding import (
+    DEFAULT_TILES_PER_BATCH,
+    NO_LABEL,
+    PARAMS,
     PriorCodingError,
     decode_codes,
     decode_prior_payload,
@@ -162,9 +165,58 @@ def test_bad_arguments():
 def test_vqz_method_two_payload_helpers(trained_prior):
     codes = np.random.default_rng(5).integers(0, K, MAP).astype(np.int32)
     params, payload = encode_prior_payload(trained_prior, codes)
-    assert len(params) == 10 and params[:8] == prior_fingerprint(trained_prior)
+    assert len(params) == PARAMS.size == 20 and params[:8] == prior_fingerprint(trained_prior)
+    _, label, tile_h, tile_w, per_batch, crc = PARAMS.unpack(params)
+    assert (label, tile_h, tile_w, per_batch) == (NO_LABEL, 7, 7, DEFAULT_TILES_PER_BATCH)
+    assert crc == zlib.crc32(codes.astype("<i4").tobytes())
     np.testing.assert_array_equal(decode_prior_payload(trained_prior, params, payload, MAP), codes)
     with pytest.raises(PriorCodingError, match="coded with prior"):
         decode_prior_payload(make_prior("pixelcnn", seed=7), params, payload, MAP)
-    # The reserved method id stays reserved in the container until the codec wires it.
-    assert int(bitstream.Method.PRIOR) == 2
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "transformer"])
+@pytest.mark.parametrize("shape, per_batch", [((20, 9), 64), ((20, 9), 4), ((3, 4), 64)])
+def test_tiled_payload_round_trip_any_map_size(kind, shape, per_batch):
+    # A 7x7-map prior codes any map in 7x7 tiles (partial edge tiles padded),
+    # whatever the grouping of tiles into prior calls.
+    prior = make_prior(kind, num_classes=2)
+    codes = np.random.default_rng(sum(shape)).integers(0, K, shape).astype(np.int32)
+    params, payload = encode_prior_payload(prior, codes, 1, tiles_per_batch=per_batch)
+    np.testing.assert_array_equal(decode_prior_payload(prior, params, payload, shape), codes)
+
+
+def test_padding_is_not_coded(mnist_codes):
+    # A map of one code in a 7x7 tile costs a code, not 49: the padding is free.
+    codes, _ = mnist_codes
+    unigram = UnigramPrior(K, MAP).fit(codes[:200])
+    one = codes[200, :1, :1]
+    _, payload = encode_prior_payload(unigram, one)
+    assert len(payload) <= 8
+    params, payload = encode_prior_payload(unigram, codes[200, :5, :3])
+    np.testing.assert_array_equal(decode_prior_payload(unigram, params, payload, (5, 3)), codes[200, :5, :3])
+
+
+def test_tiled_payload_failures_are_clear(trained_prior):
+    codes = np.random.default_rng(6).integers(0, K, (9, 10)).astype(np.int32)
+    params, payload = encode_prior_payload(trained_prior, codes)
+    fingerprint, label, tile_h, tile_w, per_batch, crc = PARAMS.unpack(params)
+    with pytest.raises(PriorCodingError, match="CRC32"):
+        decode_prior_payload(trained_prior, PARAMS.pack(fingerprint, label, tile_h, tile_w, per_batch, crc ^ 1),
+                             payload, codes.shape)
+    with pytest.raises(PriorCodingError, match="maps of size"):
+        decode_prior_payload(trained_prior, PARAMS.pack(fingerprint, label, 5, 5, per_batch, crc), payload,
+                             codes.shape)
+    with pytest.raises(PriorCodingError, match="unconditional"):
+        decode_prior_payload(trained_prior, PARAMS.pack(fingerprint, 3, tile_h, tile_w, per_batch, crc), payload,
+                             codes.shape)
+    with pytest.raises(PriorCodingError, match="20 bytes"):
+        decode_prior_payload(trained_prior, params[:10], payload, codes.shape)
+    with pytest.raises(PriorCodingError, match="payload"):
+        decode_prior_payload(trained_prior, params, payload[:-4], codes.shape)
+    with pytest.raises(PriorCodingError, match="maps of size"):
+        encode_prior_payload(trained_prior, codes, tile=(3, 3))
+    with pytest.raises(PriorCodingError, match="larger than the code map"):
+        encode_prior_payload(GatedPixelCNN(K, channels=4, num_layers=1), codes, tile=(10, 10))
+    with pytest.raises(PriorCodingError, match="tiles_per_batch"):
+        encode_prior_payload(trained_prior, codes, tiles_per_batch=0)
+

@@ -3,7 +3,8 @@
 A VQ-VAE codec turns an image into a map of discrete codes (an int32 array of
 shape `(h, w)`, or `(h, w, stages)` for residual quantizers) with values in
 `[0, K)`. This module stores such a map in a small, self-checking binary
-format and reads it back exactly. It needs no neural network.
+format and reads it back exactly. Methods 0 and 1 need no neural network
+(nor TensorFlow); method 2 runs the prior it is given.
 
 Format, version 1
 -----------------
@@ -47,13 +48,36 @@ Methods:
   `P == 8`: the first 8 bytes of BLAKE2b of the normalised probabilities as
   little-endian float64, so a decoder holding another distribution fails
   with a clear error instead of producing wrong codes.
-* `2` prior: reserved for a context-model (autoregressive prior) coder whose
-  payload is produced by an external coder; its method parameters will
-  identify the prior. Readers of this version report it and refuse to decode.
+* `2` prior: each code is entropy coded under an autoregressive prior's
+  conditional distribution given the codes before it
+  (`vqvae_tf.prior_coding`; decoding needs the prior, i.e. TensorFlow, and
+  runs it position by position). Only maps without a stage axis. `P == 20`:
+
+  | offset | size | field            | meaning                                      |
+  |-------:|-----:|------------------|----------------------------------------------|
+  |      0 |    8 | prior fingerprint| BLAKE2b of the prior's class, config, weights |
+  |      8 |    2 | label            | class id, `0xFFFF` for an unconditional prior |
+  |     10 |    2 | tile_height      | tile side in codes, >= 1                     |
+  |     12 |    2 | tile_width       | tile side in codes, >= 1                     |
+  |     14 |    2 | tiles_per_batch  | tiles run through the prior together, >= 1   |
+  |     16 |    4 | codes_crc32      | `zlib.crc32` of the int32 codes (C order, LE) |
+
+  The map is cut into `tile_height x tile_width` tiles in raster order,
+  each coded on its own (tiles at the right and bottom edges are
+  edge-padded; padding is not coded). Tiles are grouped by
+  `tiles_per_batch`; group after group, positions in raster order of the
+  tile, at each position the group's tiles in order: that is the order the
+  codes pop from the payload, the compressed word stream of
+  `constriction.stream.stack.AnsCoder` (32-bit little-endian words) with
+  `constriction.stream.model.Categorical(perfect=False)` over the prior's
+  softmax in float64. The fingerprint makes a decoder holding another prior
+  fail clearly; the codes' CRC makes a prior that computes other
+  probabilities (another machine or software stack) fail instead of
+  returning wrong codes.
 * `3`-`255`: unassigned.
 
 New methods take a new method id and carry what they need in the method
-parameters, so files written with methods 0 and 1 stay readable. A layout
+parameters, so files written with earlier methods stay readable. A layout
 change of the fixed header takes a new version number.
 
 Decoding never trusts the header: every size is checked against the actual
@@ -74,7 +98,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf import atomic
+# prior_coding imports TensorFlow only when a prior runs: the format stays TF-free.
+from vqvae_tf import atomic, prior_coding
 
 __all__ = [
     "BitstreamError",
@@ -127,10 +152,10 @@ class Method(enum.IntEnum):
 
     PACKED = 0
     STATIC = 1
-    PRIOR = 2  # reserved: see the module docstring
+    PRIOR = 2
 
 
-_PARAMS_LENGTH = {Method.PACKED: 0, Method.STATIC: _FINGERPRINT_SIZE, Method.PRIOR: None}
+_PARAMS_LENGTH = {Method.PACKED: 0, Method.STATIC: _FINGERPRINT_SIZE, Method.PRIOR: prior_coding.PARAMS.size}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +200,19 @@ class Header:
     def distribution_fingerprint(self) -> bytes | None:
         """Fingerprint of the static method's distribution, else `None`."""
         return self.method_params if self.method == Method.STATIC else None
+
+    @property
+    def prior_params(self) -> dict | None:
+        """The prior method's parameters as a dict, else `None`.
+
+        Keys: `fingerprint` (hex), `label` (None if unconditional), `tile`
+        `(height, width)`, `tiles_per_batch`, `codes_crc32`.
+        """
+        if self.method != Method.PRIOR:
+            return None
+        fingerprint, label, tile_h, tile_w, per_batch, crc = prior_coding.PARAMS.unpack(self.method_params)
+        return dict(fingerprint=fingerprint.hex(), label=None if label == prior_coding.NO_LABEL else label,
+                    tile=(tile_h, tile_w), tiles_per_batch=per_batch, codes_crc32=crc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +285,9 @@ def encode_stream(
     image_shape: tuple[int, int, int],
     method: str | Method = "packed",
     code_probabilities: np.ndarray | None = None,
+    prior=None,
+    label: int | None = None,
+    tile: tuple[int, int] | None = None,
 ) -> bytes:
     """Encodes a code map into a `.vqz` stream.
 
@@ -256,11 +297,18 @@ def encode_stream(
         num_codes: codebook size K, `2 <= K <= MAX_NUM_CODES`.
         model_id: 16-byte fingerprint of the model (see `make_model_id`).
         image_shape: `(height, width, channels)` of the original image.
-        method: `"packed"` (fixed width) or `"static"` (entropy coded).
-            Defaults to `"packed"`.
+        method: `"packed"` (fixed width), `"static"` (entropy coded under a
+            fixed distribution) or `"prior"` (entropy coded under an
+            autoregressive prior; needs TensorFlow). Defaults to `"packed"`.
         code_probabilities: strictly positive float vector of shape `(K,)`,
-            the model's code distribution; required by `"static"`, ignored by
-            `"packed"`. See `code_probabilities_from_counts`.
+            the model's code distribution; required by `"static"`, ignored
+            otherwise. See `code_probabilities_from_counts`.
+        prior: a prior over the codes (`GatedPixelCNN`, `TransformerPrior`,
+            `UnigramPrior`) with `num_codes == K`; required by `"prior"`,
+            ignored otherwise.
+        label: class id for a class-conditional prior, else None.
+        tile: `(tile_h, tile_w)` of the `"prior"` method; defaults to the
+            prior's `map_shape` (see `prior_coding.encode_prior_payload`).
 
     Returns:
         The stream as `bytes`.
@@ -291,7 +339,7 @@ def encode_stream(
         params = _fingerprint(probabilities)
         payload = _ans_encode(flat, probabilities)
     else:
-        raise BitstreamError(f"method {method.name.lower()!r} is reserved and cannot be encoded yet")
+        params, payload = _prior_encode(codes, code_shape, num_codes, prior, label, tile)
 
     if len(payload) > _UINT32_MAX:
         raise BitstreamError(f"payload of {len(payload)} bytes exceeds the 4 GiB format limit")
@@ -314,7 +362,7 @@ def _parse_method(method) -> Method:
             return Method[method.upper()]
         except KeyError:
             pass
-    names = ", ".join(repr(m.name.lower()) for m in (Method.PACKED, Method.STATIC))
+    names = ", ".join(repr(m.name.lower()) for m in Method)
     raise BitstreamError(f"method must be one of {names}, got {method!r}")
 
 
@@ -401,6 +449,24 @@ def _pack(flat: np.ndarray, bits: int) -> bytes:
     return b"".join(parts)
 
 
+def _check_prior(prior, num_codes: int):
+    if prior is None:
+        raise BitstreamError("method 'prior' needs the prior the codes are coded with, got prior=None")
+    prior_codes = getattr(prior, "num_codes", None)
+    if prior_codes != num_codes:
+        raise BitstreamError(f"the prior models {prior_codes} codes, the stream has num_codes={num_codes}")
+
+
+def _prior_encode(codes, code_shape, num_codes, prior, label, tile) -> tuple[bytes, bytes]:
+    if len(code_shape) != 2:
+        raise BitstreamError(f"method 'prior' codes maps of shape (h, w), got shape {code_shape} (a stage axis)")
+    _check_prior(prior, num_codes)
+    try:
+        return prior_coding.encode_prior_payload(prior, codes, label, tile=tile)
+    except prior_coding.PriorCodingError as error:
+        raise BitstreamError(f"cannot prior-code the codes: {error}") from None
+
+
 def _categorical(probabilities: np.ndarray):
     import constriction  # Only the static method needs it.
 
@@ -480,6 +546,13 @@ def read_header(data: bytes) -> Header:
         raise BitstreamError(
             f"invalid header: method {method.name.lower()!r} takes {expected_params} parameter bytes, got {params_length}"
         )
+    if method == Method.PRIOR:
+        if has_stage_axis:
+            raise BitstreamError("invalid header: method 'prior' with the stage-axis flag; it codes (h, w) maps")
+        _, _, tile_h, tile_w, per_batch, _ = prior_coding.PARAMS.unpack_from(data, _FIXED.size)
+        if not (tile_h and tile_w and per_batch):
+            raise BitstreamError(f"invalid header: method 'prior' with tile {tile_h}x{tile_w} and "
+                                 f"{per_batch} tiles per batch, expected all >= 1")
     code_shape = (code_height, code_width, stages) if has_stage_axis else (code_height, code_width)
     params_start = _FIXED.size
     return Header(
@@ -501,6 +574,7 @@ def decode_stream(
     *,
     expected_model_id: bytes | None = None,
     code_probabilities: np.ndarray | None = None,
+    prior=None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> DecodedStream:
     """Decodes a `.vqz` stream back into its code map, exactly.
@@ -513,6 +587,9 @@ def decode_stream(
         code_probabilities: the model's code distribution, shape `(K,)`;
             required for streams coded with the `"static"` method, ignored
             otherwise. Defaults to `None`.
+        prior: the prior the codes were coded with; required for streams
+            coded with the `"prior"` method (its fingerprint must match the
+            stream's), ignored otherwise. Defaults to `None`.
         max_pixels: refuse streams whose image (`height * width`) or code map
             (`h * w * stages`) has more elements than this, before allocating.
             Defaults to `DEFAULT_MAX_PIXELS` (2**26).
@@ -522,7 +599,7 @@ def decode_stream(
 
     Raises:
         BitstreamError: if the stream is invalid, corrupted, too large, made
-            by another model or coded with an unsupported method.
+            by another model, or coded with another distribution or prior.
     """
     max_pixels = _check_int(max_pixels, "max_pixels", 1, 1 << 62)
     if expected_model_id is not None:
@@ -557,7 +634,11 @@ def decode_stream(
             )
         flat = _ans_decode(payload, header.num_symbols, probabilities)
     else:
-        raise BitstreamError(f"method {header.method.name.lower()!r} is reserved and not supported by this reader")
+        _check_prior(prior, header.num_codes)
+        try:
+            flat = prior_coding.decode_prior_payload(prior, header.method_params, payload, header.code_shape)
+        except prior_coding.PriorCodingError as error:
+            raise BitstreamError(f"invalid prior payload: {error}") from None
     return DecodedStream(
         codes=flat.reshape(header.code_shape),
         image_shape=header.image_shape,
@@ -634,8 +715,8 @@ def read_file(path, **decode_kwargs) -> DecodedStream:
     """
     max_pixels = decode_kwargs.get("max_pixels", DEFAULT_MAX_PIXELS)
     max_pixels = _check_int(max_pixels, "max_pixels", 1, 1 << 62)
-    # 4 bytes per code bounds both methods (packed uses <= 20 bits, the static
-    # coder <= 24 bits per code plus a word of state), plus the largest header.
+    # 4 bytes per code bounds every method (packed uses <= 20 bits, the ANS
+    # coders <= 24 bits per code plus a word of state), plus the largest header.
     limit = max_pixels * 4 + _FIXED.size + _UINT16_MAX + 4 + _CRC.size
     with open(path, "rb") as handle:
         data = handle.read(limit + 1)

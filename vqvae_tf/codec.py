@@ -2,13 +2,16 @@
 
 The codec runs an exported TFLite encoder and decoder through
 `vqvae_tf.lite_runtime` (ai-edge-litert + NumPy), so compressing and
-decompressing need no TensorFlow; the file format is `vqvae_tf.bitstream`.
+decompressing with the `packed` and `static` methods need no TensorFlow; the
+`prior` method runs a Keras prior and needs TensorFlow. The file format is
+`vqvae_tf.bitstream`.
 
-    python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static]
-    python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M]
+    python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
+    python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
     python -m vqvae_tf.codec info photo.vqz
     python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
     python -m vqvae_tf.codec package EXPORT_TFLITE_DIR OUT_DIR   # make a codec model
+    python -m vqvae_tf.codec add-prior MODEL PRIOR.keras         # ship a prior with it (needs TF)
 
 `--model` takes a codec model (`vqvae_tf.codec_model`: a matching TFLite
 encoder and decoder plus code usage counts) by directory or by the name of a
@@ -27,6 +30,21 @@ What the codec does to an image:
 * the header's model id is the exporter's model id (SHA-256 of config and
   weights, see `export.metadata`), so a file decoded with another model
   fails with a clear error instead of producing garbage.
+
+Methods (how the code map is stored; the codes, hence the decoded image,
+are the same for all three):
+
+* `packed`: `ceil(log2 K)` bits per code;
+* `static`: entropy coded under the model's code usage on its training
+  photos (`code_counts.json`);
+* `prior`: entropy coded under an autoregressive prior (`--prior PATH`, by
+  default the model's own `prior.keras`; the shipped `d8k512` has one).
+  The whole code map is coded, in tiles of the prior's map size (the code
+  maps of the training crops it learned from, 8 x 8 codes for `d8k512`),
+  independently of the pixel tiles of the networks; decoding runs the prior
+  once per position of a tile, for batches of tiles at a time, and needs
+  the same prior (its fingerprint is in the file) on the same software
+  stack (a CRC of the codes catches numerical differences).
 """
 
 from __future__ import annotations
@@ -42,19 +60,19 @@ from pathlib import Path
 import numpy as np
 
 from vqvae_tf import bitstream, tiling
-from vqvae_tf.codec_model import (DEFAULT_MODEL, MANIFEST, PRETRAINED_DIR, CodecError, CodecModel, load_model,
-                                  package_model, shipped_models, stream_model_id)
+from vqvae_tf.codec_model import (DEFAULT_MODEL, MANIFEST, PRETRAINED_DIR, CodecError, CodecModel, add_prior,
+                                  load_model, package_model, shipped_models, stream_model_id)
 from vqvae_tf.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CodecError", "CodecModel", "DEFAULT_MODEL", "PRETRAINED_DIR", "METHODS", "compress", "compress_image",
-    "decompress", "decompress_bytes", "describe", "load_model", "package_model", "read_image",
+    "CodecError", "CodecModel", "DEFAULT_MODEL", "PRETRAINED_DIR", "METHODS", "add_prior", "compress",
+    "compress_image", "decompress", "decompress_bytes", "describe", "load_model", "package_model", "read_image",
     "shipped_models", "stream_model_id", "write_png",
 ]
 
-METHODS = ("packed", "static")
+METHODS = ("packed", "static", "prior")
 #: Core tile side in pixels; must be a multiple of every downsampling factor.
 DEFAULT_TILE = 256
 #: Halo in code positions around each tile (see `vqvae_tf.tiling`).
@@ -159,15 +177,20 @@ def _to_model_channels(image: np.ndarray, model: CodecModel) -> np.ndarray:
 # --------------------------------------------------------------------------- codec
 
 
-def compress_image(image, model=None, method: str = "packed", *, tile: int = DEFAULT_TILE,
+def compress_image(image, model=None, method: str = "packed", *, prior=None, tile: int = DEFAULT_TILE,
                    halo: int = DEFAULT_HALO) -> bytes:
     """Compresses a uint8 image to a `.vqz` stream.
 
     Args:
         image: uint8 `(H, W)` or `(H, W, C)`, any size >= 1 x 1.
         model: anything `load_model` takes. Defaults to `DEFAULT_MODEL`.
-        method: "packed" (fixed-width codes) or "static" (entropy coded under
-            the model's code usage distribution). Defaults to "packed".
+        method: "packed" (fixed-width codes), "static" (entropy coded under
+            the model's code usage distribution) or "prior" (entropy coded
+            under an autoregressive prior; needs TensorFlow). Defaults to
+            "packed".
+        prior: the "prior" method's prior: a `prior.keras` path, or None
+            for the model's own (`CodecModel.prior`). Ignored by the other
+            methods.
         tile: core tile side in pixels (a multiple of the downsampling
             factor). Defaults to 256.
         halo: margin in code positions around each tile. Defaults to 6.
@@ -179,12 +202,16 @@ def compress_image(image, model=None, method: str = "packed", *, tile: int = DEF
     if method not in METHODS:
         raise CodecError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
     image = _as_image(image)
-    codes = encode_codes(image, model, tile=tile, halo=halo)
     probabilities = model.code_probabilities() if method == "static" else None
-    return bitstream.encode_stream(
-        codes, num_codes=model.num_codes, model_id=model.stream_id, image_shape=image.shape,
-        method=method, code_probabilities=probabilities,
-    )
+    prior_model = model.prior(prior) if method == "prior" else None
+    codes = encode_codes(image, model, tile=tile, halo=halo)
+    try:
+        return bitstream.encode_stream(
+            codes, num_codes=model.num_codes, model_id=model.stream_id, image_shape=image.shape,
+            method=method, code_probabilities=probabilities, prior=prior_model,
+        )
+    except bitstream.BitstreamError as error:
+        raise CodecError(f"cannot encode the codes: {error}") from None
 
 
 def encode_codes(image: np.ndarray, model: CodecModel, *, tile: int = DEFAULT_TILE,
@@ -199,7 +226,7 @@ def encode_codes(image: np.ndarray, model: CodecModel, *, tile: int = DEFAULT_TI
     return tiling.encode_tiled(model.encoder.encode, padded, factor, tile // factor, halo)
 
 
-def decompress_bytes(data: bytes, model=None, *, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
+def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
                      max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decodes a `.vqz` stream to a uint8 image `(H, W)` (gray) or `(H, W, C)`.
 
@@ -207,6 +234,8 @@ def decompress_bytes(data: bytes, model=None, *, tile: int = DEFAULT_TILE, halo:
         data: the stream.
         model: anything `load_model` takes; None finds the shipped model
             whose id the stream carries.
+        prior: for streams of the "prior" method, the prior they were
+            coded with (a `prior.keras` path), or None for the model's own.
         tile, halo: tiling of the decoder (see `compress_image`).
         max_pixels: refuse larger images before allocating.
 
@@ -231,12 +260,14 @@ def decompress_bytes(data: bytes, model=None, *, tile: int = DEFAULT_TILE, halo:
         raise CodecError(f"stream has {header.num_codes} codes; model {model.name!r} has {model.num_codes}")
     if channels not in (1, model.channels):
         raise CodecError(f"stream holds a {channels}-channel image; model {model.name!r} makes {model.channels}")
-    probabilities = None
+    probabilities = prior_model = None
     if header.method == bitstream.Method.STATIC:
         probabilities = model.code_probabilities()
+    elif header.method == bitstream.Method.PRIOR:
+        prior_model = model.prior(prior)
     try:
-        stream = bitstream.decode_stream(data, expected_model_id=model.stream_id,
-                                         code_probabilities=probabilities, max_pixels=max_pixels)
+        stream = bitstream.decode_stream(data, expected_model_id=model.stream_id, code_probabilities=probabilities,
+                                         prior=prior_model, max_pixels=max_pixels)
     except bitstream.BitstreamError as error:
         raise CodecError(f"cannot decode the stream: {error}") from None
     tile_codes = tile // factor if isinstance(tile, int) and tile >= factor and not tile % factor else None
@@ -274,7 +305,7 @@ def _show_id(raw: bytes) -> str:
     return raw.rstrip(b"\0").hex() if raw.endswith(b"\0" * 8) else raw.hex()
 
 
-def compress(input_path, output_path, model=None, method: str = "packed") -> dict:
+def compress(input_path, output_path, model=None, method: str = "packed", prior=None) -> dict:
     """Compresses an image file into a `.vqz` file (written atomically).
 
     Returns:
@@ -283,14 +314,14 @@ def compress(input_path, output_path, model=None, method: str = "packed") -> dic
     """
     model = load_model(model)
     image = _as_image(read_image(input_path))
-    data = compress_image(image, model, method)
+    data = compress_image(image, model, method, prior=prior)
     _write_atomic(output_path, data)
     header = bitstream.read_header(data)
     return dict(bytes=len(data), bits_per_pixel=8 * len(data) / (image.shape[0] * image.shape[1]),
                 image_shape=header.image_shape, code_shape=header.code_shape, model=model.name, method=method)
 
 
-def decompress(input_path, output_path, model=None) -> tuple:
+def decompress(input_path, output_path, model=None, prior=None) -> tuple:
     """Decompresses a `.vqz` file into a PNG (written atomically); returns the image shape."""
     path = Path(input_path)
     if not path.is_file():
@@ -301,7 +332,7 @@ def decompress(input_path, output_path, model=None) -> tuple:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise CodecError(f"{path} is larger than any valid stream ({limit} bytes)")
-    image = decompress_bytes(data, model)
+    image = decompress_bytes(data, model, prior=prior)
     write_png(output_path, image)
     return image.shape
 
@@ -324,6 +355,7 @@ def describe(path) -> dict:
         shipped_model=matching[0] if matching else None, image_shape=[height, width, channels],
         code_shape=list(header.code_shape), num_codes=header.num_codes,
         payload_bytes=header.payload_length, bits_per_pixel=round(8 * header.total_length / (height * width), 5),
+        **({"prior": header.prior_params} if header.method == bitstream.Method.PRIOR else {}),
     )
 
 
@@ -335,18 +367,21 @@ def _define_flags():
 
     flags.DEFINE_string("model", None, "Codec model: shipped name or directory (default: "
                         f"{DEFAULT_MODEL} to compress, the file's own model to decompress).")
-    flags.DEFINE_enum("method", "packed", list(METHODS), "Payload coding of compress.")
+    flags.DEFINE_enum("method", "packed", list(METHODS), "Payload coding of compress; 'prior' needs TensorFlow.")
+    flags.DEFINE_string("prior", None, "compress/decompress --method prior: a prior.keras (default: the "
+                        "model's own prior.keras; the shipped d8k512 has one). Needs TensorFlow.")
     flags.DEFINE_integer("threads", 2, "Interpreter threads.", lower_bound=1)
     flags.DEFINE_string("encoder", "int8", "package: encoder quantization to ship.")
     flags.DEFINE_string("decoder", "float16", "package: decoder quantization to ship.")
-    flags.DEFINE_string("command", "", "package: the training command to record.")
-    flags.DEFINE_bool("overwrite", False, "package: replace an existing output directory.")
+    flags.DEFINE_string("command", "", "package, add-prior: the training command to record.")
+    flags.DEFINE_bool("overwrite", False, "package: replace an existing output directory; add-prior: replace "
+                      "the model's prior.")
     flags.DEFINE_string("json", None, "eval: also write the results as JSON here.")
     return flags.FLAGS
 
 
 _USAGE = {"compress": ("IN_IMAGE", "OUT.vqz"), "decompress": ("IN.vqz", "OUT.png"), "info": ("IN.vqz",),
-          "eval": ("DIR",), "package": ("EXPORT_TFLITE_DIR", "OUT_DIR")}
+          "eval": ("DIR",), "package": ("EXPORT_TFLITE_DIR", "OUT_DIR"), "add-prior": ("MODEL", "PRIOR.keras")}
 
 
 def _run(argv, FLAGS) -> int:
@@ -357,12 +392,13 @@ def _run(argv, FLAGS) -> int:
     command, args = argv[1], argv[2:]
     model = None if FLAGS.model is None else load_model(FLAGS.model, num_threads=FLAGS.threads)
     if command == "compress":
-        result = compress(args[0], args[1], model or load_model(num_threads=FLAGS.threads), FLAGS.method)
+        result = compress(args[0], args[1], model or load_model(num_threads=FLAGS.threads), FLAGS.method,
+                          FLAGS.prior)
         print(f"{args[1]}: {result['bytes']} bytes, {result['bits_per_pixel']:.4f} bpp "
               f"({result['image_shape'][0]}x{result['image_shape'][1]}x{result['image_shape'][2]}, "
               f"model {result['model']}, {result['method']})")
     elif command == "decompress":
-        shape = decompress(args[0], args[1], model)
+        shape = decompress(args[0], args[1], model, FLAGS.prior)
         print(f"{args[1]}: {'x'.join(str(s) for s in shape)}")
     elif command == "info":
         print(json.dumps(describe(args[0]), indent=2))
@@ -377,6 +413,9 @@ def _run(argv, FLAGS) -> int:
         out = package_model(args[0], args[1], encoder=FLAGS.encoder, decoder=FLAGS.decoder,
                             command=FLAGS.command, overwrite=FLAGS.overwrite)
         print((out / MANIFEST).read_text().strip())
+    elif command == "add-prior":
+        out = add_prior(args[0], args[1], command=FLAGS.command, overwrite=FLAGS.overwrite)
+        print(out.with_suffix(".json").read_text().strip())
     return 0
 
 

@@ -1,7 +1,8 @@
 """Rate-distortion measurements of the codec beside Pillow's JPEG and WebP.
 
 Used by `python -m vqvae_tf.codec eval DIR` and `bench/codec_rd.py`.
-Everything is NumPy / SciPy / Pillow: no TensorFlow.
+Everything is NumPy / SciPy / Pillow: no TensorFlow (except the codec's
+`prior` method itself, when asked for).
 
 * `psnr`: over all pixels and channels of uint8 images (peak 255).
 * `ms_ssim`: multi-scale SSIM (Wang, Simoncelli, Bovik 2003) as
@@ -156,12 +157,15 @@ def evaluate_image(image: np.ndarray, model, method: str = "packed", name: str =
     start = time.perf_counter()
     data = codec.compress_image(image, model, method)
     encode_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     decoded = codec.decompress_bytes(data, model)
+    decode_seconds = time.perf_counter() - start
     reference = image if image.ndim == 3 or decoded.ndim == 2 else image[:, :, None]
     bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
     row = dict(image=name, height=int(image.shape[0]), width=int(image.shape[1]), method=method,
                bits_per_pixel=bpp, psnr=psnr(reference, decoded.reshape(reference.shape)),
-               ms_ssim=ms_ssim(reference, decoded.reshape(reference.shape)), encode_seconds=encode_seconds)
+               ms_ssim=ms_ssim(reference, decoded.reshape(reference.shape)), encode_seconds=encode_seconds,
+               decode_seconds=decode_seconds)
     for fmt in FORMATS:
         row[fmt.lower()] = match_quality(image, fmt, bpp)
     return row

@@ -4,12 +4,15 @@ A *codec model* is a directory holding an encoder and a decoder exported
 from the same trained weights (`encoder_<q>.tflite`, `decoder_<q>.tflite`
 with their JSON sidecars, see `export.metadata`), optionally
 `code_counts.json` (code usage measured on the training photos: the
-distribution of the codec's `static` method) and `codec.json` (which encoder
-and decoder to use, how the model was trained). Models shipped with the
+distribution of the codec's `static` method), `codec.json` (which encoder
+and decoder to use, how the model was trained) and `prior.keras` with its
+sidecar `prior.json` (the autoregressive prior of the codec's `prior`
+method, trained on the model's codes; see `CodecModel.prior`). Models shipped with the
 package live in `vqvae_tf/pretrained/NAME/`; `python -m vqvae_tf.codec
 package` makes one from an exporter's `tflite/` directory.
 
-No TensorFlow here: the interpreters come from `vqvae_tf.lite_runtime`.
+No TensorFlow here: the interpreters come from `vqvae_tf.lite_runtime`;
+only `CodecModel.prior` (the `prior` method) loads a Keras model.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ import numpy as np
 
 from vqvae_tf import bitstream
 
-__all__ = ["COUNTS", "CodecError", "CodecModel", "DEFAULT_MODEL", "MANIFEST", "PRETRAINED_DIR", "load_model",
-           "package_model", "shipped_models", "stream_model_id"]
+__all__ = ["COUNTS", "PRIOR", "CodecError", "CodecModel", "DEFAULT_MODEL", "MANIFEST", "PRETRAINED_DIR",
+           "add_prior", "load_model", "package_model", "shipped_models", "stream_model_id"]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 #: Shipped model used when no `--model` is given (see pretrained/README.md).
 DEFAULT_MODEL = "d8k512"
 MANIFEST = "codec.json"
 COUNTS = "code_counts.json"
+#: The prior of the `prior` method in a codec model directory; its sidecar
+#: (same stem, `.json`) names the model it was trained for.
+PRIOR = "prior.keras"
 # Preference order when a directory holds several exported variants: the int8
 # encoder is small and loses nothing measurable; a float decoder was 0.03-0.07
 # dB better than int8 on the held-out photos (pretrained/README.md).
@@ -81,6 +87,7 @@ class CodecModel:
     num_threads: int = 2
     _encoder: object = dataclasses.field(default=None, repr=False)
     _decoder: object = dataclasses.field(default=None, repr=False)
+    _priors: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def stream_id(self) -> bytes:
@@ -111,6 +118,68 @@ class CodecModel:
                 f"use --method packed, or make one with `python -m vqvae_tf.codec package`"
             )
         return bitstream.code_probabilities_from_counts(self.counts)
+
+    @property
+    def prior_path(self) -> Path | None:
+        """The model's own `prior.keras`, or None if it has none."""
+        path = self.directory / PRIOR
+        return path if path.is_file() else None
+
+    def prior(self, path=None):
+        """The prior of the `prior` method, loaded once (needs TensorFlow).
+
+        Args:
+            path: a `prior.keras` (e.g. `train.py --stage=prior`'s
+                `WORKDIR/prior/prior.keras`); None takes the model's own
+                (`prior_path`). If a sidecar `prior.json` lies beside it,
+                its `model_id` must be this model's.
+
+        Raises:
+            FileNotFoundError: no such prior, or the model has none.
+            CodecError: TensorFlow is missing, the file is not a prior, or
+                the prior does not fit this model (codebook size, class
+                labels, the model it was trained for).
+        """
+        if path is None:
+            if self.prior_path is None:
+                raise FileNotFoundError(
+                    f"model {self.name!r} has no {PRIOR}, which the 'prior' method needs; pass a prior "
+                    "(--prior PATH, trained with `train.py --stage=prior`) or use --method packed|static"
+                )
+            path = self.prior_path
+        path = Path(path).resolve()
+        if path in self._priors:
+            return self._priors[path]
+        if not path.is_file():
+            raise FileNotFoundError(f"prior {path} not found")
+        sidecar = _read_json(path.with_suffix(".json")) if path.with_suffix(".json").is_file() else {}
+        if sidecar.get("model_id", self.model_id) != self.model_id:
+            raise CodecError(f"prior {path} was trained for model {sidecar['model_id']!r}, not for "
+                             f"{self.name!r} ({self.model_id})")
+        try:
+            import tensorflow  # noqa: F401  (a clear message if the prior's backend is missing)
+
+            from vqvae_tf.prior_training import load_prior
+        except ImportError as error:
+            raise CodecError(f"the 'prior' method runs a Keras prior and needs TensorFlow ({error}); "
+                             "install tensorflow, or use --method packed|static, which do not") from None
+        try:
+            prior = load_prior(path)
+        except (ValueError, TypeError, OSError, KeyError) as error:
+            raise CodecError(f"cannot load prior {path}: {' '.join(str(error).split())}") from None
+        num_codes, num_classes = getattr(prior, "num_codes", None), getattr(prior, "num_classes", None)
+        if num_codes is None or num_classes is None or not hasattr(prior, "logits"):
+            raise CodecError(f"{path} holds a {type(prior).__name__}, not an autoregressive prior")
+        if num_codes != self.num_codes:
+            raise CodecError(f"prior {path} models {num_codes} codes; model {self.name!r} has {self.num_codes}")
+        if num_classes:
+            raise CodecError(f"prior {path} is class-conditional ({num_classes} classes); the codec needs an "
+                             "unconditional prior")
+        if self.code_shape:
+            raise CodecError(f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
+                             "method codes (h, w) maps")
+        self._priors[path] = prior
+        return prior
 
 
 def stream_model_id(model_id: str) -> bytes:
@@ -299,3 +368,66 @@ def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) -> Path:
+    """Adds a trained prior to a codec model directory (needs TensorFlow).
+
+    Checks that the prior fits the model (`CodecModel.prior`), measures the
+    `prior` method's rate on the bundled training photos (whole, as the
+    codec sees them) and writes `prior.keras` and its sidecar `prior.json`
+    (the model id, the prior's fingerprint and map size, the training
+    command, the rate) into the model's directory, each atomically. The
+    written prior holds the weights only, without the optimizer state that
+    `train.py` saves for resuming (a third of the size).
+
+    Args:
+        model: anything `load_model` takes.
+        prior_path: the trained `prior.keras` (`train.py --stage=prior`).
+        command: the prior's training command, recorded in `prior.json`.
+        overwrite: replace a prior the model already has. Defaults to False.
+
+    Returns:
+        The path of the written `prior.keras`.
+    """
+    from vqvae_tf import atomic, prior_coding
+    from vqvae_tf.codec import encode_codes  # the codec imports this module
+    from vqvae_tf.image_io import load_photo, photo_names
+
+    model = load_model(model)
+    if model.prior_path is not None and not overwrite:
+        raise CodecError(f"model {model.name!r} already has {PRIOR}; pass overwrite=True (--overwrite) to replace it")
+    prior_path = Path(prior_path)
+    prior = model.prior(prior_path)
+    bits, count = 0, 0
+    photos = photo_names("train")
+    for name in photos:
+        codes = encode_codes(np.asarray(load_photo(name)), model)
+        bits += 8 * len(prior_coding.encode_prior_payload(prior, codes)[1])
+        count += codes.size
+    sidecar = dict(
+        model_id=model.model_id, num_codes=model.num_codes, kind=type(prior).__name__,
+        fingerprint=prior_coding.prior_fingerprint(prior).hex(),
+        map_shape=None if prior.map_shape is None else list(prior.map_shape), train_command=command,
+        bits_per_code_on_training_photos=round(bits / count, 4),
+        packed_bits_per_code=math.ceil(math.log2(model.num_codes)),
+        source=f"photos train split: {', '.join(photos)}",
+    )
+    target = model.directory / PRIOR
+    _save_inference_copy(prior, target)
+    atomic.write_bytes(target.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
+    model._priors.clear()
+    if prior_coding.prior_fingerprint(model.prior()).hex() != sidecar["fingerprint"]:
+        raise CodecError(f"{target} does not reload as the prior it was written from")
+    return target
+
+
+def _save_inference_copy(prior, path: Path) -> None:
+    """Saves `prior`'s architecture and weights, without its optimizer, atomically."""
+    from vqvae_tf.callbacks import save_model
+
+    copy = type(prior).from_config(prior.get_config())
+    map_shape = prior.map_shape or (1, 1)
+    copy(np.zeros((1,) + tuple(map_shape), np.int32))
+    copy.set_weights(prior.get_weights())
+    save_model(copy, path)
