@@ -4,7 +4,10 @@ Exports a model of realistic width (untrained weights are enough for
 latency; int8 is calibrated on crops of the bundled training photos), then
 times encode and decode of one 512x512 RGB image with 2 threads in each
 runtime, and prints a table with file sizes and speed ratios against the
-float32 SavedModel. Writes bench/results/export_latency.json.
+float32 SavedModel. The runtimes are timed round-robin (one run of each per
+repeat, medians reported), so load from other jobs on this shared machine
+hits all of them alike. Writes bench/results/export_latency.json (with the
+load average before and after).
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/export_latency.py [--hidden_units 128 --downsample 4]
 """
@@ -29,20 +32,23 @@ flags.DEFINE_enum("downsample", "4", ["2", "4", "8", "16"], "Downsampling factor
 flags.DEFINE_integer("num_codes", 512, "Codebook size K.", lower_bound=2)
 flags.DEFINE_integer("code_dim", 64, "Code vector size D.", lower_bound=1)
 flags.DEFINE_integer("image_size", 512, "Side of the timed RGB image.", lower_bound=16)
-flags.DEFINE_integer("repeats", 10, "Timed runs per measurement (median reported).", lower_bound=1)
+flags.DEFINE_integer("repeats", 20, "Timed runs per measurement (median reported).", lower_bound=1)
 flags.DEFINE_integer("threads", 2, "CPU threads of every runtime.", lower_bound=1)
 flags.DEFINE_string("out", str(Path(__file__).resolve().parent / "results" / "export_latency.json"), "JSON output.")
 
 
-def median_seconds(fn, repeats):
-    fn()  # warm-up: allocation, delegate and graph set-up
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(fns, repeats):
+    """Median seconds of each callable, timed round-robin."""
+    for fn in fns.values():
+        fn()  # warm-up: allocation, delegate and graph set-up
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv):
@@ -72,7 +78,8 @@ def main(argv):
     image = np.asarray(tf.image.resize(load_photo("chelsea")[None], (size, size)), np.float32) / 255.0
     codes = model.codes(image).numpy()
 
-    results = []
+    load_before = os.getloadavg()
+    results, timed = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         out = export_model(model, Path(tmp) / "export", representative_data=crops)
 
@@ -85,24 +92,21 @@ def main(argv):
         loaded = tf.saved_model.load(str(out / "saved_model"))
         encode, decode = loaded.signatures["encode"], loaded.signatures["decode"]
         image_tensor, codes_tensor = tf.constant(image), tf.constant(codes)
-        results.append(dict(
-            runtime="SavedModel (TF) float32",
-            encode_s=median_seconds(lambda: encode(images=image_tensor)["codes"].numpy(), FLAGS.repeats),
-            decode_s=median_seconds(lambda: decode(codes=codes_tensor)["images"].numpy(), FLAGS.repeats),
-            encoder_bytes=saved_model_bytes(), decoder_bytes=saved_model_bytes(),
-            code_agreement=1.0,
-        ))
+        results.append(dict(runtime="SavedModel (TF) float32", encoder_bytes=saved_model_bytes(),
+                            decoder_bytes=saved_model_bytes(), code_agreement=1.0))
+        timed["SavedModel (TF) float32"] = (lambda: encode(images=image_tensor)["codes"].numpy(),
+                                            lambda: decode(codes=codes_tensor)["images"].numpy())
         for quantization in ("float32", "float16", "dynamic", "int8"):
             encoder = LiteEncoder(out / f"tflite/encoder_{quantization}.tflite", num_threads=FLAGS.threads)
             decoder = LiteDecoder(out / f"tflite/decoder_{quantization}.tflite", num_threads=FLAGS.threads)
+            name = f"TFLite {quantization}"
             results.append(dict(
-                runtime=f"TFLite {quantization}",
-                encode_s=median_seconds(lambda: encoder.encode(image), FLAGS.repeats),
-                decode_s=median_seconds(lambda: decoder.decode(codes), FLAGS.repeats),
+                runtime=name,
                 encoder_bytes=size_of(f"tflite/encoder_{quantization}.tflite"),
                 decoder_bytes=size_of(f"tflite/decoder_{quantization}.tflite"),
                 code_agreement=float(np.mean(encoder.encode(image) == codes)),
             ))
+            timed[name] = (lambda e=encoder: e.encode(image), lambda d=decoder: d.decode(codes))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = FLAGS.threads
         options.inter_op_num_threads = 1
@@ -110,11 +114,15 @@ def main(argv):
                                                     providers=["CPUExecutionProvider"]) for n in ("encoder", "decoder")}
         results.append(dict(
             runtime="onnxruntime float32",
-            encode_s=median_seconds(lambda: sessions["encoder"].run(["codes"], {"images": image}), FLAGS.repeats),
-            decode_s=median_seconds(lambda: sessions["decoder"].run(["images"], {"codes": codes}), FLAGS.repeats),
             encoder_bytes=size_of("onnx/encoder.onnx"), decoder_bytes=size_of("onnx/decoder.onnx"),
             code_agreement=float(np.mean(sessions["encoder"].run(["codes"], {"images": image})[0] == codes)),
         ))
+        timed["onnxruntime float32"] = (lambda: sessions["encoder"].run(["codes"], {"images": image}),
+                                        lambda: sessions["decoder"].run(["images"], {"codes": codes}))
+        fns = {(name, i): pair[i] for name, pair in timed.items() for i in (0, 1)}
+        medians = interleaved_medians(fns, FLAGS.repeats)
+        for row in results:
+            row["encode_s"], row["decode_s"] = medians[(row["runtime"], 0)], medians[(row["runtime"], 1)]
 
     base = results[0]
     for row in results:
@@ -132,17 +140,20 @@ def main(argv):
               f"{row['encoder_bytes'] / 1024:8.0f} {row['decoder_bytes'] / 1024:8.0f} {row['code_agreement']:7.3f}")
     by_name = {r["runtime"]: r for r in results}
     int8_ratio = by_name["TFLite int8"]["encoder_bytes"] / by_name["TFLite float32"]["encoder_bytes"]
-    print(f"int8 encoder vs SavedModel encoder: {by_name['TFLite int8']['encode_speedup_vs_saved_model']:.2f}x "
-          f"faster (target >= 2); float32 TFLite encoder: "
-          f"{by_name['TFLite float32']['encode_speedup_vs_saved_model']:.2f}x (target >= 1); int8/float32 size: "
-          f"encoder {int8_ratio:.2f}, decoder "
-          f"{by_name['TFLite int8']['decoder_bytes'] / by_name['TFLite float32']['decoder_bytes']:.2f} (target <= 0.3)")
+    lite32, lite8 = by_name["TFLite float32"], by_name["TFLite int8"]
+    print(f"vs SavedModel: int8 encoder {lite8['encode_speedup_vs_saved_model']:.2f}x (target >= 2); "
+          f"float32 encoder {lite32['encode_speedup_vs_saved_model']:.2f}x, float32 decoder "
+          f"{lite32['decode_speedup_vs_saved_model']:.2f}x, int8 decoder {lite8['decode_speedup_vs_saved_model']:.2f}x "
+          f"(target >= 1); int8/float32 size: encoder {int8_ratio:.3f}, decoder "
+          f"{lite8['decoder_bytes'] / lite32['decoder_bytes']:.3f} (target <= 0.3)")
     from export.metadata import write_json
 
     Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
     config = {k: FLAGS[k].value for k in ("hidden_units", "residual_units", "num_residual_blocks", "downsample",
                                           "num_codes", "code_dim", "image_size", "repeats", "threads")}
     write_json(FLAGS.out, {"config": config, "cpu_count": os.cpu_count(), "results": results,
+                           "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                           "timing": "round-robin over runtimes, median of repeats",
                            "command": " ".join(sys.argv)})
     print(f"wrote {FLAGS.out}")
 

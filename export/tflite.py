@@ -15,16 +15,19 @@ Quantizations:
 * `dynamic`: int8 weights, float activations (dynamic-range quantization),
   except the nearest-code search and the convolution reading the images,
   which keep float32 weights (`keep_float_ops`): >= 98% of codes as in
-  float32, at about a third of the float32 size. The decoder's transposed
-  convolutions keep float32 weights as well (the hybrid kernel is ~25x
-  slower).
+  float32, at about a third of the float32 size. A TRANSPOSE_CONV keeps
+  float32 weights as well (the hybrid kernel is ~25x slower); the decoders
+  of `vqvae_tf.networks` have none (they upsample with sub-pixel
+  convolutions, see `subpixel_conv_transpose`).
 * `int8`: int8 weights and activations calibrated on a representative
   dataset. By default the nearest-code search (the projection to the code
   space, the distance FULLY_CONNECTED and ARG_MAX) stays float32: int8
   distance scores tie among near-equal codes and changed about half of the
   codes of a small trained model, the float search keeps about 96.5% (DESIGN.md
   fact 13). Every convolution before it runs in int8; inputs and outputs are
-  float32.
+  float32. The search's weights (codebook, projection) are stored float16
+  and dequantized at load (`float16_search_weights`), which keeps the
+  encoder file under 0.3x the float32 one.
   With `int8_io=True` the whole graph is integer (builtins INT8 set), image
   inputs and outputs are int8 (use the tensors' scale and zero point), as
   microcontroller runtimes need; codes stay int32 in every variant. Expect
@@ -140,7 +143,7 @@ def _convert_int8(saved_model_dir, signatures, calibration, int8_io):
         content = debugger.get_nondebug_quantized_model()
     except Exception as error:
         raise ExportError(f"TFLite int8 conversion of {'/'.join(signatures)} failed: {error}") from error
-    return _drop_shape_only_quantize(content)
+    return float16_search_weights(_drop_shape_only_quantize(content))
 
 
 def _drop_shape_only_quantize(model_bytes):
@@ -167,6 +170,86 @@ def _drop_shape_only_quantize(model_bytes):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def float16_search_weights(model_bytes):
+    """Stores the weights of the float32 code search as float16 constants.
+
+    The int8 encoder keeps the nearest-code search float32 (module
+    docstring); its codebook (K x D) and projection weights are then the
+    largest constants of the file (a third of it for K = 512, D = 64). Each
+    float32 weight operand of those ops becomes a float16 constant read
+    through a DEQUANTIZE builtin, the layout of TFLite's own float16
+    quantization: the search still computes in float32 (XNNPACK unpacks
+    static float16 weights once, at load), on weights rounded to float16
+    (11 significant bits; biases stay float32). On the test model this kept
+    the same code agreement with the float model (tests/test_export.py).
+
+    Args:
+        model_bytes: a TFLite model whose code search (`code_search_nodes`)
+            has float32 weights.
+
+    Returns:
+        The edited model as bytes (the input if no search weight is float32).
+    """
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    users = {}
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            users[tensor.buffer] = users.get(tensor.buffer, 0) + 1
+    dequantize = None
+    halves = {}  # float32 buffer -> its float16 buffer: signatures sharing a codebook share it again
+    edited = 0
+    for graph in model.subgraphs:
+        inserted = []
+        for op in _search_ops(model, graph):
+            if _code(model, op) not in _CONVOLUTIONS | {_OP.FULLY_CONNECTED} or len(op.inputs) < 2:
+                continue
+            weights = graph.tensors[op.inputs[1]]
+            data = model.buffers[weights.buffer].data if weights.buffer else None
+            if data is None or weights.type != tflite_schema.TensorType.FLOAT32 or _quantized(weights):
+                continue
+            if weights.buffer not in halves:
+                half = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32).astype(np.float16)
+                model.buffers.append(tflite_schema.BufferT())
+                model.buffers[-1].data = np.frombuffer(half.tobytes(), np.uint8)
+                halves[weights.buffer] = len(model.buffers) - 1
+            constant = tflite_schema.TensorT()
+            constant.shape, constant.type = list(weights.shape), tflite_schema.TensorType.FLOAT16
+            constant.buffer, constant.name = halves[weights.buffer], weights.name + b"_float16"
+            graph.tensors.append(constant)
+            # The float32 tensor stays, now computed at run time (an empty
+            # buffer); its old data goes unless another tensor shares it.
+            users[weights.buffer] -= 1
+            if not users[weights.buffer]:
+                model.buffers[weights.buffer].data = None
+            model.buffers.append(tflite_schema.BufferT())
+            weights.buffer = len(model.buffers) - 1
+            if dequantize is None:
+                dequantize = _opcode_index(model, _OP.DEQUANTIZE, version=3)  # version 3: float16 input
+            operator = tflite_schema.OperatorT()
+            operator.opcodeIndex, operator.inputs, operator.outputs = dequantize, [len(graph.tensors) - 1], [op.inputs[1]]
+            inserted.append(operator)
+        # Constants first, as the converter writes them: every reader runs later.
+        graph.operators[:0] = inserted
+        edited += len(inserted)
+    if not edited:
+        return model_bytes
+    logger.info("Stored %d weight tensor(s) of the float code search as float16.", edited)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _opcode_index(model, builtin, version):
+    """Index of `builtin` in the model's operator codes (added if missing), at least `version`."""
+    for index, entry in enumerate(model.operatorCodes):
+        if max(entry.builtinCode, entry.deprecatedBuiltinCode) == builtin:
+            entry.version = max(entry.version, version)
+            return index
+    entry = tflite_schema.OperatorCodeT()
+    entry.builtinCode = entry.deprecatedBuiltinCode = builtin
+    entry.version = version
+    model.operatorCodes.append(entry)
+    return len(model.operatorCodes) - 1
+
+
 def keep_float_ops(model_bytes, float_model_bytes):
     """Gives the code search and a few other ops of a dynamic-range model float32 weights again.
 
@@ -180,9 +263,9 @@ def keep_float_ops(model_bytes, float_model_bytes):
     them float32 raises code agreement with float32 from 96.8% to 98.3%
     (the codebook alone: 97.4%). Both are small (the codebook, a
     projection, a convolution with C input channels). Transposed
-    convolutions of the decoder stay float32 too, for speed (see
-    `float_kept_ops`). The converter has no
-    public switch for single ops in this mode, so this edits the flatbuffer:
+    convolutions stay float32 too, for speed (see `float_kept_ops`). The
+    converter has no public switch for single ops in this mode, so this
+    edits the flatbuffer:
     each quantized constant input of those ops (weights, bias) gets the
     values of the same operand of the same op in the float32 conversion
     (same signature, op found by its output tensor's name), type FLOAT32 and

@@ -57,3 +57,61 @@ def test_network_arguments_are_validated(cls, kwargs, message):
 def test_encoder_rejects_wrong_rank_with_shapes_in_message():
     with pytest.raises(ValueError, match=r"\(batch, height, width, channels\).*received shape \(2, 16, 3\)"):
         Encoder(hidden_units=4, residual_units=4, code_dim=2)(np.zeros((2, 16, 3), "float32"))
+
+
+# ------------------------------------------------- sub-pixel transposed conv
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("activation", [None, "relu", "softmax"])
+def test_subpixel_conv_transpose_matches_keras(rank, activation):
+    import keras
+
+    from vqvae_tf.networks import subpixel_conv_transpose
+
+    cls = {1: keras.layers.Conv1DTranspose, 2: keras.layers.Conv2DTranspose}[rank]
+    rng = np.random.default_rng(rank)
+    for channels, filters, spatial in [(5, 3, (7, 6)), (16, 8, (1, 9)), (3, 2, (4, 4))]:
+        layer = cls(filters, 4, strides=2, padding="same", activation=activation)
+        x = tf.constant(rng.standard_normal((2, *spatial[:rank], channels)).astype("float32"))
+        layer(x)
+        layer.set_weights([rng.standard_normal(w.shape).astype("float32") for w in layer.weights])
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            expected, got = layer(x), subpixel_conv_transpose(layer, x)
+            # A loss that weighs every output position differently, so a
+            # misplaced gradient shows.
+            weights = tf.constant(rng.standard_normal(expected.shape).astype("float32"))
+            expected_loss, got_loss = tf.reduce_sum(expected * weights), tf.reduce_sum(got * weights)
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+        for want, have in zip(tape.gradient(expected_loss, [x] + layer.weights),
+                              tape.gradient(got_loss, [x] + layer.weights)):
+            np.testing.assert_allclose(have.numpy(), want.numpy(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("downsample", [2, 4, 8, 16])
+def test_decoder_equals_transposed_convolutions(rank, downsample, monkeypatch):
+    from vqvae_tf import networks
+
+    decoder = Decoder(downsample=downsample, hidden_units=8, residual_units=4, num_residual_blocks=1,
+                      output_channels=3, rank=rank)
+    codes = np.random.default_rng(downsample).standard_normal((2,) + (3,) * rank + (5,)).astype("float32")
+    got = decoder(codes).numpy()
+    assert got.shape == (2,) + (3 * downsample,) * rank + (3,)
+    # The layers the decoder holds are plain Keras transposed convolutions
+    # (so `.keras` files keep their weight paths); calling them directly is
+    # the reference.
+    assert all(type(layer).__name__ == f"Conv{rank}DTranspose" for layer in decoder.upsampling)
+    monkeypatch.setattr(networks, "subpixel_conv_transpose", lambda layer, x: layer(x))
+    np.testing.assert_allclose(got, decoder(codes).numpy(), atol=1e-5)
+
+
+def test_subpixel_conv_transpose_rejects_other_convolutions():
+    import keras
+
+    from vqvae_tf.networks import subpixel_conv_transpose
+
+    x = np.zeros((1, 4, 4, 2), "float32")
+    for kwargs in (dict(kernel_size=3, strides=2, padding="same"), dict(kernel_size=4, strides=1, padding="same"),
+                   dict(kernel_size=4, strides=2, padding="valid")):
+        with pytest.raises(ValueError, match="received layer"):
+            subpixel_conv_transpose(keras.layers.Conv2DTranspose(3, **kwargs), x)
