@@ -87,22 +87,49 @@ def test_rejects_mismatched_shapes():
 
 
 @pytest.mark.parametrize(
-    "num_vectors,budget",
+    "num_vectors,budget,num_codes",
     [
-        (1000, TINY_BUDGET),  # rows and codes split, last row block padded
-        (1000, 2 * 256 * 300 * 4),  # codes split 2 ways (300 + 300 padded)
-        (1000, 2 * 300 * 600 * 4),  # rows split only: 300 + 300 + 300 + 100
-        (600, 10 * 2**20),  # fits: one piece
+        (1000, TINY_BUDGET, 600),  # rows and codes split, last row block padded
+        (1000, 2 * 256 * 300 * 4, 600),  # codes split 2 ways (300 + 300 padded)
+        (1000, 2 * 300 * 600 * 4, 600),  # rows split only: 300 + 300 + 300 + 100
+        (600, 10 * 2**20, 600),  # fits: one piece
+        (100, TINY_BUDGET, 2000),  # one short row block, 8 code blocks (the last 208)
     ],
 )
-def test_blocked_equals_one_shot_exactly(num_vectors, budget):
-    vectors, codebook = _data(num_vectors, 16, 600)
+def test_blocked_equals_one_shot_exactly(num_vectors, budget, num_codes):
+    vectors, codebook = _data(num_vectors, 16, num_codes)
     one_shot = nearest_codes(vectors, codebook, memory_budget_bytes=None).numpy()
     blocked = nearest_codes(vectors, codebook, memory_budget_bytes=budget).numpy()
     np.testing.assert_array_equal(blocked, one_shot)
     # Ties across code blocks go to the lowest index.
     np.testing.assert_array_equal(blocked[:4], [1, 1, 5, 1])
     _assert_matches_numpy(blocked, vectors, codebook)
+
+
+@pytest.mark.parametrize("budget", [TINY_BUDGET, 2 * 300 * 600 * 4])
+def test_blocked_search_makes_no_copy_of_the_vectors(budget):
+    """Blocks are taken inside the loop: outside it, no op makes a tensor of
+    the vectors' size (padding all of them to whole blocks, or unstacking
+    them into a list of blocks, costs N * D * 4 bytes each)."""
+    vectors, codebook = _data(1000, 16, 600)
+    graph = (
+        tf.function(lambda x: nearest_codes(x, codebook, memory_budget_bytes=budget))
+        .get_concrete_function(tf.TensorSpec(vectors.shape, tf.float32))
+        .graph
+    )
+    kinds = {op.type for op in graph.get_operations()}
+    assert kinds & {"While", "StatelessWhile"}
+    # These forward the input buffer (a while loop passes the tensors it
+    # captures through as loop variables).
+    forwarding = {"Placeholder", "Identity", "StopGradient", "While", "StatelessWhile"}
+    copies = [
+        (op.type, out.shape)
+        for op in graph.get_operations()
+        if op.type not in forwarding
+        for out in op.outputs
+        if out.dtype == tf.float32 and out.shape.is_fully_defined() and out.shape.num_elements() >= vectors.size
+    ]
+    assert not copies
 
 
 def test_dynamic_number_of_vectors_under_tf_function():

@@ -25,9 +25,11 @@ MIN_CHUNK_ROWS = 256
 MIN_CHUNK_CODES = 256
 
 _SCORE_BYTES = 4  # float32
-# A blocked search holds up to two score-sized temporaries at once (a block's
-# scores and the loop's copy of the previous one), measured with
-# bench/chunked_search.py; a one-shot search holds one (the bias-add is in place).
+# A blocked search can hold two score-sized temporaries at once (a block's
+# scores while the previous block's are being released): with blocks of
+# 32 MiB and 128 MiB, bench/chunked_search.py measured a resident-memory rise
+# of 1.4 and 1.5 blocks, so a block gets half the budget. A one-shot search
+# holds one (the bias-add is in place).
 _BLOCKS_PER_BUDGET = 2
 
 
@@ -37,7 +39,8 @@ class SearchPlan:
 
     Attributes:
         rows_per_chunk: vectors searched together (the last row block is
-            zero-padded to this size, so every block has the same shape).
+            filled up to this size with copies of its last row, so every
+            block has the same shape).
         codes_per_chunk: codes scored together; equals the number of codes
             unless one row block of all codes exceeds the budget.
         num_row_chunks: number of row blocks, or None when the number of
@@ -76,10 +79,14 @@ def plan_search(num_vectors, num_codes, memory_budget_bytes=DEFAULT_MEMORY_BUDGE
         memory_budget_bytes: int, bound on the bytes of the search's score
             temporaries, or None for no bound (one piece). Defaults to
             256 MiB. At least two `MIN_CHUNK_ROWS x MIN_CHUNK_CODES` float32
-            blocks (512 KiB). Not counted: inputs, outputs, and the blocked
-            search's two copies of the vectors (zero padding to whole blocks
-            and the loop's unstacked blocks, 2 * N * D * 4 bytes, 32 MiB for
-            65,536 x 64), measured with bench/chunked_search.py.
+            blocks (512 KiB). Not counted: inputs, outputs, the per-block
+            copies of one row block and one code block (`rows * D` and
+            `codes * D` floats; the vectors as a whole are never copied),
+            and what TensorFlow keeps after the first search of a shape
+            (about 11 MiB, whatever N: a second search adds under 1 MiB).
+            So small budgets are exceeded by about that much: at K = 16,384
+            and N = 65,536, resident memory rose 15 MiB under a 4 MiB
+            budget and 21 MiB under 16 MiB (bench/chunked_search.py).
 
     Returns:
         A `SearchPlan`.
@@ -196,37 +203,54 @@ def _search(vectors, codebook):
 def _chunked_search(vectors, codebook, plan):
     rows, codes = plan.rows_per_chunk, plan.codes_per_chunk
     num_codes = codebook.shape[0]
-    width = vectors.shape[1] if vectors.shape[1] is not None else tf.shape(vectors)[1]
     num_vectors = tf.shape(vectors)[0]
     num_blocks = (num_vectors + rows - 1) // rows
-    # Every block gets the same static shape (so the same matmul kernel and
-    # bits as the one-shot search, and XLA / TFLite see static shapes).
-    padded = tf.pad(vectors, [[0, num_blocks * rows - num_vectors], [0, 0]])
-    blocks = tf.reshape(padded, [num_blocks, rows, width])
     half_sq_norms = _half_sq_norms(codebook)
     if codes >= num_codes:
-        def search_block(block):
+        def search_rows(block):
             return tf.argmax(_scores(block, codebook, half_sq_norms), axis=-1, output_type=tf.int32)
     else:
-        search_block = _code_blocked_search(codebook, half_sq_norms, codes, plan.num_code_chunks)
+        search_rows = _code_blocked_search(codebook, half_sq_norms, codes, plan.num_code_chunks)
+
+    def search_block(i):
+        # Each block is taken from the vectors inside the loop, so no copy of
+        # all the vectors is made (padding them all to whole blocks, or
+        # unstacking them into blocks, would cost N * D * 4 bytes each).
+        block, _ = _block(vectors, i * rows, rows, num_vectors)
+        return search_rows(block)
+
     # One block at a time (parallel_iterations=1) is what bounds the memory.
-    found = tf.map_fn(search_block, blocks, fn_output_signature=tf.int32, parallel_iterations=1)
+    found = tf.map_fn(
+        search_block, tf.range(num_blocks), fn_output_signature=tf.int32, parallel_iterations=1
+    )
     return tf.reshape(found, [-1])[:num_vectors]
+
+
+def _block(tensor, start, size, length):
+    """Rows `[start, start + size)` of `tensor` (`length` rows), and which are real.
+
+    Only the last block is short; it is filled up to `size` with copies of
+    the last row, so every block has the same static shape: the blocked
+    matmul runs the one-shot search's kernel (same bits; each score depends
+    only on its own row and code) and XLA / TFLite see static shapes. A
+    gather rather than a slice because XLA rejects slices of run-time size.
+    """
+    positions = start + tf.range(size)
+    return tf.gather(tensor, tf.minimum(positions, length - 1)), positions < length
 
 
 def _code_blocked_search(codebook, half_sq_norms, codes, num_code_chunks):
     """Search of one row block over blocks of codes with a running best."""
     num_codes = codebook.shape[0]
-    extra = num_code_chunks * codes - num_codes
-    # Padding codes score -inf (infinite norm), so they never win.
-    code_blocks = tf.reshape(tf.pad(codebook, [[0, extra], [0, 0]]), [num_code_chunks, codes, -1])
-    norm_blocks = tf.reshape(
-        tf.pad(half_sq_norms, [[0, extra]], constant_values=float("inf")), [num_code_chunks, codes]
-    )
 
     def search_block(block):
         def step(j, best_score, best_index):
-            scores = _scores(block, code_blocks[j], norm_blocks[j])
+            start = j * codes
+            code_block, real = _block(codebook, start, codes, num_codes)
+            norms, _ = _block(half_sq_norms, start, codes, num_codes)
+            # Padding codes score -inf (infinite norm), so they never win.
+            norms = tf.where(real, norms, float("inf"))
+            scores = _scores(block, code_block, norms)
             index = tf.argmax(scores, axis=-1, output_type=tf.int32)
             score = tf.gather(scores, index, batch_dims=1)
             # Strictly greater: on a tie the earlier block (lower index) stays.
@@ -234,7 +258,7 @@ def _code_blocked_search(codebook, half_sq_norms, codes, num_code_chunks):
             return (
                 j + 1,
                 tf.where(better, score, best_score),
-                tf.where(better, index + j * codes, best_index),
+                tf.where(better, index + start, best_index),
             )
 
         rows = tf.shape(block)[0]
