@@ -63,10 +63,18 @@ def test_config_json_round_trip(tmp_path):
     ("export_formats", ("zip",), "export_formats must be a non-empty subset"),
     ("export_quantizations", ("int4",), "export_quantizations must be a non-empty subset"),
     ("kmeans_init", "yes", "kmeans_init must be a bool"),
+    ("lookup_dim", -1, "lookup_dim must be an integer >= 0"),
 ])
 def test_config_rejects_bad_values(field, value, words):
     with pytest.raises(ConfigError, match=re.escape(words) + ".*received"):
         tiny(**{field: value})
+
+
+def test_lookup_dim_reaches_the_quantizer_only_when_set():
+    kwargs = tiny(lookup_dim=3).model_kwargs(channels=3, data_variance=1.0)
+    assert kwargs["quantizer_config"]["lookup_dim"] == 3
+    assert "lookup_dim" not in tiny().model_kwargs(channels=3, data_variance=1.0)["quantizer_config"]
+    assert tiny().incompatible_fields(tiny(lookup_dim=3)) == ["lookup_dim"]
 
 
 def test_config_export_names_match_the_exporter():

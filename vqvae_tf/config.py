@@ -69,6 +69,9 @@ class TrainConfig:
         commitment_cost, decay, kmeans_init, dead_code_threshold,
             l2_normalize: options of the codebook quantizers ("ema", "vq",
             "residual"; `decay` not for "vq").
+        lookup_dim: search the codebook in a projection of this many
+            dimensions (low-dimension codes; "ema", "vq", "residual"), 0 =
+            off. Defaults to 0.
         num_stages, quantizer_dropout: residual stages and the probability
             of training a batch with a random prefix of them ("residual").
         num_codes, code_dim, downsample, hidden_units, residual_units,
@@ -103,6 +106,7 @@ class TrainConfig:
     kmeans_init: bool = True
     dead_code_threshold: float = 1.0
     l2_normalize: bool = False
+    lookup_dim: int = 0
     num_stages: int = 4
     quantizer_dropout: float = 0.0
     num_codes: int = 512
@@ -133,7 +137,8 @@ class TrainConfig:
                               ("validation_steps", 0), ("batch_size", 1), ("warmup_steps", 0),
                               ("num_codes", 2), ("code_dim", 1), ("hidden_units", 1),
                               ("residual_units", 1), ("num_residual_blocks", 0), ("seed", 0),
-                              ("num_samples", 1), ("verbose", 0), ("num_stages", 1)):
+                              ("num_samples", 1), ("verbose", 0), ("num_stages", 1),
+                              ("lookup_dim", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"{name} must be an integer >= {minimum}; received {value!r}.")
@@ -180,6 +185,8 @@ class TrainConfig:
                 dead_code_threshold=self.dead_code_threshold,
                 l2_normalize=self.l2_normalize,
             )
+            if self.lookup_dim:
+                quantizer_config["lookup_dim"] = self.lookup_dim
         if self.quantizer in ("ema", "residual"):
             quantizer_config["decay"] = self.decay
         if self.quantizer == "residual":
