@@ -59,7 +59,8 @@ flags.DEFINE_float("dead_code_threshold", _DEFAULTS.dead_code_threshold,
                    "Restart codes used less than this often per step (0 = never).", lower_bound=0.0)
 flags.DEFINE_bool("l2_normalize", _DEFAULTS.l2_normalize, "Cosine-similarity codes.")
 flags.DEFINE_integer("lookup_dim", _DEFAULTS.lookup_dim,
-                     "Search the codebook in a projection of this many dimensions (0 = off).", lower_bound=0)
+                     "Search the codebook in a learned projection of this many dimensions "
+                     "(0 or >= --code_dim: in the code space itself).", lower_bound=0)
 flags.DEFINE_integer("num_codes", _DEFAULTS.num_codes, "Codebook size K.", lower_bound=2, upper_bound=1 << 20)
 flags.DEFINE_integer("code_dim", _DEFAULTS.code_dim, "Code vector size D.", lower_bound=1)
 flags.DEFINE_enum("downsample", str(_DEFAULTS.downsample), [str(d) for d in cfg.DOWNSAMPLE],

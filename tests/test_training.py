@@ -73,7 +73,10 @@ def test_config_rejects_bad_values(field, value, words):
 def test_lookup_dim_reaches_the_quantizer_only_when_set():
     kwargs = tiny(lookup_dim=3).model_kwargs(channels=3, data_variance=1.0)
     assert kwargs["quantizer_config"]["lookup_dim"] == 3
-    assert "lookup_dim" not in tiny().model_kwargs(channels=3, data_variance=1.0)["quantizer_config"]
+    # No lower-dimension space to search: off (TINY has code_dim=8).
+    for off in (0, 8, 12):
+        assert "lookup_dim" not in tiny(lookup_dim=off).model_kwargs(channels=3, data_variance=1.0)["quantizer_config"]
+    assert TrainConfig().model_kwargs(channels=3, data_variance=1.0)["quantizer_config"]["lookup_dim"] == 8
     assert tiny().incompatible_fields(tiny(lookup_dim=3)) == ["lookup_dim"]
 
 
@@ -83,6 +86,12 @@ def test_config_export_names_match_the_exporter():
 
     assert config.EXPORT_FORMATS == export.FORMATS
     assert config.EXPORT_QUANTIZATIONS == export.QUANTIZATIONS
+
+
+def test_config_files_from_before_lookup_dim_keep_searching_in_code_space():
+    data = json.loads(tiny().to_json())
+    del data["lookup_dim"]
+    assert TrainConfig.from_dict(data).lookup_dim == 0
 
 
 def test_config_rejects_unknown_json_fields():

@@ -46,6 +46,11 @@ class ConfigError(ValueError):
     """A training setting out of range, or a workdir whose run does not match."""
 
 
+# Fields added after the first release, with the value older config files
+# implied (their runs were made without the feature).
+_VALUES_BEFORE_THE_FIELD_EXISTED = {"lookup_dim": 0}
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Settings of one training run (see `train.py --help` for each flag).
@@ -69,9 +74,12 @@ class TrainConfig:
         commitment_cost, decay, kmeans_init, dead_code_threshold,
             l2_normalize: options of the codebook quantizers ("ema", "vq",
             "residual"; `decay` not for "vq").
-        lookup_dim: search the codebook in a projection of this many
-            dimensions (low-dimension codes; "ema", "vq", "residual"), 0 =
-            off. Defaults to 0.
+        lookup_dim: search the codebook in a learned projection of this
+            many dimensions (low-dimension codes; "ema", "vq", "residual");
+            0, or a value >= `code_dim`, searches in the `code_dim` space
+            itself. Defaults to 8: on the photos and MNIST it lowered the
+            test MSE and raised code usage (bench/quantizer_quality.py) and
+            raised the default run's validation PSNR by 0.4 dB (README).
         num_stages, quantizer_dropout: residual stages and the probability
             of training a batch with a random prefix of them ("residual").
         num_codes, code_dim, downsample, hidden_units, residual_units,
@@ -106,7 +114,7 @@ class TrainConfig:
     kmeans_init: bool = True
     dead_code_threshold: float = 1.0
     l2_normalize: bool = False
-    lookup_dim: int = 0
+    lookup_dim: int = 8
     num_stages: int = 4
     quantizer_dropout: float = 0.0
     num_codes: int = 512
@@ -185,7 +193,7 @@ class TrainConfig:
                 dead_code_threshold=self.dead_code_threshold,
                 l2_normalize=self.l2_normalize,
             )
-            if self.lookup_dim:
+            if 0 < self.lookup_dim < self.code_dim:
                 quantizer_config["lookup_dim"] = self.lookup_dim
         if self.quantizer in ("ema", "residual"):
             quantizer_config["decay"] = self.decay
@@ -222,7 +230,8 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown training config fields {unknown}; known fields: {sorted(known)}.")
-        return cls(**data)
+        # A config written before a field existed meant that field's old value.
+        return cls(**{**_VALUES_BEFORE_THE_FIELD_EXISTED, **data})
 
     @classmethod
     def from_json(cls, text):
