@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from vqvae_tf import atomic  # noqa: E402
 from vqvae_tf.code_search import nearest_codes, plan_search  # noqa: E402
 
 MIB = 2**20
@@ -194,10 +195,7 @@ def main():
         },
         "variants": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.json.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(result, handle, indent=2)
-    os.replace(handle.name, args.json)
+    atomic.write_json(args.json, result)
     print(f"wrote {args.json}")
 
 

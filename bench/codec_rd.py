@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vqvae_tf import codec, codec_eval  # noqa: E402
-from vqvae_tf.atomic import atomic_output  # noqa: E402
+from vqvae_tf import atomic  # noqa: E402
 from vqvae_tf.image_io import PHOTOS_VALIDATION, load_photo  # noqa: E402
 
 QUALITIES = list(range(1, 21)) + list(range(25, 96, 5))
@@ -258,7 +258,7 @@ def draw_plot(curves, points, path):
                     draw.ellipse((x - 5, y - 5, x + 5, y + 5), fill=colour)
             draw.text((legend_x + 28, legend_y), f".vqz {point['model']} {point['method']}", fill="black", font=font)
             legend_y += 16
-    with atomic_output(path) as temp:
+    with atomic.atomic_output(path) as temp:
         canvas.save(temp, format="PNG")
 
 
@@ -286,8 +286,7 @@ def main(argv):
     result = dict(images={k: list(v.shape) for k, v in images.items()}, qualities=QUALITIES, codec=points,
                   baselines=curves, encode_time=times, memory=memory, load_average=os.getloadavg(),
                   command="TF_CPP_MIN_LOG_LEVEL=2 python " + " ".join(sys.argv))
-    with atomic_output(out) as temp:
-        temp.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    atomic.write_json(out, result, indent=1, default=float)
     draw_plot(curves, points, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

@@ -12,7 +12,6 @@ load average before and after).
     TF_CPP_MIN_LOG_LEVEL=2 python bench/export_latency.py [--hidden_units 128 --downsample 4]
 """
 
-import json
 import os
 import statistics
 import sys

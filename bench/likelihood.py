@@ -27,9 +27,7 @@ Writes bench/results/likelihood.json. Not a test: about 10-20 minutes.
 """
 
 import argparse
-import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from vqvae_tf import atomic  # noqa: E402
 from vqvae_tf.data import make_datasets  # noqa: E402
 from vqvae_tf.gaussian_vae import GaussianVAE  # noqa: E402
 from vqvae_tf.prior import nll_per_code, vqvae_bits_per_dim  # noqa: E402
@@ -161,10 +160,7 @@ def main():
         print(f"{name:8s} {'VQ-VAE':8s} {q['bits_per_dim']:9.3f} {q['mse']:9.5f} {q['psnr']:8.2f}  "
               f"prior {q['prior_bits_per_dim']:.3f} + rec {q['reconstruction_bits_per_dim']:.3f} bits/dim, "
               f"{q['prior_bits_per_code']:.2f} of {q['uniform_prior_bits_per_code']:.0f} bits/code")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    temp = args.json.with_name(f".{args.json.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(temp, args.json)
+    atomic.write_json(args.json, results)
     print(f"wrote {args.json}")
 
 

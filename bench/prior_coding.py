@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vqvae_tf import bitstream  # noqa: E402
+from vqvae_tf import atomic, bitstream  # noqa: E402
 from vqvae_tf.callbacks import save_model  # noqa: E402
 from vqvae_tf.config import TrainConfig  # noqa: E402
 from vqvae_tf.data import make_datasets  # noqa: E402
@@ -173,10 +173,7 @@ def photo_streams(args):
 
 
 def _write_json(path, results):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(temp, path)
+    atomic.write_json(path, results)
     print(f"wrote {path}")
 
 

@@ -8,10 +8,7 @@ codes, and prints codes/second for each and the speed-up of the cache.
 """
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from vqvae_tf import atomic  # noqa: E402
 from vqvae_tf.transformer_prior import TransformerPrior  # noqa: E402
 
 
@@ -66,12 +64,7 @@ def main():
     print(f"{'no cache':<10} {uncached_s:>9.3f} {result['codes_per_s_no_cache']:>10.0f}")
     print(f"speedup {result['speedup']:.1f}x, identical samples: {result['identical_samples']}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=args.json.parent, suffix=".tmp", delete=False
-        ) as handle:
-            json.dump(result, handle, indent=2)
-        os.replace(handle.name, args.json)
+        atomic.write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,10 @@ recorded: CPU time is the steadier figure when other jobs share the machine.
 """
 
 import argparse
-import json
 import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from vqvae_tf import atomic  # noqa: E402
 from vqvae_tf.code_search import nearest_codes  # noqa: E402
 from vqvae_tf.quantizers import VectorQuantizer, VectorQuantizerEMA  # noqa: E402
 
@@ -258,10 +257,7 @@ def main():
         "ratios_cpu": cpu_ratios,
         "targets_met_wall": targets,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.json.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(result, handle, indent=2)
-    os.replace(handle.name, args.json)
+    atomic.write_json(args.json, result)
     print(f"wrote {args.json}")
 
 

@@ -18,9 +18,7 @@ otherwise; with --merge, rows of variants not run now are kept from that file
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from vqvae_tf import atomic  # noqa: E402
 from vqvae_tf.data import make_datasets  # noqa: E402
 from vqvae_tf.gumbel_quantizer import GumbelTemperatureSchedule  # noqa: E402
 from vqvae_tf.quantizers import histogram_statistics  # noqa: E402
@@ -146,18 +145,6 @@ def run(variant, dataset, args):
     return dict(result, dataset=dataset, variant=variant, train_seconds=seconds, description=bundle.description)
 
 
-def write_json(path, payload):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="mnist,photos")
@@ -217,7 +204,7 @@ def main():
         kept = [dict(row, command=row.get("command", earlier[0])) for row in previous["results"]
                 if (row["dataset"], row["variant"]) not in ran]
         rows, commands = kept + rows, earlier + commands
-    write_json(args.json, dict(config=config, commands=commands, results=rows))
+    atomic.write_json(args.json, dict(config=config, commands=commands, results=rows))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ requirements-bench.txt.
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -206,7 +205,7 @@ def main():
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "train_throughput.json")
     args = parser.parse_args()
 
-    from vqvae_tf.atomic import atomic_output
+    from vqvae_tf import atomic
     from vqvae_tf.training import resolve_mixed_precision
 
     images, bundle = photo_batches(args.batch, 1)
@@ -255,8 +254,7 @@ def main():
                      "in_memory_steps_per_s": args.steps / memory_s, "ratio": pipeline_ratio},
         "last_losses": {c.name: c.losses[-1] for c in contenders},
     }
-    with atomic_output(args.json) as temp:
-        temp.write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_json(args.json, result)
     print(f"wrote {args.json}")
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from export.errors import ExportError
 from export.opsets import check_opset
+from vqvae_tf import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def _write_tflite(model, saved_dir, directory, fields, quantizations, calibratio
             tflite.check_runs(content, signatures, model.downsample, model.input_channels, model.rank,
                               saved_model.code_axes(model))
             stem = f"{name}_{quantization}"
-            metadata.write_bytes(directory / f"{stem}.tflite", content)
+            atomic.write_bytes(directory / f"{stem}.tflite", content)
             io = int8_io and quantization == "int8"
             metadata.write_json(
                 directory / f"{stem}.json", metadata.sidecar(fields, "tflite", stem, signatures, quantization, io)
@@ -200,7 +201,7 @@ def _write_onnx(model, directory, fields, opset):
     directory.mkdir()
     for name, endpoint in onnx_export.MODELS.items():
         content = onnx_export.convert(model, endpoint, opset)
-        metadata.write_bytes(directory / f"{name}.onnx", content)
+        atomic.write_bytes(directory / f"{name}.onnx", content)
         entry = metadata.sidecar(fields, "onnx", name, (endpoint,))
         entry["opset"] = int(opset)
         metadata.write_json(directory / f"{name}.json", entry)

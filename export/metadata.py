@@ -34,12 +34,12 @@ every file written with its size in bytes and SHA-256.
 
 import hashlib
 import json
-import os
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from vqvae_tf import atomic
 
 SCHEMA = "vqvae_tf.export/1"
 
@@ -96,22 +96,6 @@ def sidecar(fields, fmt, name, signatures, quantization="float32", int8_io=False
     return entry
 
 
-def write_bytes(path, content):
-    """Writes `content` to `path` atomically (temp file in the same directory)."""
-    path = os.fspath(path)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(content)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def write_json(path, value):
-    write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+    """Writes a sidecar or manifest atomically, keys sorted (stable diffs)."""
+    atomic.write_json(path, value, sort_keys=True)

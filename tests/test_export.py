@@ -18,6 +18,7 @@ import pytest
 
 import export
 from export import ExportError, export_model
+from vqvae_tf import atomic
 from vqvae_tf.image_io import load_photo, tiles
 from vqvae_tf.lite_runtime import LiteDecoder, LiteEncoder
 from vqvae_tf.quantizers import QUANTIZERS, get_quantizer
@@ -257,7 +258,7 @@ def test_tflite_int8_io(trained, data, tmp_path):
     for name, signatures in (("encoder", ("encode",)), ("decoder", ("decode",))):
         content = tflite.convert(tmp_path / "sm", signatures, "int8", calibration, int8_io=True)
         paths[name] = tmp_path / f"{name}.tflite"
-        metadata.write_bytes(paths[name], content)
+        atomic.write_bytes(paths[name], content)
         metadata.write_json(paths[name].with_suffix(".json"),
                             metadata.sidecar(fields, "tflite", name, signatures, "int8", True))
     encoder, decoder = LiteEncoder(paths["encoder"]), LiteDecoder(paths["decoder"])

@@ -8,6 +8,7 @@ without TensorFlow.
 """
 
 import contextlib
+import json
 import os
 import secrets
 from pathlib import Path
@@ -55,3 +56,8 @@ def write_bytes(path, data):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def write_json(path, value, *, indent=2, sort_keys=False, default=None):
+    """Writes `value` as JSON (and a final newline) to `path` atomically."""
+    write_bytes(path, (json.dumps(value, indent=indent, sort_keys=sort_keys, default=default) + "\n").encode())

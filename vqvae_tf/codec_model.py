@@ -415,7 +415,7 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
     )
     target = model.directory / PRIOR
     _save_inference_copy(prior, target)
-    atomic.write_bytes(target.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
+    atomic.write_json(target.with_suffix(".json"), sidecar)
     model._priors.clear()
     if prior_coding.prior_fingerprint(model.prior()).hex() != sidecar["fingerprint"]:
         raise CodecError(f"{target} does not reload as the prior it was written from")

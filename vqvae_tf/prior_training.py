@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vqvae_tf import atomic
 from vqvae_tf.atomic import atomic_output
 from vqvae_tf.config import STRATEGIES, ConfigError
 
@@ -166,7 +167,7 @@ class PriorConfig:
 
     def save(self, path):
         """Writes the config as JSON, atomically."""
-        _write_json(path, self.to_dict())
+        atomic.write_json(path, self.to_dict(), sort_keys=True)
 
 
 # ----------------------------------------------------------------------------
@@ -423,11 +424,6 @@ def _file_digest(path):
     return digest.hexdigest()
 
 
-def _write_json(path, data):
-    with atomic_output(path) as temp:
-        Path(temp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def _train_batches(config, bundle, batch_size):
     if config.train_batches is not None:
         return config.train_batches
@@ -544,7 +540,7 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
         "paths": {"prior": str(workdir / "prior.keras"), "samples": str(samples_path)},
     }
-    _write_json(workdir / "prior_metrics.json", metrics)
+    atomic.write_json(workdir / "prior_metrics.json", metrics, sort_keys=True)
     logger.info("Prior %s: test NLL %.3f bits/code (unigram %.3f), VQ-VAE bound %.3f bits/dim.",
                 config.kind, metrics["bits_per_code"], metrics["unigram_bits_per_code"], metrics["bits_per_dim"])
     return metrics
