@@ -206,9 +206,13 @@ def test_tflite_int8(exported, reference, record_property):
 
 
 def _tflite_model(path):
+    return _tflite_model_bytes(Path(path).read_bytes())
+
+
+def _tflite_model_bytes(content):
     from tensorflow.lite.tools import flatbuffer_utils
 
-    return flatbuffer_utils.convert_bytearray_to_object(bytearray(Path(path).read_bytes()))
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
 
 
 def test_tflite_int8_search_weights_are_float16(exported):
@@ -233,6 +237,70 @@ def test_tflite_int8_search_weights_are_float16(exported):
                 assert constant.type == schema.TensorType.FLOAT16 and list(constant.shape) == [64, 32]
                 searches += 1
         assert searches == (1 if name == "encoder" else 2)  # vqvae: encode and reconstruct
+
+
+def test_tflite_int8_has_no_standalone_relu(exported):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from export.tflite import _OP, _code
+
+    # Each residual block's pre-activation RELU runs fused into a copy of its
+    # producer (`fuse_standalone_relus`): XNNPACK does not take a standalone int8 RELU.
+    for name in ("encoder", "decoder", "vqvae"):
+        model = _tflite_model(exported / f"tflite/{name}_int8.tflite")
+        relus = [op for graph in model.subgraphs for op in graph.operators if _code(model, op) == _OP.RELU
+                 and graph.tensors[op.inputs[0]].type == schema.TensorType.INT8]
+        assert not relus, name
+
+
+def test_fuse_standalone_relus_keeps_outputs():
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.tflite import _OP, _code, fuse_standalone_relus
+
+    # A residual block: the skip reads the convolution's output un-activated,
+    # so the converter leaves relu(x) as a standalone RELU (and relu(x + y) too).
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    y = keras.layers.Conv2D(8, 1)(keras.layers.ReLU()(x))
+    added = keras.layers.Add()([x, y])
+    model = keras.Model(inputs, keras.layers.Concatenate()([keras.layers.ReLU()(added), added]))
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 16, 16, 3), dtype=np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([images[i : i + 1]] for i in range(len(images)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_output_type = tf.int8  # compare in quantization steps
+    original = converter.convert()
+    fused = fuse_standalone_relus(original)
+
+    def relus(content):
+        tree = _tflite_model_bytes(content)
+        return sum(_code(tree, op) == _OP.RELU for graph in tree.subgraphs for op in graph.operators)
+
+    assert relus(original) == 2 and relus(fused) == 0
+    assert fuse_standalone_relus(fused) == fused  # nothing left to fuse
+
+    def run(content, batch):
+        interpreter = Interpreter(model_content=content)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
+        interpreter.invoke()
+        output = interpreter.get_output_details()[0]
+        return interpreter.get_tensor(output["index"]).astype(np.int32), output["quantization"]
+
+    errors = {"original": [], "fused": []}
+    for i in range(8):
+        (want, (scale, zero)), (got, _) = run(original, images[i : i + 1]), run(fused, images[i : i + 1])
+        # One rounding instead of two: at most one quantization step from the original.
+        assert np.max(np.abs(got - want)) <= 1, np.max(np.abs(got - want))
+        exact = model(images[i : i + 1]).numpy()
+        errors["original"].append(np.mean(np.abs((want - zero) * scale - exact)))
+        errors["fused"].append(np.mean(np.abs((got - zero) * scale - exact)))
+    # ... and no further from the float model than the original was.
+    assert np.mean(errors["fused"]) <= np.mean(errors["original"]), errors
 
 
 def test_tflite_decoders_have_no_transposed_convolution(exported):
