@@ -6,7 +6,11 @@ times encode and decode of one 512x512 RGB image with 2 threads in each
 runtime, and prints a table with file sizes and speed ratios against the
 float32 SavedModel. The runtimes are timed round-robin (one run of each per
 repeat, medians reported), so load from other jobs on this shared machine
-hits all of them alike. Writes bench/results/export_latency.json (with the
+hits all of them alike, with a pause (`--cooldown_ms`) before each timed
+run: TensorFlow's and XNNPACK's thread pools spin for a while after a call,
+and without the pause each runtime's spinning threads slowed the next one
+(SavedModel encode 122 ms timed back to back, 82 ms with the pause). A
+server runs one runtime, so the pause is the fairer measure. Writes bench/results/export_latency.json (with the
 load average before and after).
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/export_latency.py [--hidden_units 128 --downsample 4]
@@ -32,11 +36,12 @@ flags.DEFINE_integer("num_codes", 512, "Codebook size K.", lower_bound=2)
 flags.DEFINE_integer("code_dim", 64, "Code vector size D.", lower_bound=1)
 flags.DEFINE_integer("image_size", 512, "Side of the timed RGB image.", lower_bound=16)
 flags.DEFINE_integer("repeats", 20, "Timed runs per measurement (median reported).", lower_bound=1)
+flags.DEFINE_integer("cooldown_ms", 50, "Pause before each timed run, so no thread pool still spins.", lower_bound=0)
 flags.DEFINE_integer("threads", 2, "CPU threads of every runtime.", lower_bound=1)
 flags.DEFINE_string("out", str(Path(__file__).resolve().parent / "results" / "export_latency.json"), "JSON output.")
 
 
-def interleaved_medians(fns, repeats):
+def interleaved_medians(fns, repeats, cooldown=0.0):
     """Median seconds of each callable, timed round-robin."""
     for fn in fns.values():
         fn()  # warm-up: allocation, delegate and graph set-up
@@ -44,6 +49,7 @@ def interleaved_medians(fns, repeats):
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            time.sleep(cooldown)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -119,7 +125,7 @@ def main(argv):
         timed["onnxruntime float32"] = (lambda: sessions["encoder"].run(["codes"], {"images": image}),
                                         lambda: sessions["decoder"].run(["images"], {"codes": codes}))
         fns = {(name, i): pair[i] for name, pair in timed.items() for i in (0, 1)}
-        medians = interleaved_medians(fns, FLAGS.repeats)
+        medians = interleaved_medians(fns, FLAGS.repeats, FLAGS.cooldown_ms / 1000)
         for row in results:
             row["encode_s"], row["decode_s"] = medians[(row["runtime"], 0)], medians[(row["runtime"], 1)]
 
@@ -149,10 +155,10 @@ def main(argv):
 
     Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
     config = {k: FLAGS[k].value for k in ("hidden_units", "residual_units", "num_residual_blocks", "downsample",
-                                          "num_codes", "code_dim", "image_size", "repeats", "threads")}
+                                          "num_codes", "code_dim", "image_size", "repeats", "cooldown_ms", "threads")}
     write_json(FLAGS.out, {"config": config, "cpu_count": os.cpu_count(), "results": results,
                            "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                           "timing": "round-robin over runtimes, median of repeats",
+                           "timing": "round-robin over runtimes, a cooldown_ms pause before each run, median of repeats",
                            "command": " ".join(sys.argv)})
     print(f"wrote {FLAGS.out}")
 

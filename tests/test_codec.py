@@ -26,6 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 # Shipped-model floor: the default model (d8k512) measured 24.2 dB on this
 # crop; the floor only catches a broken or mismatched model.
 SHIPPED_PSNR_FLOOR = 20.0
+# PSNR of each shipped model on the whole held-out `chelsea` photo, measured
+# with the shipped files (d8k512 27.11 dB, d4k512 29.92 dB). A stale or badly
+# calibrated int8 encoder falls well below: d4k512's first int8 encoder,
+# calibrated by an older exporter, gave 26.51 dB.
+SHIPPED_CHELSEA_PSNR = {"d8k512": 27.11, "d4k512": 29.92}
 
 
 @pytest.fixture(scope="module")
@@ -410,3 +415,14 @@ def test_shipped_default_model_round_trips_a_held_out_photo():
         assert 8 * len(data) / photo[..., 0].size < 0.5
     size = sum(p.stat().st_size for p in codec.PRETRAINED_DIR.rglob("*") if p.is_file())
     assert size <= 10 * 2 ** 20
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_CHELSEA_PSNR))
+def test_shipped_models_keep_their_measured_quality(name):
+    from vqvae_tf.image_io import load_photo
+
+    assert sorted(codec.shipped_models()) == sorted(SHIPPED_CHELSEA_PSNR)  # a new model needs its figure here
+    photo = np.asarray(load_photo("chelsea"))
+    decoded = codec.decompress_bytes(codec.compress_image(photo, codec.load_model(name)))
+    # 0.1 dB: room for a different CPU's float rounding, far below what a wrong encoder costs.
+    assert codec_eval.psnr(photo, decoded) >= SHIPPED_CHELSEA_PSNR[name] - 0.1
