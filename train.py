@@ -34,6 +34,8 @@ flags.DEFINE_integer("prior_layers", 4, "Gated layers / Transformer blocks (--st
 flags.DEFINE_bool("overwrite", False, "Delete the outputs of a previous run in --workdir first.")
 flags.DEFINE_string("dataset", _DEFAULTS.dataset, "photos | digits | mnist:DIR | folder:DIR | npz:FILE | "
                     "npy:FILE | tfrecord:GLOB | tfds:NAME[:SPLIT].")
+flags.DEFINE_bool("augment", _DEFAULTS.augment, "Random rotations, reflections, hue and saturation of the "
+                  "training crops (unset: on for photos, off for other datasets).")
 flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Side of the square training images.", lower_bound=4)
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs (may be raised to continue a finished run).",
                      lower_bound=1)

@@ -73,6 +73,48 @@ def test_photos_deterministic_for_a_seed():
     np.testing.assert_array_equal(take(a.validation, 1)[0], take(a.validation, 1)[0])
 
 
+def _dihedral(image):
+    """The 8 rotations and reflections of a square (H, W, C) image."""
+    turns = [np.rot90(image, k) for k in range(4)]
+    return turns + [t[:, ::-1] for t in turns]
+
+
+def test_photos_augmentation_rotates_reflects_and_recolours():
+    kwargs = dict(image_size=24, batch_size=32, seed=5, deterministic=True)
+    plain = take(make_datasets("photos", augment=False, **kwargs).train, 2)
+    augmented = take(make_datasets("photos", **kwargs).train, 2)  # on by default for photos
+    again = take(make_datasets("photos", augment=True, **kwargs).train, 2)
+    for x, y in zip(augmented, again):
+        np.testing.assert_array_equal(x, y)  # fixed by the seed
+    moved = recoloured = 0
+    for p, a in zip(plain, augmented):
+        check_images(a, 32, 24, 3)
+        for crop, aug in zip(p, a):
+            # Hue and saturation keep HSV's value, the largest channel: the
+            # augmented crop's value map is a rotation or reflection of the
+            # plain crop's (same crop position), up to one rounding step.
+            value, target = crop.max(-1), aug.max(-1)
+            errors = [np.abs(t[..., 0] - target).max() for t in _dihedral(value[..., None])]
+            assert min(errors) <= 1.5 / 255, min(errors)
+            moved += int(np.argmin(errors) != 0)
+            recoloured += int(np.abs(aug - _dihedral(crop)[int(np.argmin(errors))]).max() > 2 / 255)
+    assert moved > 32 and recoloured > 16, (moved, recoloured)  # most crops change
+
+
+def test_gray_augmentation_is_only_geometric(tmp_path):
+    kwargs = dict(image_size=16, batch_size=8, seed=1, deterministic=True, channels=1)
+    plain = take(make_datasets("photos", augment=False, **kwargs).train, 1)[0]
+    augmented = take(make_datasets("photos", augment=True, **kwargs).train, 1)[0]
+    for crop, aug in zip(plain, augmented):
+        assert any(np.array_equal(t, aug) for t in _dihedral(crop))
+    # Streamed sources augment too; array sources refuse.
+    make_folder(tmp_path, np.random.default_rng(4), corrupt=False)
+    folder = make_datasets(f"folder:{tmp_path}", image_size=16, batch_size=2, augment=True, validation_fraction=0.34)
+    check_images(take(folder.train, 1)[0], 2, 16, 3)
+    with pytest.raises(DatasetError, match="augment=True applies to photo sources.*'digits'"):
+        make_datasets("digits", image_size=8, batch_size=2, augment=True)
+
+
 def test_load_photo_and_gray_channels():
     photo = data.load_photo("camera")  # a grayscale photo, served as RGB
     assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3

@@ -64,6 +64,7 @@ def test_config_json_round_trip(tmp_path):
     ("export_quantizations", ("int4",), "export_quantizations must be a non-empty subset"),
     ("kmeans_init", "yes", "kmeans_init must be a bool"),
     ("lookup_dim", -1, "lookup_dim must be an integer >= 0"),
+    ("augment", "yes", "augment must be a bool or None"),
 ])
 def test_config_rejects_bad_values(field, value, words):
     with pytest.raises(ConfigError, match=re.escape(words) + ".*received"):
@@ -92,6 +93,13 @@ def test_config_files_from_before_lookup_dim_keep_searching_in_code_space():
     data = json.loads(tiny().to_json())
     del data["lookup_dim"]
     assert TrainConfig.from_dict(data).lookup_dim == 0
+
+
+def test_config_files_from_before_augment_keep_their_data():
+    data = json.loads(tiny().to_json())
+    assert data["augment"] is None  # the dataset's default
+    del data["augment"]
+    assert TrainConfig.from_dict(data).augment is False
 
 
 def test_config_rejects_unknown_json_fields():

@@ -48,7 +48,7 @@ class ConfigError(ValueError):
 
 # Fields added after the first release, with the value older config files
 # implied (their runs were made without the feature).
-_VALUES_BEFORE_THE_FIELD_EXISTED = {"lookup_dim": 0}
+_VALUES_BEFORE_THE_FIELD_EXISTED = {"lookup_dim": 0, "augment": False}
 
 
 @dataclasses.dataclass
@@ -57,6 +57,10 @@ class TrainConfig:
 
     Attributes:
         dataset: a `vqvae_tf.data.make_datasets` spec. Defaults to "photos".
+        augment: random rotations, reflections, hue and saturation of the
+            training crops (`make_datasets(augment=...)`); None means the
+            dataset's default (yes for "photos", no for the others).
+            Defaults to None.
         image_size: side of the square training crops. Defaults to 32.
         epochs: number of epochs. Defaults to 15.
         steps_per_epoch: training steps per epoch. Defaults to 300.
@@ -100,6 +104,7 @@ class TrainConfig:
     """
 
     dataset: str = "photos"
+    augment: bool | None = None
     image_size: int = 32
     epochs: int = 15
     steps_per_epoch: int = 300
@@ -167,6 +172,8 @@ class TrainConfig:
         for name in ("kmeans_init", "l2_normalize", "jit_compile", "export"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool; received {getattr(self, name)!r}.")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise ConfigError(f"augment must be a bool or None; received {self.augment!r}.")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset must be a non-empty spec such as 'photos'; received {self.dataset!r}.")
         if self.downsample not in DOWNSAMPLE:

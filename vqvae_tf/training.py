@@ -100,7 +100,7 @@ def train_and_evaluate(config: TrainConfig, workdir, *, overwrite: bool = False)
     from vqvae_tf.data import make_datasets
 
     bundle = make_datasets(config.dataset, image_size=config.image_size, batch_size=config.batch_size,
-                           seed=config.seed)
+                           seed=config.seed, augment=config.augment)
     logger.info("Data: %s", bundle.description)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32" if config.mixed_precision == "none" else config.mixed_precision)
@@ -335,8 +335,8 @@ def _export(model, out_dir, config, calibration=None):
         if calibration is None:
             from vqvae_tf.data import make_datasets
 
-            calibration = make_datasets(config.dataset, image_size=config.image_size,
-                                        batch_size=config.batch_size, seed=config.seed).train
+            calibration = make_datasets(config.dataset, image_size=config.image_size, batch_size=config.batch_size,
+                                        seed=config.seed, augment=config.augment).train
         representative = calibration.take(max(1, 256 // config.batch_size))
     return export.export_model(model, out_dir, formats=config.export_formats,
                                quantizations=config.export_quantizations,
