@@ -482,8 +482,11 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
     strategy = distribute.make_strategy(config.strategy)
     distribute.check_global_batch(config.batch_size, strategy)
     vqvae = keras.models.load_model(model_path)
+    # No augmentation: the prior models the codes of the photos as they are,
+    # and its training crops are extracted once, so augmenting them would
+    # change the data, not add to it.
     bundle = make_datasets(spec, image_size=size, batch_size=image_batch, seed=data_seed,
-                           with_labels=config.conditional)
+                           with_labels=config.conditional, augment=False)
     train_batches = _train_batches(config, bundle, image_batch)
     fingerprint = f"{_file_digest(model_path)}|{spec}|{size}|{image_batch}|{data_seed}|{train_batches}"
     splits = {}
