@@ -69,7 +69,8 @@ def vae_reconstruction_mse(vae, validation):
 
 def run(name, args):
     spec, size = DATASETS[name]
-    bundle = make_datasets(spec, image_size=size, batch_size=args.batch, seed=0)
+    # augment=False: the recorded results predate augmentation; the bench compares models, not data.
+    bundle = make_datasets(spec, image_size=size, batch_size=args.batch, seed=0, augment=False)
     arch = dict(downsample=4, hidden_units=args.hidden, residual_units=args.hidden // 2, num_residual_blocks=2)
     result = {"dataset": bundle.description, "image_size": size, "channels": bundle.channels,
               "latent_grid": [size // 4, size // 4]}

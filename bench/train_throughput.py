@@ -47,7 +47,7 @@ def photo_batches(batch, count):
     """`count` batches of real 32x32 photo crops (float32 NHWC in [0, 1])."""
     from vqvae_tf.data import make_datasets
 
-    bundle = make_datasets("photos", image_size=SIZE, batch_size=batch, seed=0)
+    bundle = make_datasets("photos", image_size=SIZE, batch_size=batch, seed=0, augment=False)  # as recorded
     return np.stack([b.numpy() for b in bundle.train.take(count)]), bundle
 
 
