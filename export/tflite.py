@@ -27,7 +27,10 @@ Quantizations:
   fact 13). Every convolution before it runs in int8; inputs and outputs are
   float32. The search's weights (codebook, projection) are stored float16
   and dequantized at load (`float16_search_weights`), which keeps the
-  encoder file under 0.3x the float32 one.
+  encoder file under 0.3x the float32 one. Standalone int8 RELUs (the
+  residual blocks' pre-activation) are fused into copies of their
+  producers (`fuse_standalone_relus`) so that XNNPACK runs every int8
+  convolution block.
   With `int8_io=True` the whole graph is integer (builtins INT8 set), image
   inputs and outputs are int8 (use the tensors' scale and zero point), as
   microcontroller runtimes need; codes stay int32 in every variant. Expect
