@@ -10,8 +10,8 @@ hits all of them alike, with a pause (`--cooldown_ms`) before each timed
 run: TensorFlow's and XNNPACK's thread pools spin for a while after a call,
 and without the pause each runtime's spinning threads slowed the next one
 (SavedModel encode 122 ms timed back to back, 82 ms with the pause). A
-server runs one runtime, so the pause is the fairer measure. Writes bench/results/export_latency.json (with the
-load average before and after).
+server runs one runtime, so the pause is the fairer measure. Writes
+bench/results/export_latency.json (with the load average before and after).
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/export_latency.py [--hidden_units 128 --downsample 4]
 """
