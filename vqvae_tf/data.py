@@ -414,7 +414,7 @@ def _augment(crops, seed):
 
     `crops` is (B, S, S, C) uint8; each crop draws its own transform from
     `seed`. Hue rotation and saturation scaling keep HSV's value (the
-    largest channel), so brightness and edges are untouched.
+    largest channel of each pixel); gray crops get only the geometric part.
     """
     seeds = tf.random.experimental.stateless_split(seed, 4)
     n = tf.shape(crops)[0]
