@@ -351,6 +351,29 @@ def _cli_with_tensorflow(*args):
                           text=True, env=env, cwd=REPO, timeout=300)
 
 
+def test_cli_packed_does_not_import_tensorflow_even_where_installed(model_dir, tmp_path):
+    # `python -m vqvae_tf.codec` skips the package's Keras registration (it
+    # would import TensorFlow: seconds of start-up). PYTHONPROFILEIMPORTTIME
+    # lists every import on stderr without changing the command line.
+    image = _photo(16, 24, seed=3)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPROFILEIMPORTTIME="1")
+    for args in (("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", model_dir),
+                 ("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", model_dir),
+                 ("info", tmp_path / "x.vqz")):
+        done = subprocess.run([sys.executable, "-m", "vqvae_tf.codec", *map(str, args)], capture_output=True,
+                              text=True, env=env, cwd=REPO, timeout=120)
+        assert done.returncode == 0, done.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+        assert "ai_edge_litert" in imported or args[0] == "info"  # the run really went through LiteRT
+        assert not {"tensorflow", "keras"} & imported, args[0]
+    # A plain `import vqvae_tf` still registers the Keras classes.
+    done = subprocess.run([sys.executable, "-c", "import sys, vqvae_tf; print('keras' in sys.modules)"],
+                          capture_output=True, text=True, env=dict(env, PYTHONPROFILEIMPORTTIME=""), cwd=REPO,
+                          timeout=120)
+    assert done.stdout.strip() == "True", done.stderr
+
+
 def test_cli_prior_method_round_trips_across_processes(prior_model_dir, tmp_path):
     # Encoder and decoder in separate processes: the prior's probabilities
     # must come out bit-identical in both for the codes to come back.

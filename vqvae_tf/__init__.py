@@ -2,13 +2,16 @@
 
 Where TensorFlow is installed, importing the package registers every layer
 and model with Keras, so `keras.models.load_model("model.keras")` works after
-a plain `import vqvae_tf`. On a device without TensorFlow, the package still
-imports, and the TensorFlow-free modules (`vqvae_tf.bitstream`, the LiteRT
-runtime) work; public names resolve lazily (PEP 562).
+a plain `import vqvae_tf` (except in the codec's command line, `python -m
+vqvae_tf.codec`, which starts without TensorFlow). On a device without
+TensorFlow, the package still imports, and the TensorFlow-free modules
+(`vqvae_tf.bitstream`, the LiteRT runtime) work; public names resolve
+lazily (PEP 562).
 """
 
 import importlib
 import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
@@ -87,6 +90,13 @@ def __dir__():
     return sorted(list(globals()) + list(_EXPORTS))
 
 
-if importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("keras") is not None:
+# The codec's command line (`python -m vqvae_tf.codec ...`) runs LiteRT and
+# NumPy; its prior method imports the Keras classes it loads. Registering
+# every class here would import TensorFlow first: 5-7 s of start-up for a
+# command whose work takes milliseconds.
+_CODEC_COMMAND = list(getattr(sys, "orig_argv", ())[1:3]) == ["-m", "vqvae_tf.codec"]
+
+if (not _CODEC_COMMAND and importlib.util.find_spec("tensorflow") is not None
+        and importlib.util.find_spec("keras") is not None):
     for _module in _KERAS_MODULES:
         importlib.import_module(_module)
