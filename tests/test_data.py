@@ -107,10 +107,19 @@ def test_gray_augmentation_is_only_geometric(tmp_path):
     augmented = take(make_datasets("photos", augment=True, **kwargs).train, 1)[0]
     for crop, aug in zip(plain, augmented):
         assert any(np.array_equal(t, aug) for t in _dihedral(crop))
-    # Streamed sources augment too; array sources refuse.
+    # Streamed sources augment too (same crops, each turned or reflected and
+    # recoloured: HSV's value map moves with the crop); array sources refuse.
     make_folder(tmp_path, np.random.default_rng(4), corrupt=False)
-    folder = make_datasets(f"folder:{tmp_path}", image_size=16, batch_size=2, augment=True, validation_fraction=0.34)
-    check_images(take(folder.train, 1)[0], 2, 16, 3)
+    folder = dict(image_size=16, batch_size=2, validation_fraction=0.34, deterministic=True, seed=2)
+    plain = np.concatenate(take(make_datasets(f"folder:{tmp_path}", augment=False, **folder).train, 8))
+    augmented = np.concatenate(take(make_datasets(f"folder:{tmp_path}", augment=True, **folder).train, 8))
+    check_images(augmented, 16, 16, 3)
+    changed = 0
+    for crop, aug in zip(plain, augmented):
+        errors = [np.abs(t[..., 0] - aug.max(-1)).max() for t in _dihedral(crop.max(-1)[..., None])]
+        assert min(errors) <= 1.5 / 255, min(errors)
+        changed += int(np.abs(aug - crop).max() > 2 / 255)
+    assert changed > 8, changed
     with pytest.raises(DatasetError, match="augment=True applies to photo sources.*'digits'"):
         make_datasets("digits", image_size=8, batch_size=2, augment=True)
 
