@@ -40,6 +40,15 @@ LAYERS = [
         6,
     ),
     (ResidualVectorQuantizer, dict(num_codes=8, code_dim=4, num_stages=3, seed=6), (3, 5, 5, 4), (3, 5, 5, 4), 0, 18),
+    # One projection pair around the whole stack, not one per stage.
+    (
+        ResidualVectorQuantizer,
+        dict(num_codes=8, code_dim=6, num_stages=2, lookup_dim=3, seed=10),
+        (3, 5, 6),
+        (3, 5, 6),
+        4,
+        12,
+    ),
     (
         ResidualVectorQuantizer,
         dict(

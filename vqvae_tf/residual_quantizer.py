@@ -18,10 +18,12 @@ from vqvae_tf.quantizers import (
     VectorQuantizerEMA,
     _check_float,
     _check_int,
+    add_dense_weights,
     as_tensor,
     check_indices,
     check_input_shape,
     check_inputs,
+    dense,
 )
 from vqvae_tf.rotation import rotate_to_codes
 
@@ -68,9 +70,16 @@ class ResidualVectorQuantizer(QuantizerLayer):
         decay: float, EMA decay of `"ema"` stages. Defaults to 0.99.
         epsilon: float, Laplace smoothing of `"ema"` stages. Defaults to 1e-5.
         l2_normalize, kmeans_init, kmeans_iters, dead_code_threshold,
-        usage_decay, lookup_dim: options of each stage, see
-            `VectorQuantizer`. `kmeans_init` fits the stages in order, each to
-            the residuals of the ones before it.
+        usage_decay: options of each stage, see `VectorQuantizer`.
+            `kmeans_init` fits the stages in order, each to the residuals of
+            the ones before it.
+        lookup_dim: int or None. If set, the whole stack works in a learned
+            `lookup_dim`-dimensional projection of the inputs: one affine map
+            `code_dim -> lookup_dim` before the first stage, the stages
+            quantize residuals of that projection, and one affine map back
+            after the sum. (Per-stage projections would subtract each stage's
+            projected-back code from the residual with no gradient reaching
+            the map back, so that map never learned and training diverged.)
         rotation_trick: bool, whether the encoder gradient is rotated from
             `z` onto `z_q` (see `vqvae_tf.rotation`). Defaults to False.
         seed: int or None; stage `i` is seeded with `seed + i`, the dropout
@@ -152,7 +161,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
         self.dead_code_threshold = dead_code_threshold
         self.usage_decay = usage_decay
         self.rotation_trick = bool(rotation_trick)
-        self.lookup_dim = lookup_dim
+        self.lookup_dim = None if lookup_dim is None else int(lookup_dim)
         self.seed = seed
         options = dict(
             num_codes=num_codes,
@@ -163,8 +172,11 @@ class ResidualVectorQuantizer(QuantizerLayer):
             kmeans_iters=kmeans_iters,
             dead_code_threshold=dead_code_threshold,
             usage_decay=usage_decay,
-            lookup_dim=lookup_dim,
         )
+        if lookup_dim is not None:
+            _check_int("lookup_dim", lookup_dim, minimum=1)
+            # The stages see (and their codebooks live in) the projection.
+            options["code_dim"] = int(lookup_dim)
         if stage_quantizer == "ema":
             options.update(decay=decay, epsilon=epsilon)
         cls = STAGE_QUANTIZERS[stage_quantizer]
@@ -189,7 +201,22 @@ class ResidualVectorQuantizer(QuantizerLayer):
         check_input_shape(self, input_shape, self.code_dim)
         for stage in self.stages:
             if not stage.built:
-                stage.build((None, self.code_dim))
+                stage.build((None, self.stages[0].code_dim))
+        if self.lookup_dim is not None:
+            self.in_kernel, self.in_bias = add_dense_weights(
+                self, "in_projection", self.code_dim, self.lookup_dim, self.seed
+            )
+            self.out_kernel, self.out_bias = add_dense_weights(
+                self, "out_projection", self.lookup_dim, self.code_dim, self.seed
+            )
+
+    def _to_search_space(self, flat):
+        """`(N, code_dim)` inputs -> `(N, lookup_dim)` inputs of the first stage."""
+        return flat if self.lookup_dim is None else dense(flat, self.in_kernel, self.in_bias)
+
+    def _from_search_space(self, vectors):
+        """`(N, lookup_dim)` sums of stage codes -> `(N, code_dim)` outputs."""
+        return vectors if self.lookup_dim is None else dense(vectors, self.out_kernel, self.out_bias)
 
     def _stage(self, i):
         return self.stages[0 if self.shared_codebook else i]
@@ -211,8 +238,9 @@ class ResidualVectorQuantizer(QuantizerLayer):
         # With one shared codebook the stages only search; its state moves
         # once per step, from every stage's residuals together.
         stage_training = bool(training) and not self.shared_codebook
-        residual = flat
-        total = tf.zeros_like(flat)
+        latent = self._to_search_space(flat)
+        residual = latent
+        total = tf.zeros_like(latent)
         codebook_loss = commitment_loss = tf.constant(0.0, tf.float32)
         outputs, searched = [], []
         for i in range(self.num_stages):
@@ -236,7 +264,8 @@ class ResidualVectorQuantizer(QuantizerLayer):
             global_counts = distributed_ops.all_reduce_sum(local_counts)
             stage._training_updates(latents, indices, local_counts, global_counts)
 
-        passed = rotate_to_codes(flat, total) if self.rotation_trick else flat + tf.stop_gradient(total - flat)
+        passed = rotate_to_codes(latent, total) if self.rotation_trick else latent + tf.stop_gradient(total - latent)
+        passed = self._from_search_space(passed)
         loss = codebook_loss + self._stage(0).commitment_cost * commitment_loss
         self.add_loss(loss)
         indices = tf.stack([out["indices"] for out in outputs], axis=-1)
@@ -264,7 +293,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
         check_inputs(self, inputs, self.code_dim)
         if not self.built:
             self.build(inputs.shape)
-        residual = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim])
+        residual = self._to_search_space(tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim]))
         indices = []
         for i in range(self.num_stages):
             stage_indices, vectors = self._search(self._stage(i), residual)
@@ -291,7 +320,11 @@ class ResidualVectorQuantizer(QuantizerLayer):
         # unstack (TFLite UNPACK), not indices[..., i]: an ellipsis slice is a
         # StridedSlice that the TFLite builtins do not take.
         per_stage = tf.unstack(indices, num=stages, axis=-1)
-        return tf.add_n([self._stage(i).lookup(codes) for i, codes in enumerate(per_stage)])
+        total = tf.add_n([self._stage(i).lookup(codes) for i, codes in enumerate(per_stage)])
+        if self.lookup_dim is None:
+            return total
+        flat = self._from_search_space(tf.reshape(total, [-1, self.lookup_dim]))
+        return tf.reshape(flat, tf.concat([tf.shape(indices)[:-1], [self.code_dim]], axis=0))
 
     def initialize_codebook(self, vectors):
         """k-means initialisation of the stages from `(N, code_dim)` vectors.
@@ -303,6 +336,8 @@ class ResidualVectorQuantizer(QuantizerLayer):
         vectors = tf.reshape(tf.cast(tf.convert_to_tensor(vectors), tf.float32), [-1, self.code_dim])
         if not self.built:
             self.build((None, self.code_dim))
+        # As in `VectorQuantizer`: k-means where the search runs.
+        vectors = self._to_search_space(vectors)
 
         def stage_inputs():
             residual, seen = vectors, []
