@@ -91,6 +91,36 @@ def test_static_method_round_trips_like_packed(model):
     np.testing.assert_array_equal(codec.decompress_bytes(static, model), codec.decompress_bytes(packed, model))
 
 
+def test_residual_model_packages_and_round_trips_every_stage(tmp_path):
+    import keras
+
+    from export import export_model
+    from vqvae_tf import VQVAE
+
+    keras.utils.set_random_seed(1)
+    model = VQVAE(input_channels=3, downsample=4, hidden_units=16, residual_units=8, num_residual_blocks=1,
+                  num_codes=32, code_dim=8, quantizer="residual", quantizer_config=dict(num_stages=2))
+    model(np.zeros((1, 16, 16, 3), np.float32))
+    out = export_model(model, tmp_path / "export", formats=("tflite",), quantizations=("float32",))
+    residual = codec.load_model(codec.package_model(out / "tflite", tmp_path / "rvq", encoder="float32",
+                                                    decoder="float32"))
+    assert residual.code_shape == (2,)
+    manifest = json.loads((tmp_path / "rvq" / "codec.json").read_text())
+    # 2 stages of 5-bit codes per 4x4 pixels.
+    assert manifest["packed_bits_per_pixel"] == 2 * 5 / 16
+    image = _photo(20, 28, seed=3)
+    codes = residual.encoder.encode(tiling.pad_to_multiple(image, 4))
+    assert codes.shape == (5, 7, 2)
+    for method in ("packed", "static"):
+        data = codec.compress_image(image, residual, method)
+        stream = bitstream.decode_stream(data, expected_model_id=residual.stream_id,
+                                         code_probabilities=residual.code_probabilities())
+        np.testing.assert_array_equal(stream.codes, codes)
+        expected = tiling.to_uint8(residual.decoder.decode(codes))[:20, :28]
+        np.testing.assert_array_equal(codec.decompress_bytes(data, residual), expected)
+    assert 8 * len(codec.compress_image(image, residual, "packed")) >= 2 * 5 * 35
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 8), (33, 17), (1, 1, 3), (7, 13, 3), (20, 9, 3)])
 def test_any_size_gray_and_rgb(model, shape):
     image = _photo(shape[0], shape[1], shape[2] if len(shape) == 3 else 1, seed=2)

@@ -354,11 +354,14 @@ def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = 
         (staging / COUNTS).write_text(json.dumps(dict(
             model_id=model.model_id, num_codes=model.num_codes, source=f"photos train split: {', '.join(photos)}",
             counts=counts.tolist()), indent=1) + "\n")
+        # A residual model stores num_stages codes per position.
+        codes_per_pixel = math.prod(model.code_shape) / model.downsample ** 2
         manifest = dict(
             name=out_dir.name, encoder=names["encoder"], decoder=names["decoder"], model_id=model.model_id,
             downsample=model.downsample, num_codes=model.num_codes, channels=model.channels,
-            packed_bits_per_pixel=math.ceil(math.log2(model.num_codes)) / model.downsample ** 2,
-            static_bits_per_pixel_on_training_photos=round(entropy / model.downsample ** 2, 4),
+            code_shape=list(model.code_shape),
+            packed_bits_per_pixel=math.ceil(math.log2(model.num_codes)) * codes_per_pixel,
+            static_bits_per_pixel_on_training_photos=round(entropy * codes_per_pixel, 4),
             codes_used_on_training_photos=int((counts > 0).sum()), train_command=command,
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
