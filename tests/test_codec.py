@@ -91,7 +91,7 @@ def test_static_method_round_trips_like_packed(model):
     np.testing.assert_array_equal(codec.decompress_bytes(static, model), codec.decompress_bytes(packed, model))
 
 
-def test_residual_model_packages_and_round_trips_every_stage(tmp_path):
+def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tmp_path):
     import keras
 
     from export import export_model
@@ -119,6 +119,11 @@ def test_residual_model_packages_and_round_trips_every_stage(tmp_path):
         expected = tiling.to_uint8(residual.decoder.decode(codes))[:20, :28]
         np.testing.assert_array_equal(codec.decompress_bytes(data, residual), expected)
     assert 8 * len(codec.compress_image(image, residual, "packed")) >= 2 * 5 * 35
+    # The prior method codes (h, w) maps only; a (h, w, stages) model is told so.
+    prior = tmp_path / "prior.keras"
+    prior.write_bytes((prior_model_dir / "prior.keras").read_bytes())
+    with pytest.raises(codec.CodecError, match=r"codes of shape \(h, w\) \+ \(2,\).*--method packed\|static"):
+        codec.compress_image(image, residual, "prior", prior=prior)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 8), (33, 17), (1, 1, 3), (7, 13, 3), (20, 9, 3)])

@@ -170,14 +170,16 @@ class CodecModel:
         num_codes, num_classes = getattr(prior, "num_codes", None), getattr(prior, "num_classes", None)
         if num_codes is None or num_classes is None or not hasattr(prior, "logits"):
             raise CodecError(f"{path} holds a {type(prior).__name__}, not an autoregressive prior")
+        # Checked first: a residual model's prior models S * K tokens, so the
+        # codebook-size check below would blame the wrong thing.
+        if self.code_shape:
+            raise CodecError(f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
+                             "method codes (h, w) maps; use --method packed|static")
         if num_codes != self.num_codes:
             raise CodecError(f"prior {path} models {num_codes} codes; model {self.name!r} has {self.num_codes}")
         if num_classes:
             raise CodecError(f"prior {path} is class-conditional ({num_classes} classes); the codec needs an "
                              "unconditional prior")
-        if self.code_shape:
-            raise CodecError(f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
-                             "method codes (h, w) maps")
         self._priors[path] = prior
         return prior
 

@@ -17,7 +17,9 @@ to cache the code maps (`extract_codes`), fits a `GatedPixelCNN` or
                                     per class for a conditional prior)
 
 The code caches are keyed by a fingerprint of `model.keras` and the data
-settings, so a retrained VQ-VAE is never paired with stale codes.
+settings, so a retrained VQ-VAE is never paired with stale codes. A
+residual VQ-VAE's `(h, w, S)` code maps are modelled as `(h, w * S)` maps of
+`S * K` tokens (`vqvae_tf.stage_tokens`), coarse stage first at each position.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 from vqvae_tf import atomic
 from vqvae_tf.atomic import atomic_output
 from vqvae_tf.config import STRATEGIES, ConfigError
+from vqvae_tf.stage_tokens import stages_to_tokens, tokens_to_stages
 
 logger = logging.getLogger(__name__)
 
@@ -393,6 +396,9 @@ def sample_images(vqvae, prior, num_per_row, labels=None, temperature=1.0, top_k
         sample_labels, rows = None, 1
     codes = prior.sample(rows * num_per_row, labels=sample_labels, temperature=temperature,
                          top_k=top_k or None, seed=seed)
+    stages = getattr(vqvae.quantizer, "code_shape", ())
+    if stages:
+        codes = tokens_to_stages(codes, vqvae.num_codes, stages[0])
     return np.asarray(vqvae.decode_codes(codes), np.float32), rows
 
 
@@ -450,7 +456,8 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         `unigram_bits_per_code` (per-position unigram baseline),
         `nll_reduction_vs_unigram` (fraction), `bits_per_dim` (the paper's
         VQ-VAE + prior bound on test images), `reconstruction_nats`,
-        `decoder_scale`, `mse`, `map_shape`, `num_codes`, `num_train_maps`,
+        `decoder_scale`, `mse`, `map_shape` (of the prior's maps), `num_codes`
+        (of the VQ-VAE), `num_stages`, `num_train_maps`,
         `num_test_maps`, `history` (per-epoch training logs) and `paths`.
 
     Raises:
@@ -494,12 +501,17 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         path = workdir / f"codes_{name}.npz"
         splits[name] = load_codes(path, fingerprint) or extract_codes(vqvae, data, path, fingerprint=fingerprint)
     (train_codes, train_labels), (test_codes, test_labels) = splits["train"], splits["validation"]
+    # A residual VQ-VAE's (h, w, S) maps are modelled as (h, w * S) token maps.
+    num_stages = train_codes.shape[3] if train_codes.ndim == 4 else 1
+    vocabulary = vqvae.num_codes * num_stages
+    if train_codes.ndim == 4:
+        train_codes, test_codes = (stages_to_tokens(c, vqvae.num_codes) for c in (train_codes, test_codes))
     map_shape = tuple(int(s) for s in train_codes.shape[1:])
     num_classes = (bundle.num_classes or 0) if config.conditional else 0
 
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        prior = build_prior(config, vqvae.num_codes, map_shape, num_classes)
+        prior = build_prior(config, vocabulary, map_shape, num_classes)
     history = distribute.fit(
         prior,
         _code_dataset(train_codes, train_labels if num_classes else None, config.batch_size, config.seed, True),
@@ -514,7 +526,7 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
 
     test_labels = test_labels if num_classes else None
     nll = nll_per_code(prior, test_codes, test_labels)
-    unigram = UnigramPrior(vqvae.num_codes, map_shape).fit(train_codes)
+    unigram = UnigramPrior(vocabulary, map_shape).fit(train_codes)
     unigram_nll = nll_per_code(unigram, test_codes)
     scale = fit_decoder_scale(vqvae, bundle.train.take(min(train_batches, 8)))
     rec_nats, dims, mse = reconstruction_nats(vqvae, bundle.validation, scale)
@@ -538,6 +550,7 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         "mse": mse,
         "map_shape": list(map_shape),
         "num_codes": int(vqvae.num_codes),
+        "num_stages": int(num_stages),
         "num_train_maps": int(len(train_codes)),
         "num_test_maps": int(len(test_codes)),
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
