@@ -63,6 +63,9 @@ def test_model_fit_matches_one_device(report, name):
         np.testing.assert_allclose(
             case["mirrored_history"][key], case["single_history"][key], atol=1e-4, err_msg=key
         )
+    if name == "model_residual":  # the projection pair around the stages was compared too
+        assert any(k.endswith("in_projection_kernel") for k in case["single"])
+        assert any(k.endswith("out_projection_kernel") for k in case["single"])
     if name == "model_gumbel":
         temperature = next(v for k, v in case["single"].items() if k.endswith("temperature"))
         assert temperature == pytest.approx(max(0.5, np.exp(-0.3 * 3)))  # annealed before the 4th step

@@ -128,7 +128,8 @@ def main():
             replica_copies_equal=bool(copies_equal),
         )
     models = {
-        "model_residual": ("residual", dict(num_stages=2, quantizer_dropout=0.5, kmeans_init=True, seed=4), ()),
+        # lookup_dim: the stack's projection pair is trained by all-reduced gradients.
+        "model_residual": ("residual", dict(num_stages=2, quantizer_dropout=0.5, kmeans_init=True, lookup_dim=2, seed=4), ()),
         "model_gumbel": ("gumbel", dict(hard=True, seed=5), (GumbelTemperatureSchedule(decay_rate=0.3, min_temperature=0.5),)),
     }
     for name, (kind, config, callbacks) in models.items():
