@@ -224,7 +224,7 @@ def test_residual_lookup_dim_projects_once_around_the_stack(rng):
 def test_residual_lookup_dim_learns_to_reconstruct(rng):
     # Regression: with a projection per stage, each stage's map back never
     # learned, and a photo model's vq_loss rose to ~190 in its first epoch.
-    # Here that version ends at 4x the data variance; trained on its own
+    # Here that version ends at 2x the data variance; trained on its own
     # reconstruction, the stack must now fit the data closely.
     # Points a + b (4 coarse and 4 fine 4-D centres, so two stages of codes
     # fit them) embedded in 12-D, so a 4-D projection loses nothing.
