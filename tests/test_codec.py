@@ -111,6 +111,8 @@ def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tm
     image = _photo(20, 28, seed=3)
     codes = residual.encoder.encode(tiling.pad_to_multiple(image, 4))
     assert codes.shape == (5, 7, 2)
+    # Several codes in each stage (2 and 7 here), so a stage dropped or swapped would show.
+    assert all(len(np.unique(codes[..., s])) >= 2 for s in range(2)) and not np.array_equal(codes[..., 0], codes[..., 1])
     for method in ("packed", "static"):
         data = codec.compress_image(image, residual, method)
         stream = bitstream.decode_stream(data, expected_model_id=residual.stream_id,
