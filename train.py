@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags, logging
 
-from vqvae_tf import config as cfg
+from vqvae_tf.training import config as cfg
 
 _DEFAULTS = cfg.TrainConfig()
 
@@ -111,8 +111,8 @@ def config_from_flags():
 
 def run(make_config, workdir, overwrite=False):
     """Trains and returns the exit code; library errors become one log line."""
-    from vqvae_tf import training
-    from vqvae_tf.callbacks import NonFiniteLossError
+    from vqvae_tf.training import loop as training
+    from vqvae_tf.training.callbacks import NonFiniteLossError
 
     try:
         result = training.train_and_evaluate(make_config(), workdir, overwrite=overwrite)
@@ -133,7 +133,7 @@ def run_prior(workdir):
     """Trains a prior on the codes of the VQ-VAE in `workdir`; returns the exit code."""
     from pathlib import Path
 
-    from vqvae_tf.prior_training import PriorConfig, train_prior
+    from vqvae_tf.training.prior_training import PriorConfig, train_prior
 
     try:
         config = PriorConfig(kind=FLAGS.prior, conditional=FLAGS.prior_conditional, steps=FLAGS.prior_steps,

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vqvae_tf import atomic  # noqa: E402
-from vqvae_tf.code_search import nearest_codes, plan_search  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
+from vqvae_tf.quantizers.code_search import nearest_codes, plan_search  # noqa: E402
 
 MIB = 2**20
 TARGET_TIME_RATIO = 1.3  # chunked time / one-shot time

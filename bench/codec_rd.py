@@ -1,6 +1,6 @@
 """Rate-distortion of the .vqz codec against Pillow JPEG and WebP, encode time, peak memory.
 
-On the held-out photos (`vqvae_tf.data.PHOTOS_VALIDATION`, whole) and any
+On the held-out photos (`vqvae_tf.data.datasets.PHOTOS_VALIDATION`, whole) and any
 folder given with --folder:
 
 * every shipped codec model (vqvae_tf/pretrained/), packed and static (and
@@ -36,9 +36,11 @@ from absl import app, flags
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vqvae_tf import codec, codec_eval  # noqa: E402
-from vqvae_tf import atomic  # noqa: E402
-from vqvae_tf.image_io import PHOTOS_VALIDATION, load_photo  # noqa: E402
+from vqvae_tf import codec  # noqa: E402
+
+from vqvae_tf.codec import evaluation as codec_eval
+from vqvae_tf.utils import atomic  # noqa: E402
+from vqvae_tf.data.image_io import PHOTOS_VALIDATION, load_photo  # noqa: E402
 
 QUALITIES = list(range(1, 21)) + list(range(25, 96, 5))
 RESULTS = ROOT / "bench" / "results"
@@ -58,7 +60,7 @@ def _flags():
 def load_images(folder):
     images = {name: np.asarray(load_photo(name)) for name in PHOTOS_VALIDATION}
     if folder:
-        from vqvae_tf.image_io import IMAGE_EXTENSIONS
+        from vqvae_tf.codec.images import IMAGE_EXTENSIONS
 
         for path in sorted(Path(folder).rglob("*")):
             if path.suffix.lower() in IMAGE_EXTENSIONS:

@@ -66,10 +66,10 @@ def main(argv):
     import keras
     import onnxruntime
 
-    from export import export_model
-    from vqvae_tf.image_io import load_photo, photo_names, tiles
-    from vqvae_tf.lite_runtime import LiteDecoder, LiteEncoder
-    from vqvae_tf.vqvae import VQVAE
+    from vqvae_tf.export.api import export_model
+    from vqvae_tf.data.image_io import load_photo, photo_names, tiles
+    from vqvae_tf.codec.lite_runtime import LiteDecoder, LiteEncoder
+    from vqvae_tf.models.vqvae import VQVAE
 
     keras.utils.set_random_seed(0)
     factor = int(FLAGS.downsample)
@@ -151,7 +151,7 @@ def main(argv):
           f"{lite32['decode_speedup_vs_saved_model']:.2f}x, int8 decoder {lite8['decode_speedup_vs_saved_model']:.2f}x "
           f"(target >= 1); int8/float32 size: encoder {int8_ratio:.3f}, decoder "
           f"{lite8['decoder_bytes'] / lite32['decoder_bytes']:.3f} (target <= 0.3)")
-    from export.metadata import write_json
+    from vqvae_tf.export.metadata import write_json
 
     Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
     config = {k: FLAGS[k].value for k in ("hidden_units", "residual_units", "num_residual_blocks", "downsample",

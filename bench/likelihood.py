@@ -8,7 +8,7 @@ photo tiles).
 
 Both models share the encoder/decoder architecture, the latent grid
 (`image / downsample`) and the likelihood: the discretized Gaussian over 256
-levels of `vqvae_tf.gaussian_vae.discretized_gaussian_log_prob` (the VAE
+levels of `vqvae_tf.models.gaussian_vae.discretized_gaussian_log_prob` (the VAE
 learns a per-channel scale; the VQ-VAE's single scale is fitted on training
 images by `prior_training.fit_decoder_scale`). Reported on held-out images:
 
@@ -40,13 +40,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vqvae_tf import atomic  # noqa: E402
-from vqvae_tf.data import make_datasets  # noqa: E402
-from vqvae_tf.gaussian_vae import GaussianVAE  # noqa: E402
-from vqvae_tf.prior import nll_per_code, vqvae_bits_per_dim  # noqa: E402
-from vqvae_tf.prior_training import (PriorConfig, build_prior, extract_codes,  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
+from vqvae_tf.data.datasets import make_datasets  # noqa: E402
+from vqvae_tf.models.gaussian_vae import GaussianVAE  # noqa: E402
+from vqvae_tf.priors.autoregressive import nll_per_code, vqvae_bits_per_dim  # noqa: E402
+from vqvae_tf.training.prior_training import (PriorConfig, build_prior, extract_codes,  # noqa: E402
                                      fit_decoder_scale, reconstruction_nats)
-from vqvae_tf.vqvae import VQVAE  # noqa: E402
+from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 
 DATASETS = {
     "mnist": (f"mnist:{REPO.parent / 'shared' / 'data' / 'mnist'}", 28),

@@ -3,7 +3,7 @@
 Two parts, one per run:
 
 `--photos`: the image codec (`python -m vqvae_tf.codec`) on the held-out
-photos (`vqvae_tf.data.PHOTOS_VALIDATION`, whole) with a shipped model
+photos (`vqvae_tf.data.datasets.PHOTOS_VALIDATION`, whole) with a shipped model
 (default d8k512) and its shipped prior: `.vqz` bytes of the packed, static
 and prior methods (the same codes, so identical reconstructions, which the
 run checks), the savings, and compress / decompress wall time, plus the
@@ -15,7 +15,7 @@ bench/results/prior_coding_photos.json.
 Default (no `--photos`): MNIST code maps. Trains a small VQ-VAE on MNIST (`../shared/data/mnist`, 8,000 / 2,000 split
 of the t10k digits, 28x28 -> 7x7 code maps), saves it as a training run
 (`model.keras` + `config.json`), then trains three priors on its codes with
-`vqvae_tf.prior_training.train_prior` (the library path of
+`vqvae_tf.training.prior_training.train_prior` (the library path of
 `train.py --stage=prior`): an unconditional gated PixelCNN, an unconditional
 Transformer and a class-conditional PixelCNN. On held-out test maps (the same
 codes, hence identical reconstructions) it compares
@@ -53,15 +53,18 @@ sys.path.insert(0, str(REPO))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vqvae_tf import atomic, bitstream  # noqa: E402
-from vqvae_tf.callbacks import save_model  # noqa: E402
-from vqvae_tf.config import TrainConfig  # noqa: E402
-from vqvae_tf.data import make_datasets  # noqa: E402
-from vqvae_tf.prior_coding import (decode_codes, decode_prior_payload,  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
+
+from vqvae_tf.codec import bitstream
+from vqvae_tf.utils.atomic import save_model  # noqa: E402
+from vqvae_tf.training.config import TrainConfig  # noqa: E402
+from vqvae_tf.data.datasets import make_datasets  # noqa: E402
+from vqvae_tf.codec.prior_coding import (decode_codes, decode_prior_payload,  # noqa: E402
                                    encode_codes, encode_prior_payload)
-from vqvae_tf.prior_training import (PriorConfig, load_codes, load_prior,  # noqa: E402
+from vqvae_tf.priors.loading import load_prior  # noqa: E402
+from vqvae_tf.training.prior_training import (PriorConfig, load_codes,  # noqa: E402
                                      sample_images, save_image_grid, train_prior)
-from vqvae_tf.training import build_model  # noqa: E402
+from vqvae_tf.training.loop import build_model  # noqa: E402
 
 MNIST = REPO.parent / "shared" / "data" / "mnist"
 RESULTS = REPO / "bench" / "results"
@@ -121,7 +124,7 @@ def photo_streams(args):
     from PIL import Image
 
     from vqvae_tf import codec
-    from vqvae_tf.image_io import PHOTOS_VALIDATION, load_photo
+    from vqvae_tf.data.image_io import PHOTOS_VALIDATION, load_photo
 
     model = codec.load_model(args.model, num_threads=args.threads)
     _, load_seconds = _timed(model.prior)

@@ -28,11 +28,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vqvae_tf import atomic  # noqa: E402
-from vqvae_tf.data import make_datasets  # noqa: E402
-from vqvae_tf.gumbel_quantizer import GumbelTemperatureSchedule  # noqa: E402
-from vqvae_tf.quantizers import histogram_statistics  # noqa: E402
-from vqvae_tf.vqvae import VQVAE  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
+from vqvae_tf.data.datasets import make_datasets  # noqa: E402
+from vqvae_tf.quantizers.gumbel import GumbelTemperatureSchedule  # noqa: E402
+from vqvae_tf.quantizers.vector_quantizer import histogram_statistics  # noqa: E402
+from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist"

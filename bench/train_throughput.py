@@ -45,7 +45,7 @@ DECAY, COMMITMENT, LEARNING_RATE = 0.99, 0.25, 3e-4
 # --------------------------------------------------------------------- data
 def photo_batches(batch, count):
     """`count` batches of real 32x32 photo crops (float32 NHWC in [0, 1])."""
-    from vqvae_tf.data import make_datasets
+    from vqvae_tf.data.datasets import make_datasets
 
     bundle = make_datasets("photos", image_size=SIZE, batch_size=batch, seed=0, augment=False)  # as recorded
     return np.stack([b.numpy() for b in bundle.train.take(count)]), bundle
@@ -57,7 +57,7 @@ class Ours:
         import keras
         import tensorflow as tf
 
-        from vqvae_tf.vqvae import VQVAE
+        from vqvae_tf.models.vqvae import VQVAE
 
         self.name = f"ours-{policy}"
         previous = keras.mixed_precision.global_policy()
@@ -205,8 +205,8 @@ def main():
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "train_throughput.json")
     args = parser.parse_args()
 
-    from vqvae_tf import atomic
-    from vqvae_tf.training import resolve_mixed_precision
+    from vqvae_tf.utils import atomic
+    from vqvae_tf.training.loop import resolve_mixed_precision
 
     images, bundle = photo_batches(args.batch, 1)
     contenders = [Ours(images, "float32"), Ours(images, "mixed_bfloat16"), Sonnet(images), Torch(images)]

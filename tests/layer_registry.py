@@ -5,11 +5,11 @@ trainable weights, number of non-trainable weights). A new public layer is
 added here, and the serialization, jit and distribution sweeps pick it up.
 """
 
-from vqvae_tf.fsq import FiniteScalarQuantizer
-from vqvae_tf.gumbel_quantizer import GumbelQuantizer
-from vqvae_tf.networks import Decoder, Encoder, ResidualBlock
-from vqvae_tf.quantizers import VectorQuantizer, VectorQuantizerEMA
-from vqvae_tf.residual_quantizer import ResidualVectorQuantizer
+from vqvae_tf.quantizers.fsq import FiniteScalarQuantizer
+from vqvae_tf.quantizers.gumbel import GumbelQuantizer
+from vqvae_tf.models.networks import Decoder, Encoder, ResidualBlock
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer, VectorQuantizerEMA
+from vqvae_tf.quantizers.residual import ResidualVectorQuantizer
 
 LAYERS = [
     (VectorQuantizer, dict(num_codes=16, code_dim=4, seed=1), (3, 5, 5, 4), (3, 5, 5, 4), 1, 3),

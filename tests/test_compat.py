@@ -16,7 +16,7 @@ STREAM_FIXTURES = 4
 
 def test_old_keras_files_and_streams_load_in_a_fresh_process():
     result = subprocess.run(
-        [sys.executable, str(HERE / "compat_child.py")], capture_output=True, text=True, timeout=300
+        [sys.executable, str(HERE / "children" / "compat_child.py")], capture_output=True, text=True, timeout=300
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith(("OK ", "FAIL "))]
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]

@@ -4,78 +4,73 @@ Where TensorFlow is installed, importing the package registers every layer
 and model with Keras, so `keras.models.load_model("model.keras")` works after
 a plain `import vqvae_tf` (except in the codec's command line, `python -m
 vqvae_tf.codec`, which starts without TensorFlow). On a device without
-TensorFlow, the package still imports, and the TensorFlow-free modules
-(`vqvae_tf.bitstream`, the LiteRT runtime) work; public names resolve
-lazily (PEP 562).
+TensorFlow, the package still imports, and the codec (`vqvae_tf.codec`: the
+bitstream, the LiteRT runtime) works; public names resolve lazily (PEP 562).
+
+Layout, one concept per package (see docs/design.md): `quantizers`,
+`models`, `priors`, `data`, `training`, `export`, `codec`, `utils`, and
+`pretrained` (shipped weights).
 """
 
 import importlib
 import importlib.util
 import sys
 
+from vqvae_tf import _compat
+
+_compat.install()
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
     # Layers and models.
-    "VectorQuantizer": "vqvae_tf.quantizers",
-    "VectorQuantizerEMA": "vqvae_tf.quantizers",
-    "QUANTIZERS": "vqvae_tf.quantizers",
-    "get_quantizer": "vqvae_tf.quantizers",
-    "ResidualVectorQuantizer": "vqvae_tf.residual_quantizer",
-    "FiniteScalarQuantizer": "vqvae_tf.fsq",
-    "GumbelQuantizer": "vqvae_tf.gumbel_quantizer",
-    "GumbelTemperatureSchedule": "vqvae_tf.gumbel_quantizer",
-    "rotate_to_codes": "vqvae_tf.rotation",
-    "nearest_codes": "vqvae_tf.code_search",
-    "Encoder": "vqvae_tf.networks",
-    "Decoder": "vqvae_tf.networks",
-    "ResidualBlock": "vqvae_tf.networks",
-    "VQVAE": "vqvae_tf.vqvae",
-    "DeadCodes": "vqvae_tf.metrics",
-    "GatedPixelCNN": "vqvae_tf.pixelcnn",
-    "TransformerPrior": "vqvae_tf.transformer_prior",
-    "UnigramPrior": "vqvae_tf.prior",
-    "nll_per_code": "vqvae_tf.prior",
-    "bits_per_dim": "vqvae_tf.prior",
-    "GaussianVAE": "vqvae_tf.gaussian_vae",
+    "VectorQuantizer": "vqvae_tf.quantizers.vector_quantizer",
+    "VectorQuantizerEMA": "vqvae_tf.quantizers.vector_quantizer",
+    "QUANTIZERS": "vqvae_tf.quantizers.vector_quantizer",
+    "get_quantizer": "vqvae_tf.quantizers.vector_quantizer",
+    "ResidualVectorQuantizer": "vqvae_tf.quantizers.residual",
+    "FiniteScalarQuantizer": "vqvae_tf.quantizers.fsq",
+    "GumbelQuantizer": "vqvae_tf.quantizers.gumbel",
+    "GumbelTemperatureSchedule": "vqvae_tf.quantizers.gumbel",
+    "rotate_to_codes": "vqvae_tf.quantizers.rotation",
+    "nearest_codes": "vqvae_tf.quantizers.code_search",
+    "Encoder": "vqvae_tf.models.networks",
+    "Decoder": "vqvae_tf.models.networks",
+    "ResidualBlock": "vqvae_tf.models.networks",
+    "VQVAE": "vqvae_tf.models.vqvae",
+    "DeadCodes": "vqvae_tf.models.metrics",
+    "GatedPixelCNN": "vqvae_tf.priors.pixelcnn",
+    "TransformerPrior": "vqvae_tf.priors.transformer",
+    "UnigramPrior": "vqvae_tf.priors.autoregressive",
+    "nll_per_code": "vqvae_tf.priors.autoregressive",
+    "bits_per_dim": "vqvae_tf.priors.autoregressive",
+    "GaussianVAE": "vqvae_tf.models.gaussian_vae",
     # Data, training, distribution.
-    "make_datasets": "vqvae_tf.data",
-    "DatasetBundle": "vqvae_tf.data",
-    "DatasetError": "vqvae_tf.data",
-    "PHOTOS_VALIDATION": "vqvae_tf.data",
-    "TrainConfig": "vqvae_tf.config",
-    "ConfigError": "vqvae_tf.config",
-    "train_and_evaluate": "vqvae_tf.training",
-    "PriorConfig": "vqvae_tf.prior_training",
-    "train_prior": "vqvae_tf.prior_training",
-    "make_strategy": "vqvae_tf.distribute",
-    "StrategyError": "vqvae_tf.distribute",
+    "make_datasets": "vqvae_tf.data.datasets",
+    "DatasetBundle": "vqvae_tf.data.datasets",
+    "DatasetError": "vqvae_tf.data.datasets",
+    "PHOTOS_VALIDATION": "vqvae_tf.data.datasets",
+    "TrainConfig": "vqvae_tf.training.config",
+    "ConfigError": "vqvae_tf.training.config",
+    "train_and_evaluate": "vqvae_tf.training.loop",
+    "PriorConfig": "vqvae_tf.training.prior_training",
+    "train_prior": "vqvae_tf.training.prior_training",
+    "make_strategy": "vqvae_tf.training.distribute",
+    "StrategyError": "vqvae_tf.training.distribute",
     # Devices and files (TensorFlow-free).
-    "LiteEncoder": "vqvae_tf.lite_runtime",
-    "LiteDecoder": "vqvae_tf.lite_runtime",
-    "compress": "vqvae_tf.codec",
-    "decompress": "vqvae_tf.codec",
-    "CodecError": "vqvae_tf.codec",
-    "BitstreamError": "vqvae_tf.bitstream",
-    "encode_stream": "vqvae_tf.bitstream",
-    "decode_stream": "vqvae_tf.bitstream",
-    "read_header": "vqvae_tf.bitstream",
+    "LiteEncoder": "vqvae_tf.codec.lite_runtime",
+    "LiteDecoder": "vqvae_tf.codec.lite_runtime",
+    "compress": "vqvae_tf.codec.api",
+    "decompress": "vqvae_tf.codec.api",
+    "CodecError": "vqvae_tf.codec.api",
+    "BitstreamError": "vqvae_tf.codec.bitstream",
+    "encode_stream": "vqvae_tf.codec.bitstream",
+    "decode_stream": "vqvae_tf.codec.bitstream",
+    "read_header": "vqvae_tf.codec.bitstream",
 }
 
-# Modules whose import registers Keras-serializable classes.
-_KERAS_MODULES = (
-    "vqvae_tf.quantizers",
-    "vqvae_tf.residual_quantizer",
-    "vqvae_tf.fsq",
-    "vqvae_tf.gumbel_quantizer",
-    "vqvae_tf.networks",
-    "vqvae_tf.metrics",
-    "vqvae_tf.vqvae",
-    "vqvae_tf.prior",
-    "vqvae_tf.pixelcnn",
-    "vqvae_tf.transformer_prior",
-    "vqvae_tf.gaussian_vae",
-)
+# Packages whose import registers every Keras-serializable class.
+_KERAS_MODULES = ("vqvae_tf.quantizers", "vqvae_tf.models", "vqvae_tf.priors")
 
 __all__ = sorted(_EXPORTS)
 

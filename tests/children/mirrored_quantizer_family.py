@@ -23,10 +23,10 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 
 import keras  # noqa: E402
 
-from vqvae_tf.gumbel_quantizer import GumbelQuantizer, GumbelTemperatureSchedule  # noqa: E402
-from vqvae_tf.quantizers import VectorQuantizerEMA  # noqa: E402
-from vqvae_tf.residual_quantizer import ResidualVectorQuantizer  # noqa: E402
-from vqvae_tf.vqvae import VQVAE  # noqa: E402
+from vqvae_tf.quantizers.gumbel import GumbelQuantizer, GumbelTemperatureSchedule  # noqa: E402
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizerEMA  # noqa: E402
+from vqvae_tf.quantizers.residual import ResidualVectorQuantizer  # noqa: E402
+from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 
 CONFIGS = {
     "residual_ema_dropout_restart": (

@@ -1,0 +1,290 @@
+"""On-device image compression: images to `.vqz` files and back.
+
+The codec runs an exported TFLite encoder and decoder through
+`vqvae_tf.codec.lite_runtime` (ai-edge-litert + NumPy), so compressing and
+decompressing with the `packed` and `static` methods need no TensorFlow; the
+`prior` method runs a Keras prior and needs TensorFlow. The file format is
+`vqvae_tf.codec.bitstream`.
+
+    python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
+    python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
+    python -m vqvae_tf.codec info photo.vqz
+    python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
+    python -m vqvae_tf.codec package EXPORT_TFLITE_DIR OUT_DIR   # make a codec model
+    python -m vqvae_tf.codec add-prior MODEL PRIOR.keras         # ship a prior with it (needs TF)
+
+`--model` takes a codec model (`vqvae_tf.codec.model`: a matching TFLite
+encoder and decoder plus code usage counts) by directory or by the name of a
+model shipped in `vqvae_tf/pretrained/`; without it, `compress` uses
+`DEFAULT_MODEL` and `decompress` finds the shipped model whose id the file
+carries.
+
+What the codec does to an image:
+
+* grayscale images are repeated to RGB for an RGB model; the header keeps
+  the original channel count, so decoding returns a grayscale image;
+* any size: the image is edge-padded to a multiple of the downsampling
+  factor and the decoder's output cropped back;
+* big images go through the network in tiles with a halo
+  (`vqvae_tf.codec.tiling`), so memory stays bounded and tiling leaves no seams;
+* the header's model id is the exporter's model id (SHA-256 of config and
+  weights, see `vqvae_tf.export.metadata`), so a file decoded with another model
+  fails with a clear error instead of producing garbage.
+
+Methods (how the code map is stored; the codes, hence the decoded image,
+are the same for all three):
+
+* `packed`: `ceil(log2 K)` bits per code;
+* `static`: entropy coded under the model's code usage on its training
+  photos (`code_counts.json`);
+* `prior`: entropy coded under an autoregressive prior (`--prior PATH`, by
+  default the model's own `prior.keras`; the shipped `d8k512` has one).
+  The whole code map is coded, in tiles of the prior's map size (the code
+  maps of the training crops it learned from, 8 x 8 codes for `d8k512`),
+  independently of the pixel tiles of the networks; decoding runs the prior
+  once per position of a tile, for batches of tiles at a time, and needs
+  the same prior (its fingerprint is in the file) on the same software
+  stack (a CRC of the codes catches numerical differences).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vqvae_tf.codec import bitstream, tiling
+from vqvae_tf.codec.images import _write_atomic, read_image, write_png
+from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
+from vqvae_tf.utils.atomic import atomic_output
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METHODS", "compress", "compress_image", "decompress", "decompress_bytes", "describe", "encode_codes"]
+
+METHODS = ("packed", "static", "prior")
+#: Core tile side in pixels; must be a multiple of every downsampling factor.
+DEFAULT_TILE = 256
+#: Halo in code positions around each tile (see `vqvae_tf.codec.tiling`).
+DEFAULT_HALO = 6
+#: Pixels (height x width) accepted in either direction: the bitstream's limit.
+MAX_PIXELS = bitstream.DEFAULT_MAX_PIXELS
+
+
+def _as_image(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise CodecError(f"image must be uint8; received dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise CodecError(f"image must have shape (H, W) or (H, W, C); received shape {image.shape}")
+    height, width, channels = image.shape
+    if height < 1 or width < 1 or channels < 1:
+        raise CodecError(f"image must not be empty; received shape {image.shape}")
+    if height * width > MAX_PIXELS:
+        raise CodecError(f"image of {height}x{width} pixels exceeds the limit of {MAX_PIXELS} pixels")
+    return image
+
+
+def _to_model_channels(image: np.ndarray, model: CodecModel) -> np.ndarray:
+    channels = image.shape[2]
+    if channels == model.channels:
+        return image
+    if channels == 1:
+        return np.repeat(image, model.channels, axis=2)
+    raise CodecError(
+        f"model {model.name!r} takes {model.channels}-channel images; received {channels} channels"
+        + (" (convert the image to grayscale first)" if model.channels == 1 else "")
+    )
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def compress_image(image, model=None, method: str = "packed", *, prior=None, tile: int = DEFAULT_TILE,
+                   halo: int = DEFAULT_HALO) -> bytes:
+    """Compresses a uint8 image to a `.vqz` stream.
+
+    Args:
+        image: uint8 `(H, W)` or `(H, W, C)`, any size >= 1 x 1.
+        model: anything `load_model` takes. Defaults to `DEFAULT_MODEL`.
+        method: "packed" (fixed-width codes), "static" (entropy coded under
+            the model's code usage distribution) or "prior" (entropy coded
+            under an autoregressive prior; needs TensorFlow). Defaults to
+            "packed".
+        prior: the "prior" method's prior: a `prior.keras` path, or None
+            for the model's own (`CodecModel.prior`). Ignored by the other
+            methods.
+        tile: core tile side in pixels (a multiple of the downsampling
+            factor). Defaults to 256.
+        halo: margin in code positions around each tile. Defaults to 6.
+
+    Returns:
+        The stream as bytes.
+    """
+    model = load_model(model)
+    if method not in METHODS:
+        raise CodecError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
+    image = _as_image(image)
+    probabilities = model.code_probabilities() if method == "static" else None
+    prior_model = model.prior(prior) if method == "prior" else None
+    codes = encode_codes(image, model, tile=tile, halo=halo)
+    try:
+        return bitstream.encode_stream(
+            codes, num_codes=model.num_codes, model_id=model.stream_id, image_shape=image.shape,
+            method=method, code_probabilities=probabilities, prior=prior_model,
+        )
+    except bitstream.BitstreamError as error:
+        raise CodecError(f"cannot encode the codes: {error}") from None
+
+
+def encode_codes(image: np.ndarray, model: CodecModel, *, tile: int = DEFAULT_TILE,
+                 halo: int = DEFAULT_HALO) -> np.ndarray:
+    """The code map of a uint8 `(H, W, C)` image: padded, tiled, encoded."""
+    factor = model.downsample
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < factor or tile % factor:
+        raise CodecError(f"tile must be a positive multiple of the downsampling factor {factor}; received {tile!r}")
+    if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
+        raise CodecError(f"halo must be an int >= 0; received {halo!r}")
+    padded = tiling.pad_to_multiple(_to_model_channels(image, model), factor)
+    return tiling.encode_tiled(model.encoder.encode, padded, factor, tile // factor, halo)
+
+
+def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
+                     max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decodes a `.vqz` stream to a uint8 image `(H, W)` (gray) or `(H, W, C)`.
+
+    Args:
+        data: the stream.
+        model: anything `load_model` takes; None finds the shipped model
+            whose id the stream carries.
+        prior: for streams of the "prior" method, the prior they were
+            coded with (a `prior.keras` path), or None for the model's own.
+        tile, halo: tiling of the decoder (see `compress_image`).
+        max_pixels: refuse larger images before allocating.
+
+    Raises:
+        CodecError: the stream is invalid, corrupted, made by another model,
+            or does not fit the model.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"data must be bytes; received {type(data).__name__}")
+    try:
+        header = bitstream.read_header(data)
+    except bitstream.BitstreamError as error:
+        raise CodecError(f"not a valid .vqz stream: {error}") from None
+    model = _model_for(header, model)
+    factor = model.downsample
+    height, width, channels = header.image_shape
+    expected_codes = (math.ceil(height / factor), math.ceil(width / factor)) + model.code_shape
+    if header.code_shape != expected_codes:
+        raise CodecError(f"stream has a code map of shape {header.code_shape}; an image of {height}x{width} "
+                         f"needs {expected_codes} with model {model.name!r}")
+    if header.num_codes != model.num_codes:
+        raise CodecError(f"stream has {header.num_codes} codes; model {model.name!r} has {model.num_codes}")
+    if channels not in (1, model.channels):
+        raise CodecError(f"stream holds a {channels}-channel image; model {model.name!r} makes {model.channels}")
+    probabilities = prior_model = None
+    if header.method == bitstream.Method.STATIC:
+        probabilities = model.code_probabilities()
+    elif header.method == bitstream.Method.PRIOR:
+        prior_model = model.prior(prior)
+    try:
+        stream = bitstream.decode_stream(data, expected_model_id=model.stream_id, code_probabilities=probabilities,
+                                         prior=prior_model, max_pixels=max_pixels)
+    except bitstream.BitstreamError as error:
+        raise CodecError(f"cannot decode the stream: {error}") from None
+    tile_codes = tile // factor if isinstance(tile, int) and tile >= factor and not tile % factor else None
+    if tile_codes is None:
+        raise CodecError(f"tile must be a positive multiple of the downsampling factor {factor}; received {tile!r}")
+    image = tiling.decode_tiled(model.decoder.decode, stream.codes, factor, model.channels, tile_codes, halo)
+    image = image[:height, :width]
+    if channels == 1 and model.channels != 1:
+        # The encoder saw the gray image repeated on every channel; the mean
+        # of the decoded channels is the least-squares gray estimate.
+        image = np.rint(image.mean(axis=2)).astype(np.uint8)
+    elif channels == 1:
+        image = image[:, :, 0]
+    return np.ascontiguousarray(image)
+
+
+def _model_for(header: bitstream.Header, model) -> CodecModel:
+    if model is not None:
+        model = load_model(model)
+        if header.model_id != model.stream_id:
+            raise CodecError(
+                f"stream was made by model {_show_id(header.model_id)}, not by {model.name!r} "
+                f"({model.model_id}); decode it with the model that compressed it"
+            )
+        return model
+    for name in shipped_models():
+        candidate = load_model(name)
+        if candidate.stream_id == header.model_id:
+            return candidate
+    raise CodecError(f"stream was made by model {_show_id(header.model_id)}, which is not a shipped model "
+                     f"({', '.join(shipped_models()) or 'none'}); pass --model with its directory")
+
+
+def _show_id(raw: bytes) -> str:
+    return raw.rstrip(b"\0").hex() if raw.endswith(b"\0" * 8) else raw.hex()
+
+
+def compress(input_path, output_path, model=None, method: str = "packed", prior=None) -> dict:
+    """Compresses an image file into a `.vqz` file (written atomically).
+
+    Returns:
+        A dict: `bytes`, `bits_per_pixel`, `image_shape`, `code_shape`,
+        `model`, `method`.
+    """
+    model = load_model(model)
+    image = _as_image(read_image(input_path))
+    data = compress_image(image, model, method, prior=prior)
+    _write_atomic(output_path, data)
+    header = bitstream.read_header(data)
+    return dict(bytes=len(data), bits_per_pixel=8 * len(data) / (image.shape[0] * image.shape[1]),
+                image_shape=header.image_shape, code_shape=header.code_shape, model=model.name, method=method)
+
+
+def decompress(input_path, output_path, model=None, prior=None) -> tuple:
+    """Decompresses a `.vqz` file into a PNG (written atomically); returns the image shape."""
+    path = Path(input_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"compressed file {path} not found")
+    # A stream within MAX_PIXELS is at most ~4 bytes per code plus headers.
+    limit = 4 * MAX_PIXELS + (1 << 17)
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise CodecError(f"{path} is larger than any valid stream ({limit} bytes)")
+    image = decompress_bytes(data, model, prior=prior)
+    write_png(output_path, image)
+    return image.shape
+
+
+def describe(path) -> dict:
+    """The header of a `.vqz` file as a JSON-ready dict (no model needed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"compressed file {path} not found")
+    data = path.read_bytes()
+    try:
+        header = bitstream.read_header(data)
+    except bitstream.BitstreamError as error:
+        raise CodecError(f"not a valid .vqz stream: {error}") from None
+    height, width, channels = header.image_shape
+    matching = [name for name in shipped_models() if load_model(name).stream_id == header.model_id]
+    return dict(
+        file=str(path), bytes=header.total_length, version=header.version,
+        method=header.method.name.lower(), model_id=_show_id(header.model_id),
+        shipped_model=matching[0] if matching else None, image_shape=[height, width, channels],
+        code_shape=list(header.code_shape), num_codes=header.num_codes,
+        payload_bytes=header.payload_length, bits_per_pixel=round(8 * header.total_length / (height * width), 5),
+        **({"prior": header.prior_params} if header.method == bitstream.Method.PRIOR else {}),
+    )

@@ -1,0 +1,126 @@
+"""The codec's command line: `python -m vqvae_tf.codec` (or `vqvae-codec` when installed).
+
+    python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
+    python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
+    python -m vqvae_tf.codec info photo.vqz
+    python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
+    python -m vqvae_tf.codec package EXPORT_TFLITE_DIR OUT_DIR   # make a codec model (needs TF)
+    python -m vqvae_tf.codec add-prior MODEL PRIOR.keras         # ship a prior with it (needs TF)
+
+Each command is a `Command` in a table; `package` and `add-prior` come from
+`vqvae_tf.export.codec_cli` (the training side), which `__main__` adds only
+when one of them is asked for, so the device commands never import it.
+Flags are defined in `main()`, never at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Callable
+
+from vqvae_tf.codec.api import METHODS, compress, decompress, describe
+from vqvae_tf.codec.images import _write_atomic
+from vqvae_tf.codec.model import DEFAULT_MODEL, load_model
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand: its positional arguments and the function that runs it (prints, returns nothing)."""
+
+    args: tuple[str, ...]
+    run: Callable
+
+
+def _model_flag(FLAGS, default=False):
+    """The `--model` codec model; the default model when `default` and no flag was given."""
+    if FLAGS.model is not None:
+        return load_model(FLAGS.model, num_threads=FLAGS.threads)
+    return load_model(num_threads=FLAGS.threads) if default else None
+
+
+def _compress(args, FLAGS):
+    result = compress(args[0], args[1], _model_flag(FLAGS, default=True), FLAGS.method, FLAGS.prior)
+    height, width, channels = result["image_shape"]
+    print(f"{args[1]}: {result['bytes']} bytes, {result['bits_per_pixel']:.4f} bpp "
+          f"({height}x{width}x{channels}, model {result['model']}, {result['method']})")
+
+
+def _decompress(args, FLAGS):
+    shape = decompress(args[0], args[1], _model_flag(FLAGS), FLAGS.prior)
+    print(f"{args[1]}: {'x'.join(str(s) for s in shape)}")
+
+
+def _info(args, FLAGS):
+    print(json.dumps(describe(args[0]), indent=2))
+
+
+def _eval(args, FLAGS):
+    from vqvae_tf.codec import evaluation
+
+    rows = evaluation.evaluate_folder(args[0], _model_flag(FLAGS, default=True), FLAGS.method)
+    print(evaluation.format_table(rows))
+    if FLAGS.json:
+        _write_atomic(FLAGS.json, (json.dumps(rows, indent=2) + "\n").encode())
+
+
+COMMANDS = {
+    "compress": Command(("IN_IMAGE", "OUT.vqz"), _compress),
+    "decompress": Command(("IN.vqz", "OUT.png"), _decompress),
+    "info": Command(("IN.vqz",), _info),
+    "eval": Command(("DIR",), _eval),
+}
+#: Commands implemented on the training side (`vqvae_tf.export.codec_cli`), with their arguments.
+PACKAGING_COMMANDS = {"package": ("EXPORT_TFLITE_DIR", "OUT_DIR"), "add-prior": ("MODEL", "PRIOR.keras")}
+
+
+def define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("model", None, "Codec model: shipped name or directory (default: "
+                        f"{DEFAULT_MODEL} to compress, the file's own model to decompress).")
+    flags.DEFINE_enum("method", "packed", list(METHODS), "Payload coding of compress; 'prior' needs TensorFlow.")
+    flags.DEFINE_string("prior", None, "compress/decompress --method prior: a prior.keras (default: the "
+                        "model's own prior.keras; the shipped d8k512 has one). Needs TensorFlow.")
+    flags.DEFINE_integer("threads", 2, "Interpreter threads.", lower_bound=1)
+    flags.DEFINE_string("encoder", "int8", "package: encoder quantization to ship.")
+    flags.DEFINE_string("decoder", "float16", "package: decoder quantization to ship.")
+    flags.DEFINE_string("command", "", "package, add-prior: the training command to record.")
+    flags.DEFINE_bool("overwrite", False, "package: replace an existing output directory; add-prior: replace "
+                      "the model's prior.")
+    flags.DEFINE_string("json", None, "eval: also write the results as JSON here.")
+    return flags.FLAGS
+
+
+def _usage() -> str:
+    usage = {name: command.args for name, command in COMMANDS.items()} | PACKAGING_COMMANDS
+    commands = " | ".join(" ".join((name,) + args) for name, args in usage.items())
+    return f"usage: python -m vqvae_tf.codec {{{commands}}} [--flags]"
+
+
+def run(argv, FLAGS, commands=COMMANDS) -> int:
+    """Runs `argv` (`[program, command, *args]`) with parsed `FLAGS`; returns the exit code."""
+    command = commands.get(argv[1]) if len(argv) > 1 else None
+    if command is None or len(argv) != 2 + len(command.args):
+        print(_usage(), file=sys.stderr)
+        return 2
+    command.run(argv[2:], FLAGS)
+    return 0
+
+
+def main(commands=COMMANDS):
+    """Entry point: flags are defined here, never at import."""
+    from absl import app
+
+    FLAGS = define_flags()
+
+    def absl_main(argv):
+        try:
+            code = run(argv, FLAGS, commands)
+        except (ValueError, OSError, TypeError) as error:
+            print(f"vqvae_tf.codec: error: {' '.join(str(error).split())}", file=sys.stderr)
+            code = 2
+        sys.exit(code)
+
+    app.run(absl_main)

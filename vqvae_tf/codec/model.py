@@ -1,0 +1,305 @@
+"""Codec models: a matching TFLite encoder and decoder, and code usage counts.
+
+A *codec model* is a directory holding an encoder and a decoder exported
+from the same trained weights (`encoder_<q>.tflite`, `decoder_<q>.tflite`
+with their JSON sidecars, see `vqvae_tf.export.metadata`), optionally
+`code_counts.json` (code usage measured on the training photos: the
+distribution of the codec's `static` method), `codec.json` (which encoder
+and decoder to use, how the model was trained) and `prior.keras` with its
+sidecar `prior.json` (the autoregressive prior of the codec's `prior`
+method, trained on the model's codes; see `CodecModel.prior`). Models shipped with the
+package live in `vqvae_tf/pretrained/NAME/`; `python -m vqvae_tf.codec
+package` (`vqvae_tf.export.codec_package`) makes one from an exporter's
+`tflite/` directory.
+
+No TensorFlow here: the interpreters come from `vqvae_tf.codec.lite_runtime`;
+only `CodecModel.prior` (the `prior` method) loads a Keras model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from vqvae_tf.codec import bitstream
+
+__all__ = ["COUNTS", "PRIOR", "CodecError", "CodecModel", "DEFAULT_MODEL", "MANIFEST", "PRETRAINED_DIR",
+           "load_model", "shipped_models", "stream_model_id"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+#: Shipped model used when no `--model` is given (see pretrained/README.md).
+DEFAULT_MODEL = "d8k512"
+MANIFEST = "codec.json"
+COUNTS = "code_counts.json"
+#: The prior of the `prior` method in a codec model directory; its sidecar
+#: (same stem, `.json`) names the model it was trained for.
+PRIOR = "prior.keras"
+# Preference order when a directory holds several exported variants: the int8
+# encoder is small and loses nothing measurable; a float decoder was 0.03-0.07
+# dB better than int8 on the held-out photos (pretrained/README.md).
+_ENCODER_ORDER = ("int8", "float16", "dynamic", "float32")
+_DECODER_ORDER = ("float16", "float32", "dynamic", "int8")
+
+
+class CodecError(ValueError):
+    """An image, a `.vqz` file or a codec model that cannot be used; the message says why."""
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclasses.dataclass
+class CodecModel:
+    """A codec model: matching TFLite encoder and decoder, and code usage counts.
+
+    Use `load_model` to make one. The interpreters are created on first use,
+    so reading a model to decode a header costs nothing.
+
+    Attributes:
+        name: the shipped model's name, or the directory's.
+        directory: where the files are.
+        encoder_path, decoder_path: the TFLite files (sidecars beside them).
+        model_id: the exporter's model id (hex string), the same for the
+            encoder and the decoder.
+        downsample: spatial factor between image and code map.
+        num_codes: codebook size K.
+        channels: image channels the network takes.
+        code_shape: trailing code axes per position (`()` for one stage).
+        counts: code usage counts `(K,)` for the `static` method, or None.
+        num_threads: interpreter threads.
+    """
+
+    name: str
+    directory: Path
+    encoder_path: Path
+    decoder_path: Path
+    model_id: str
+    downsample: int
+    num_codes: int
+    channels: int
+    code_shape: tuple
+    counts: np.ndarray | None = None
+    num_threads: int = 2
+    _encoder: object = dataclasses.field(default=None, repr=False)
+    _decoder: object = dataclasses.field(default=None, repr=False)
+    _priors: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def stream_id(self) -> bytes:
+        """The 16-byte model id written into `.vqz` headers."""
+        return stream_model_id(self.model_id)
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from vqvae_tf.codec.lite_runtime import LiteEncoder
+
+            self._encoder = LiteEncoder(self.encoder_path, num_threads=self.num_threads)
+        return self._encoder
+
+    @property
+    def decoder(self):
+        if self._decoder is None:
+            from vqvae_tf.codec.lite_runtime import LiteDecoder
+
+            self._decoder = LiteDecoder(self.decoder_path, num_threads=self.num_threads)
+        return self._decoder
+
+    def code_probabilities(self) -> np.ndarray:
+        """The `static` method's distribution, from the usage counts."""
+        if self.counts is None:
+            raise CodecError(
+                f"model {self.name!r} has no {COUNTS}, which the 'static' method needs; "
+                f"use --method packed, or make one with `python -m vqvae_tf.codec package`"
+            )
+        return bitstream.code_probabilities_from_counts(self.counts)
+
+    @property
+    def prior_path(self) -> Path | None:
+        """The model's own `prior.keras`, or None if it has none."""
+        path = self.directory / PRIOR
+        return path if path.is_file() else None
+
+    def prior(self, path=None):
+        """The prior of the `prior` method, loaded once (needs TensorFlow).
+
+        Args:
+            path: a `prior.keras` (e.g. `train.py --stage=prior`'s
+                `WORKDIR/prior/prior.keras`); None takes the model's own
+                (`prior_path`). If a sidecar `prior.json` lies beside it,
+                its `model_id` must be this model's.
+
+        Raises:
+            FileNotFoundError: no such prior, or the model has none.
+            CodecError: TensorFlow is missing, the file is not a prior, or
+                the prior does not fit this model (codebook size, class
+                labels, the model it was trained for).
+        """
+        if path is None:
+            if self.prior_path is None:
+                raise FileNotFoundError(
+                    f"model {self.name!r} has no {PRIOR}, which the 'prior' method needs; pass a prior "
+                    "(--prior PATH, trained with `train.py --stage=prior`) or use --method packed|static"
+                )
+            path = self.prior_path
+        path = Path(path).resolve()
+        if path in self._priors:
+            return self._priors[path]
+        if not path.is_file():
+            raise FileNotFoundError(f"prior {path} not found")
+        sidecar = _read_json(path.with_suffix(".json")) if path.with_suffix(".json").is_file() else {}
+        if sidecar.get("model_id", self.model_id) != self.model_id:
+            raise CodecError(f"prior {path} was trained for model {sidecar['model_id']!r}, not for "
+                             f"{self.name!r} ({self.model_id})")
+        try:
+            import tensorflow  # noqa: F401  (a clear message if the prior's backend is missing)
+
+            from vqvae_tf.priors.loading import load_prior
+        except ImportError as error:
+            raise CodecError(f"the 'prior' method runs a Keras prior and needs TensorFlow ({error}); "
+                             "install tensorflow, or use --method packed|static, which do not") from None
+        try:
+            prior = load_prior(path)
+        except (ValueError, TypeError, OSError, KeyError) as error:
+            raise CodecError(f"cannot load prior {path}: {' '.join(str(error).split())}") from None
+        num_codes, num_classes = getattr(prior, "num_codes", None), getattr(prior, "num_classes", None)
+        if num_codes is None or num_classes is None or not hasattr(prior, "logits"):
+            raise CodecError(f"{path} holds a {type(prior).__name__}, not an autoregressive prior")
+        # Checked first: a residual model's prior models S * K tokens, so the
+        # codebook-size check below would blame the wrong thing.
+        if self.code_shape:
+            raise CodecError(f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
+                             "method codes (h, w) maps; use --method packed|static")
+        if num_codes != self.num_codes:
+            raise CodecError(f"prior {path} models {num_codes} codes; model {self.name!r} has {self.num_codes}")
+        if num_classes:
+            raise CodecError(f"prior {path} is class-conditional ({num_classes} classes); the codec needs an "
+                             "unconditional prior")
+        self._priors[path] = prior
+        return prior
+
+
+def stream_model_id(model_id: str) -> bytes:
+    """The 16-byte header id of an exporter model id.
+
+    The exporter's id is 16 hex digits (64 bits of SHA-256 over config and
+    weights); it is stored as is, zero-padded, so `info` shows the same id as
+    the sidecars. Any other string is hashed to 16 bytes.
+    """
+    try:
+        raw = bytes.fromhex(model_id)
+    except (TypeError, ValueError):
+        raw = b""
+    if 0 < len(raw) <= bitstream.MODEL_ID_SIZE:
+        return raw.ljust(bitstream.MODEL_ID_SIZE, b"\0")
+    return bitstream.make_model_id(str(model_id).encode())
+
+
+def shipped_models() -> list[str]:
+    """Names of the models shipped in `vqvae_tf/pretrained/`."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / MANIFEST).is_file())
+
+
+def load_model(model=None, num_threads: int = 2) -> CodecModel:
+    """Loads a codec model.
+
+    Args:
+        model: a `CodecModel` (returned as is), the name of a shipped model
+            (a bare name is always a shipped model: write `./NAME` for a
+            local folder of that name), a codec model directory (with
+            `codec.json`), or an exporter's `tflite/` directory (the int8
+            encoder and a float decoder are picked). Defaults to
+            `DEFAULT_MODEL`.
+        num_threads: interpreter threads. Defaults to 2.
+
+    Raises:
+        FileNotFoundError: no such model or a file of it is missing.
+        CodecError: the files do not make a usable codec model.
+    """
+    if isinstance(model, CodecModel):
+        return model
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise CodecError(f"num_threads must be an int >= 1; received {num_threads!r}")
+    if model is None:
+        model = DEFAULT_MODEL
+    if not isinstance(model, (str, os.PathLike)):
+        raise CodecError(f"model must be a model name or directory; received {type(model).__name__}")
+    directory = Path(model)
+    # A bare name is a shipped model even if the working directory holds a
+    # folder of that name (write ./NAME for the folder).
+    if isinstance(model, str) and os.sep not in model and (PRETRAINED_DIR / model / MANIFEST).is_file():
+        directory = PRETRAINED_DIR / model
+    if not directory.is_dir():
+        shipped = ", ".join(shipped_models()) or "none"
+        raise FileNotFoundError(
+            f"codec model {str(model)!r} not found: expected a directory or a shipped model name ({shipped})"
+        )
+    manifest = _read_json(directory / MANIFEST) if (directory / MANIFEST).is_file() else {}
+    encoder_path = directory / manifest["encoder"] if "encoder" in manifest else _pick(directory, "encoder",
+                                                                                       _ENCODER_ORDER)
+    decoder_path = directory / manifest["decoder"] if "decoder" in manifest else _pick(directory, "decoder",
+                                                                                       _DECODER_ORDER)
+    from vqvae_tf.codec.lite_runtime import read_sidecar
+
+    for path in (encoder_path, decoder_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"codec model {directory}: {path.name} not found")
+    encoder_meta, decoder_meta = read_sidecar(encoder_path), read_sidecar(decoder_path)
+    fields = ("model_id", "downsample", "num_codes", "input_channels", "rank")
+    mismatch = [f for f in fields if encoder_meta.get(f) != decoder_meta.get(f)]
+    if mismatch:
+        raise CodecError(
+            f"codec model {directory}: encoder and decoder differ in {mismatch} "
+            f"(encoder {[encoder_meta.get(f) for f in mismatch]}, decoder {[decoder_meta.get(f) for f in mismatch]}); "
+            "they must be exported from the same trained model"
+        )
+    if encoder_meta.get("rank", 2) != 2:
+        raise CodecError(f"codec model {directory} has rank {encoder_meta.get('rank')}; the image codec needs 2")
+    result = CodecModel(
+        name=directory.name, directory=directory, encoder_path=encoder_path, decoder_path=decoder_path,
+        model_id=str(encoder_meta["model_id"]), downsample=int(encoder_meta["downsample"]),
+        num_codes=int(encoder_meta["num_codes"]), channels=int(encoder_meta["input_channels"]),
+        code_shape=tuple(int(n) for n in encoder_meta.get("code_shape", ())), num_threads=num_threads,
+    )
+    if (directory / COUNTS).is_file():
+        result.counts = _read_counts(directory / COUNTS, result)
+    return result
+
+
+def _pick(directory: Path, kind: str, order) -> Path:
+    for quantization in order:
+        path = directory / f"{kind}_{quantization}.tflite"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"codec model {directory}: no {MANIFEST} and no {kind}_<{'|'.join(order)}>.tflite; "
+        "pass a shipped model name, a codec model directory or an exporter's tflite/ directory"
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CodecError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise CodecError(f"{path} must hold a JSON object; received {type(value).__name__}")
+    return value
+
+
+def _read_counts(path: Path, model: CodecModel) -> np.ndarray:
+    data = _read_json(path)
+    if data.get("model_id") != model.model_id:
+        raise CodecError(f"{path} was measured with model {data.get('model_id')!r}, not {model.model_id!r}")
+    counts = np.asarray(data.get("counts", []), dtype=np.float64)
+    if counts.shape != (model.num_codes,):
+        raise CodecError(f"{path} holds {counts.shape} counts; expected ({model.num_codes},)")
+    return counts

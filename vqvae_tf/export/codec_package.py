@@ -1,0 +1,149 @@
+"""Codec models from exported files: `package_model` and `add_prior` (the training side of the codec).
+
+These make the directories that `vqvae_tf.codec.load_model` reads: they
+measure code usage and prior rates by running the codec on the bundled
+training photos, and `add_prior` needs TensorFlow to load and re-save a
+Keras prior. The codec (device side) never imports this module; the command
+line reaches it as `python -m vqvae_tf.codec package|add-prior`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from vqvae_tf.codec import bitstream, prior_coding
+from vqvae_tf.codec.api import encode_codes
+from vqvae_tf.codec.model import COUNTS, MANIFEST, PRIOR, CodecError, load_model
+from vqvae_tf.data.image_io import load_photo, photo_names
+from vqvae_tf.utils import atomic
+
+__all__ = ["add_prior", "package_model"]
+
+
+
+def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = "float16",
+                  command: str = "", overwrite: bool = False) -> Path:
+    """Makes a codec model directory from an exporter's `tflite/` directory.
+
+    Copies `encoder_<encoder>.tflite`, `decoder_<decoder>.tflite` and their
+    sidecars, measures code usage counts by compressing the bundled training
+    photos (`vqvae_tf.data.image_io.photo_names("train")`, whole, as the codec
+    sees them) and writes `code_counts.json` and `codec.json`. The directory
+    is built next to `out_dir` and renamed into place at the end.
+
+    Args:
+        export_dir: directory holding the exported TFLite files.
+        out_dir: the codec model directory to create.
+        encoder, decoder: quantization of the files to copy. Defaults to
+            "int8" and "float16".
+        command: the training command, recorded in `codec.json`.
+        overwrite: replace an existing `out_dir`. Defaults to False.
+    """
+    export_dir, out_dir = Path(export_dir), Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise CodecError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        names = {}
+        for kind, quantization in (("encoder", encoder), ("decoder", decoder)):
+            stem = f"{kind}_{quantization}"
+            for suffix in (".tflite", ".json"):
+                source = export_dir / f"{stem}{suffix}"
+                if not source.is_file():
+                    raise FileNotFoundError(f"{source} not found; export the model with quantization {quantization}")
+                shutil.copyfile(source, staging / source.name)
+            names[kind] = f"{stem}.tflite"
+        (staging / MANIFEST).write_text(json.dumps(dict(names, name=out_dir.name), indent=2) + "\n")
+        model = load_model(staging)
+        counts = np.zeros(model.num_codes, dtype=np.int64)
+        photos = photo_names("train")
+        for name in photos:
+            codes = encode_codes(np.asarray(load_photo(name)), model)
+            counts += np.bincount(codes.reshape(-1), minlength=model.num_codes)
+        probabilities = bitstream.code_probabilities_from_counts(counts)
+        entropy = float(-(counts / counts.sum() * np.log2(probabilities)).sum())
+        (staging / COUNTS).write_text(json.dumps(dict(
+            model_id=model.model_id, num_codes=model.num_codes, source=f"photos train split: {', '.join(photos)}",
+            counts=counts.tolist()), indent=1) + "\n")
+        # A residual model stores num_stages codes per position.
+        codes_per_pixel = math.prod(model.code_shape) / model.downsample ** 2
+        manifest = dict(
+            name=out_dir.name, encoder=names["encoder"], decoder=names["decoder"], model_id=model.model_id,
+            downsample=model.downsample, num_codes=model.num_codes, channels=model.channels,
+            code_shape=list(model.code_shape),
+            packed_bits_per_pixel=math.ceil(math.log2(model.num_codes)) * codes_per_pixel,
+            static_bits_per_pixel_on_training_photos=round(entropy * codes_per_pixel, 4),
+            codes_used_on_training_photos=int((counts > 0).sum()), train_command=command,
+        )
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) -> Path:
+    """Adds a trained prior to a codec model directory (needs TensorFlow).
+
+    Checks that the prior fits the model (`CodecModel.prior`), measures the
+    `prior` method's rate on the bundled training photos (whole, as the
+    codec sees them) and writes `prior.keras` and its sidecar `prior.json`
+    (the model id, the prior's fingerprint and map size, the training
+    command, the rate) into the model's directory, each atomically. The
+    written prior holds the weights only, without the optimizer state that
+    `train.py` saves for resuming (a third of the size).
+
+    Args:
+        model: anything `load_model` takes.
+        prior_path: the trained `prior.keras` (`train.py --stage=prior`).
+        command: the prior's training command, recorded in `prior.json`.
+        overwrite: replace a prior the model already has. Defaults to False.
+
+    Returns:
+        The path of the written `prior.keras`.
+    """
+    model = load_model(model)
+    if model.prior_path is not None and not overwrite:
+        raise CodecError(f"model {model.name!r} already has {PRIOR}; pass overwrite=True (--overwrite) to replace it")
+    prior_path = Path(prior_path)
+    prior = model.prior(prior_path)
+    bits, count = 0, 0
+    photos = photo_names("train")
+    for name in photos:
+        codes = encode_codes(np.asarray(load_photo(name)), model)
+        bits += 8 * len(prior_coding.encode_prior_payload(prior, codes)[1])
+        count += codes.size
+    sidecar = dict(
+        model_id=model.model_id, num_codes=model.num_codes, kind=type(prior).__name__,
+        fingerprint=prior_coding.prior_fingerprint(prior).hex(),
+        map_shape=None if prior.map_shape is None else list(prior.map_shape), train_command=command,
+        bits_per_code_on_training_photos=round(bits / count, 4),
+        packed_bits_per_code=math.ceil(math.log2(model.num_codes)),
+        source=f"photos train split: {', '.join(photos)}",
+    )
+    target = model.directory / PRIOR
+    _save_inference_copy(prior, target)
+    atomic.write_json(target.with_suffix(".json"), sidecar)
+    model._priors.clear()
+    if prior_coding.prior_fingerprint(model.prior()).hex() != sidecar["fingerprint"]:
+        raise CodecError(f"{target} does not reload as the prior it was written from")
+    return target
+
+
+def _save_inference_copy(prior, path: Path) -> None:
+    """Saves `prior`'s architecture and weights, without its optimizer, atomically."""
+    copy = type(prior).from_config(prior.get_config())
+    map_shape = prior.map_shape or (1, 1)
+    copy(np.zeros((1,) + tuple(map_shape), np.int32))
+    copy.set_weights(prior.get_weights())
+    atomic.save_model(copy, path)

@@ -1,0 +1,296 @@
+"""A continuous Gaussian VAE: the likelihood baseline of the VQ-VAE paper.
+
+Built from the same `Encoder` / `Decoder` as `VQVAE` (the encoder emits
+`2 * latent_dim` channels: the posterior means and pre-softplus scales), so
+the two models differ only in their bottleneck.
+
+Likelihood (both this model and the VQ-VAE bound in `vqvae_tf.training.prior_training`
+use it, so their bits/dim are comparable): a DISCRETIZED Gaussian over the
+256 levels of 8-bit data. An image `x` in [0, 1] holds levels `k = 255 x`;
+the decoder's output `mu` (in [0, 1] units) and a learned per-channel scale
+`sigma` give each level the Normal mass of its bin,
+
+    p(k) = Phi((k + 0.5 - 255 mu) / (255 sigma)) - Phi((k - 0.5 - 255 mu) / (255 sigma)),
+
+with the first and last bins extended to -inf and +inf (as in PixelCNN++),
+so the masses sum to 1 and `-log2 p(x) / (H W C)` is a true code length in
+bits per dimension (no dequantization offset needed).
+
+Units: every log-likelihood here is in nats, summed over one image.
+`bits/dim = -ELBO / (H * W * C * ln 2)`; e.g. a 32x32 RGB image (3072
+dims) with an ELBO of -3072 * ln 2 nats costs 1 bit/dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from vqvae_tf.utils import distributed_ops
+from vqvae_tf.models.image_inputs import ImageInputsMixin
+from vqvae_tf.models.networks import Decoder, Encoder
+
+tfd = tfp.distributions
+
+__all__ = ["GaussianVAE", "discretized_gaussian_log_prob", "LEVELS"]
+
+#: Levels of 8-bit data.
+LEVELS = 256
+LN2 = math.log(2.0)
+# Floor of the posterior and likelihood scales: keeps log-densities finite.
+_MIN_SCALE = 1e-4
+
+
+def discretized_gaussian_log_prob(x, loc, scale, levels=LEVELS):
+    """Log-mass in nats of 8-bit data under a discretized Gaussian, per element.
+
+    Args:
+        x: float tensor in [0, 1] holding `k / (levels - 1)` values.
+        loc: float tensor broadcastable to `x`, the Gaussian mean in [0, 1]
+            units (need not lie in [0, 1]).
+        scale: positive float tensor broadcastable to `x`, the standard
+            deviation in [0, 1] units.
+        levels: int, number of levels. Defaults to 256.
+
+    Returns:
+        float32 tensor of `x`'s shape, `log p(k)` (<= 0), finite with finite
+        gradients even far in the tails.
+
+    Example: with `scale` tiny and `loc == x`, `p(k) ~= 1`, log-mass ~= 0.
+    """
+    x, loc, scale = (tf.cast(t, tf.float32) for t in (x, loc, scale))
+    return _discretized_gaussian_log_prob(x, loc, scale, float(levels - 1))
+
+
+# Traced once per shape: eagerly, tfp's log_ndtr runs dozens of small ops.
+@tf.function(reduce_retracing=True, autograph=False)
+def _discretized_gaussian_log_prob(x, loc, scale, top):
+    k = tf.round(tf.clip_by_value(x, 0.0, 1.0) * top)
+    mean, std = loc * top, tf.maximum(scale, _MIN_SCALE) * top
+    standard = tfd.Normal(0.0, 1.0)
+    # A bin's mass is symmetric in the distance to the mean; measuring it on
+    # the left side keeps both CDFs in the accurate lower tail and avoids
+    # `log(1 - 1)` (and NaN gradients) right of the mean.
+    distance = -tf.abs(k - mean)
+    middle = tfp.math.log_sub_exp(
+        standard.log_cdf((distance + 0.5) / std), standard.log_cdf((distance - 0.5) / std)
+    )
+    first = standard.log_cdf((0.5 - mean) / std)
+    last = standard.log_cdf((mean - (top - 0.5)) / std)
+    return tf.where(k <= 0.0, first, tf.where(k >= top, last, middle))
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class GaussianVAE(ImageInputsMixin, keras.Model):
+    """Variational autoencoder with a diagonal Gaussian posterior.
+
+    `q(z|x) = Normal(mu(x), softplus(s(x)))` per latent element, prior
+    `p(z) = Normal(0, 1)`, likelihood `p(x|z)` the discretized Gaussian of
+    `discretized_gaussian_log_prob` with the decoder output as mean and a
+    learned per-channel scale. Training maximises the ELBO
+
+        ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))
+
+    with one reparameterised sample; the KL is exact
+    (`tfd.kl_divergence`). The loss is `-ELBO` in nats per data dimension
+    (the batch mean), divided by the number of replicas before the gradient
+    (DESIGN.md fact 5), so a strategy matches one device at the same global
+    batch.
+
+    Args:
+        input_channels: int, channels of the data. Defaults to 3.
+        downsample: int in (2, 4, 8, 16), data to latent map. Defaults to 4.
+        hidden_units: int, channels of the convolutions. Defaults to 128.
+        residual_units: int, channels in the residual blocks. Defaults to 64.
+        num_residual_blocks: int. Defaults to 2.
+        latent_dim: int, latent channels per map position. Defaults to 8.
+        initial_scale: float > 0, initial likelihood scale in [0, 1] units.
+            Defaults to 0.1.
+        seed: int or None, seeds the reparameterisation noise. Defaults to
+            None.
+        **kwargs: base `keras.Model` arguments.
+
+    Call arguments:
+        inputs: float images `(batch, H, W, C)` in [0, 1] (8-bit levels),
+            H and W divisible by `downsample`.
+        training: bool.
+
+    Returns the reconstruction (decoder mean at the posterior mean, clipped
+    to [0, 1]), shaped like the input: `(8, 32, 32, 3)` -> `(8, 32, 32, 3)`; the latent map is
+    `(8, 8, 8, latent_dim)` for `downsample=4`.
+
+    Metrics: `loss` (nats/dim), `elbo` and `kl` and `reconstruction`
+    (`-E_q log p(x|z)`), all in nats per image, `bits_per_dim`
+    (`-ELBO / (H W C ln 2)`).
+
+    Example:
+
+    >>> vae = GaussianVAE(input_channels=1, hidden_units=32, residual_units=16, latent_dim=4)
+    >>> vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    >>> vae.fit(images, batch_size=32, epochs=1)            # images in [0, 1]
+    >>> vae.evaluate(images, return_dict=True)["bits_per_dim"]
+
+    References:
+        Kingma and Welling 2014, "Auto-Encoding Variational Bayes",
+        arXiv:1312.6114; van den Oord et al. 2017, arXiv:1711.00937, sec. 4.1
+        (VAE 4.51 bits/dim on CIFAR-10); Salimans et al. 2017 (PixelCNN++,
+        discretized likelihood with open edge bins).
+    """
+
+    def __init__(
+        self,
+        input_channels=3,
+        downsample=4,
+        hidden_units=128,
+        residual_units=64,
+        num_residual_blocks=2,
+        latent_dim=8,
+        initial_scale=0.1,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("input_channels", input_channels), ("latent_dim", latent_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+        if not (isinstance(initial_scale, (int, float)) and 0 < initial_scale < 1):
+            raise ValueError(f"`initial_scale` must be in (0, 1); received {initial_scale!r}.")
+        self.input_channels = input_channels
+        self.downsample = downsample
+        self.hidden_units = hidden_units
+        self.residual_units = residual_units
+        self.num_residual_blocks = num_residual_blocks
+        self.latent_dim = latent_dim
+        self.initial_scale = float(initial_scale)
+        self.seed = seed
+        stack = dict(
+            downsample=downsample,
+            hidden_units=hidden_units,
+            residual_units=residual_units,
+            num_residual_blocks=num_residual_blocks,
+        )
+        self.encoder = Encoder(code_dim=2 * latent_dim, name="encoder", **stack)
+        self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.elbo_tracker = keras.metrics.Mean(name="elbo")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.bits_tracker = keras.metrics.Mean(name="bits_per_dim")
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self._check_shape(input_shape)
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        latent = self.encoder.compute_output_shape(input_shape)[:-1] + (self.latent_dim,)
+        if not self.decoder.built:
+            self.decoder.build(latent)
+        # Softplus-parameterised so the scale stays positive under any step.
+        self.raw_scale = self.add_weight(
+            name="raw_scale",
+            shape=(self.input_channels,),
+            initializer=keras.initializers.Constant(math.log(math.expm1(self.initial_scale))),
+        )
+
+    # ------------------------------------------------------------ pieces
+    def posterior(self, inputs):
+        """`q(z|x)` as a `tfd.Normal` with batch shape `(B, h, w, latent_dim)`."""
+        self._check_inputs(inputs)
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        loc, raw = tf.split(tf.cast(self.encoder(inputs), tf.float32), 2, axis=-1)
+        return tfd.Normal(loc, tf.nn.softplus(raw) + _MIN_SCALE)
+
+    def likelihood_scale(self):
+        """Per-channel likelihood standard deviation, in [0, 1] units."""
+        return tf.nn.softplus(self.raw_scale) + _MIN_SCALE
+
+    def decode(self, latents):
+        """Decoder mean `(B, H, W, C)` for latents `(B, h, w, latent_dim)`."""
+        return tf.cast(self.decoder(tf.cast(latents, self.compute_dtype)), tf.float32)
+
+    def call(self, inputs, training=None):
+        # The discretized likelihood's open edge bins let the decoder mean
+        # leave [0, 1] (e.g. far below 0 on a black background); the image
+        # it describes is the mean clipped to the data range.
+        return tf.clip_by_value(self.decode(self.posterior(inputs).mean()), 0.0, 1.0)
+
+    def elbo_terms(self, inputs, sample=True):
+        """Per-image terms in nats: dict of `elbo`, `kl`, `reconstruction` `(B,)` and `mean`.
+
+        Args:
+            inputs: images `(B, H, W, C)` in [0, 1].
+            sample: True draws one reparameterised `z ~ q(z|x)`, so `elbo`
+                is an unbiased estimate of the ELBO (a lower bound on
+                `log p(x)`); False uses the posterior mean (deterministic,
+                not a bound). Defaults to True.
+
+        `reconstruction` is `-log p(x|z)`; `mean` the decoder output
+        `(B, H, W, C)`.
+        """
+        posterior = self.posterior(inputs)
+        kl = tf.reduce_sum(tfd.kl_divergence(posterior, tfd.Normal(0.0, 1.0)), axis=[1, 2, 3])
+        latents = posterior.loc
+        if sample:
+            latents = latents + posterior.scale * keras.random.normal(tf.shape(latents), seed=self.seed_generator)
+        mean = self.decode(latents)
+        log_prob = discretized_gaussian_log_prob(inputs, mean, self.likelihood_scale())
+        reconstruction = -tf.reduce_sum(log_prob, axis=[1, 2, 3])
+        return {"elbo": -(reconstruction + kl), "kl": kl, "reconstruction": reconstruction, "mean": mean}
+
+    # ---------------------------------------------------------- training
+    def _num_dims(self, inputs):
+        shape = tf.shape(inputs)
+        return tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+
+    def train_step(self, data):
+        x = self._unpack(data)
+        with tf.GradientTape() as tape:
+            terms = self.elbo_terms(x, sample=True)
+            loss = -tf.reduce_mean(terms["elbo"]) / self._num_dims(x)
+            # Keras sums gradients across replicas (DESIGN.md fact 5).
+            scaled = self.optimizer.scale_loss(loss / distributed_ops.num_replicas())
+        gradients = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self._update_metrics(x, terms, loss)
+
+    def test_step(self, data):
+        x = self._unpack(data)
+        # A sampled ELBO: the validation figures are a bound, not a point estimate.
+        terms = self.elbo_terms(x, sample=True)
+        return self._update_metrics(x, terms, -tf.reduce_mean(terms["elbo"]) / self._num_dims(x))
+
+    def predict_step(self, data):
+        return self(self._unpack(data), training=False)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.elbo_tracker, self.kl_tracker, self.reconstruction_tracker,
+                self.bits_tracker]
+
+    def _update_metrics(self, x, terms, loss):
+        batch = tf.cast(tf.shape(x)[0], tf.float32)
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        for tracker, name in ((self.elbo_tracker, "elbo"), (self.kl_tracker, "kl"),
+                              (self.reconstruction_tracker, "reconstruction")):
+            tracker.update_state(terms[name])
+        self.bits_tracker.update_state(-terms["elbo"] / (self._num_dims(x) * LN2))
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            input_channels=self.input_channels,
+            downsample=self.downsample,
+            hidden_units=self.hidden_units,
+            residual_units=self.residual_units,
+            num_residual_blocks=self.num_residual_blocks,
+            latent_dim=self.latent_dim,
+            initial_scale=self.initial_scale,
+            seed=self.seed,
+        )
+        return config

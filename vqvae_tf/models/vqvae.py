@@ -1,0 +1,329 @@
+"""`VQVAE`: encoder, vector quantizer and decoder as one `keras.Model`."""
+
+import logging
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vqvae_tf.utils import distributed_ops
+from vqvae_tf.models.image_inputs import ImageInputsMixin
+from vqvae_tf.models.metrics import DeadCodes
+from vqvae_tf.models.networks import Decoder, Encoder
+from vqvae_tf.quantizers.vector_quantizer import QUANTIZERS, get_quantizer
+
+logger = logging.getLogger(__name__)
+
+# Batches of encoder outputs used for k-means codebook initialisation.
+KMEANS_INIT_BATCHES = 4
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class VQVAE(ImageInputsMixin, keras.Model):
+    """Vector-quantised variational autoencoder (van den Oord et al. 2017).
+
+    `call(x)` reconstructs `x`; `codes(x)` gives int32 code maps and
+    `decode_codes(codes)` reconstructs from them. Training minimises
+
+        ||x - x_hat||^2 / data_variance + codebook loss + beta * commitment loss
+
+    (means over elements) through the straight-through estimator. The loss is
+    divided by the number of replicas before the gradient, so training under
+    any `tf.distribute` strategy matches one device at the same global batch.
+
+    Args:
+        input_channels: int, channels of the data (3 for RGB, 1 for gray).
+            Defaults to 3.
+        downsample: int in (2, 4, 8, 16), spatial reduction from data to
+            code map. Defaults to 4.
+        hidden_units: int, channels of the convolutions. Defaults to 256.
+        residual_units: int, channels inside residual blocks. Defaults to 256.
+        num_residual_blocks: int. Defaults to 2.
+        num_codes: int, codebook size K. Defaults to 512.
+        code_dim: int, code vector size D. Defaults to 64.
+        quantizer: str, a name from `vqvae_tf.quantizers.vector_quantizer.QUANTIZERS`
+            (`"vq"`, `"ema"`, `"residual"`, `"fsq"`, `"gumbel"`). Defaults
+            to `"ema"`. Residual quantizers give code maps with a trailing
+            stage axis (`quantizer.code_shape`).
+        quantizer_config: dict or None, extra arguments of the quantizer
+            (`commitment_cost`, `decay`, `kmeans_init`,
+            `dead_code_threshold`, `l2_normalize`, `seed`, ...).
+        data_variance: float, variance of the training data; the
+            reconstruction loss is divided by it, as in the paper. Defaults
+            to 1.0 (plain MSE).
+        rank: 2 for images (NHWC), 1 for sequences (NWC). Defaults to 2.
+        **kwargs: base `keras.Model` arguments (`name`, `dtype`).
+
+    Call arguments:
+        inputs: float images `(batch, H, W, input_channels)` in [0, 1], H and
+            W divisible by `downsample` (or `(batch, T, C)` when rank=1).
+        training: bool, whether the quantizer updates its state.
+
+    Input shape: `(batch, H, W, input_channels)`, e.g. `(8, 32, 32, 3)`.
+    Output shape: same as the input; code maps are
+        `(batch, H / downsample, W / downsample)` int32.
+
+    Metrics: `loss`, `reconstruction_loss`, `vq_loss`, `perplexity` (batch),
+    `codebook_usage` (fraction of codes used in a batch), `dead_codes`
+    (codes not used at all so far in the epoch) and `psnr` (dB, data range
+    [0, 1]).
+
+    Example:
+
+    >>> model = VQVAE(input_channels=3, downsample=4, hidden_units=32,
+    ...               residual_units=16, num_codes=64, code_dim=16)
+    >>> model.compile(optimizer=keras.optimizers.Adam(3e-4))
+    >>> images = np.random.rand(16, 32, 32, 3).astype("float32")
+    >>> history = model.fit(images, batch_size=8, epochs=1, verbose=0)
+    >>> codes = model.codes(images[:2])            # (2, 8, 8) int32
+    >>> images_back = model.decode_codes(codes)    # (2, 32, 32, 3)
+
+    References:
+        van den Oord, Vinyals, Kavukcuoglu. Neural Discrete Representation
+        Learning. NeurIPS 2017. arXiv:1711.00937.
+    """
+
+    def __init__(
+        self,
+        input_channels=3,
+        downsample=4,
+        hidden_units=256,
+        residual_units=256,
+        num_residual_blocks=2,
+        num_codes=512,
+        code_dim=64,
+        quantizer="ema",
+        quantizer_config=None,
+        data_variance=1.0,
+        rank=2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self._validate_channels(input_channels)
+        if quantizer not in QUANTIZERS:
+            raise ValueError(f"Unknown quantizer {quantizer!r}; expected one of {sorted(QUANTIZERS)}.")
+        if quantizer_config is not None and not isinstance(quantizer_config, dict):
+            raise ValueError(f"`quantizer_config` must be a dict or None; received {quantizer_config!r}.")
+        if not (isinstance(data_variance, (int, float)) and np.isfinite(data_variance) and data_variance > 0):
+            raise ValueError(f"`data_variance` must be a positive number; received {data_variance!r}.")
+        self.input_channels = input_channels
+        self.downsample = downsample
+        self.hidden_units = hidden_units
+        self.residual_units = residual_units
+        self.num_residual_blocks = num_residual_blocks
+        self.num_codes = num_codes
+        self.code_dim = code_dim
+        self.quantizer_name = quantizer
+        self.quantizer_config = dict(quantizer_config or {})
+        self.data_variance = float(data_variance)
+        self.rank = rank
+        stack = dict(
+            downsample=downsample,
+            hidden_units=hidden_units,
+            residual_units=residual_units,
+            num_residual_blocks=num_residual_blocks,
+            rank=rank,
+            dtype=self.dtype_policy,
+        )
+        self.encoder = Encoder(code_dim=code_dim, name="encoder", **stack)
+        self.quantizer = get_quantizer(
+            quantizer, num_codes=num_codes, code_dim=code_dim, name="quantizer", **self.quantizer_config
+        )
+        self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
+        self.perplexity_tracker = keras.metrics.Mean(name="perplexity")
+        self.usage_tracker = keras.metrics.Mean(name="codebook_usage")
+        self.dead_codes_tracker = DeadCodes(num_codes, name="dead_codes")
+        self.psnr_tracker = keras.metrics.Mean(name="psnr")
+
+    @staticmethod
+    def _validate_channels(channels):
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"`input_channels` must be an int >= 1; received {channels!r}.")
+
+    # ------------------------------------------------------------ building
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self._check_shape(input_shape)
+        latent_shape = self.encoder.compute_output_shape(input_shape)
+        # Sub-layers may already be built by a train_step that ran before
+        # the model itself was marked built.
+        for layer, shape in ((self.encoder, input_shape), (self.quantizer, latent_shape), (self.decoder, latent_shape)):
+            if not layer.built:
+                layer.build(shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def latent_shape(self, input_shape):
+        """Shape of the code map for data of `input_shape` (without channels)."""
+        return tuple(self.encoder.compute_output_shape(tuple(input_shape)))[:-1]
+
+    # ------------------------------------------------------------- forward
+    def call(self, inputs, training=None):
+        reconstruction, _ = self.forward(inputs, training=training)
+        return reconstruction
+
+    def forward(self, inputs, training=None):
+        """Reconstruction and the quantizer's output dict (see `VectorQuantizer`)."""
+        self._check_inputs(inputs)
+        if not self.built:
+            # train_step runs forward() without Model.__call__, which would
+            # otherwise leave the model unbuilt and unsaveable after fit.
+            self.build(tuple(inputs.shape))
+        latents = self.encoder(inputs, training=training)
+        quantized = self.quantizer(latents, training=training)
+        return self.decoder(quantized["quantized"], training=training), quantized
+
+    def codes(self, inputs):
+        """int32 code maps `(batch, H / downsample, W / downsample)` for images."""
+        self._check_inputs(inputs)
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        return self.quantizer.codes(self.encoder(inputs))
+
+    def decode_codes(self, codes):
+        """Reconstructions from int code maps, `(batch, H, W, input_channels)`."""
+        codes = tf.convert_to_tensor(codes)
+        # Quantizers with several codes per position (residual stages) add
+        # trailing axes: `quantizer.code_shape`, () for one code per position.
+        code_axes = len(getattr(self.quantizer, "code_shape", ()))
+        if codes.shape.rank is not None and codes.shape.rank != self.rank + 1 + code_axes:
+            extra = f" + {code_axes} code axis" if code_axes else ""
+            raise ValueError(
+                f"decode_codes expects code maps of rank {self.rank + 1 + code_axes} "
+                f"(batch + {self.rank} spatial axes{extra}); received shape {tuple(codes.shape)}."
+            )
+        vectors = self.quantizer.lookup(codes)
+        return self.decoder(tf.cast(vectors, self.compute_dtype))
+
+    # ------------------------------------------------------------ training
+    def train_step(self, data):
+        x = self._unpack(data)
+        with tf.GradientTape() as tape:
+            reconstruction, quantized = self.forward(x, training=True)
+            reconstruction_loss, loss = self._loss_terms(x, reconstruction, quantized)
+            # Keras sums gradients over replicas (DESIGN.md fact 5): divide so
+            # that the step equals one device's at the same global batch.
+            scaled = loss / distributed_ops.num_replicas()
+            scaled = self.optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self._update_metrics(x, reconstruction, quantized, reconstruction_loss, loss)
+
+    def test_step(self, data):
+        x = self._unpack(data)
+        reconstruction, quantized = self.forward(x, training=False)
+        reconstruction_loss, loss = self._loss_terms(x, reconstruction, quantized)
+        return self._update_metrics(x, reconstruction, quantized, reconstruction_loss, loss)
+
+    def predict_step(self, data):
+        return self(self._unpack(data), training=False)
+
+    def fit(self, x=None, y=None, **kwargs):
+        """`keras.Model.fit`, after k-means codebook initialisation if asked.
+
+        With `quantizer_config={"kmeans_init": True}` the first fit runs the
+        encoder on the first batches of `x` and sets the codebook to k-means
+        centres of the outputs (outside the replica context, so every replica
+        gets the same codebook).
+        """
+        if getattr(self.quantizer, "kmeans_init", False) and not self._codebook_initialized():
+            self.initialize_codebook(x, batch_size=kwargs.get("batch_size"))
+        return super().fit(x, y, **kwargs)
+
+    def initialize_codebook(self, data, batch_size=None, num_batches=KMEANS_INIT_BATCHES):
+        """k-means initialisation of the codebook from encoder outputs of `data`.
+
+        Args:
+            data: a `tf.data.Dataset` of images (or `(images, ...)` tuples),
+                or an array of images.
+            batch_size: batch size when `data` is an array (default 32).
+            num_batches: batches of a dataset to use.
+        """
+        if isinstance(data, tf.data.Dataset):
+            batches = [self._unpack(batch) for batch in data.take(num_batches)]
+        elif data is not None:
+            array = np.asarray(data)
+            size = (batch_size or 32) * num_batches
+            batches = [array[:size]]
+        else:
+            batches = []
+        if not batches:
+            raise ValueError("k-means codebook initialisation needs training data; received no batches.")
+        # Variables must be created under the model's strategy, and the
+        # codebook assigned in cross-replica context (one value, every replica).
+        with self.distribute_strategy.scope():
+            if not self.built:
+                self.build(tuple(batches[0].shape))
+            latents = [tf.reshape(self.encoder(b, training=False), [-1, self.code_dim]) for b in batches]
+            self.quantizer.initialize_codebook(tf.concat(latents, axis=0))
+        logger.info("Initialised the %d-code codebook by k-means on %d vectors.", self.num_codes, sum(int(l.shape[0]) for l in latents))
+
+    def _codebook_initialized(self):
+        return self.built and bool(self.quantizer.initialized.numpy())
+
+    # ------------------------------------------------------------- metrics
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.reconstruction_tracker,
+            self.vq_loss_tracker,
+            self.perplexity_tracker,
+            self.usage_tracker,
+            self.dead_codes_tracker,
+            self.psnr_tracker,
+        ]
+
+    def _loss_terms(self, x, reconstruction, quantized):
+        error = tf.square(tf.cast(x, tf.float32) - tf.cast(reconstruction, tf.float32))
+        reconstruction_loss = tf.reduce_mean(error) / self.data_variance
+        return reconstruction_loss, reconstruction_loss + quantized["loss"]
+
+    def _update_metrics(self, x, reconstruction, quantized, reconstruction_loss, loss):
+        batch = tf.cast(tf.shape(x)[0], tf.float32)
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        self.reconstruction_tracker.update_state(reconstruction_loss, sample_weight=batch)
+        self.vq_loss_tracker.update_state(quantized["loss"], sample_weight=batch)
+        self.perplexity_tracker.update_state(quantized["perplexity"], sample_weight=batch)
+        self.usage_tracker.update_state(quantized["usage"], sample_weight=batch)
+        self.dead_codes_tracker.update_state(quantized["counts"])
+        error = tf.square(tf.cast(x, tf.float32) - tf.cast(reconstruction, tf.float32))
+        mse = tf.reduce_mean(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)
+        self.psnr_tracker.update_state(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0))
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            input_channels=self.input_channels,
+            downsample=self.downsample,
+            hidden_units=self.hidden_units,
+            residual_units=self.residual_units,
+            num_residual_blocks=self.num_residual_blocks,
+            num_codes=self.num_codes,
+            code_dim=self.code_dim,
+            quantizer=self.quantizer_name,
+            quantizer_config=self.quantizer_config,
+            data_variance=self.data_variance,
+            rank=self.rank,
+        )
+        return config
+
+
+def float32_copy(model):
+    """`model` with a float32 policy and the same weights (for export).
+
+    A model trained under a mixed policy computes in bfloat16/float16, which
+    TFLite builtins cannot convert; its variables are float32 already, so a
+    float32 twin with copied weights is the same model at full precision.
+    """
+    if model.dtype_policy.name == "float32":
+        return model
+    twin = type(model).from_config({**model.get_config(), "dtype": "float32"})
+    twin.build(tuple(model.get_build_config()["input_shape"]))
+    twin.set_weights(model.get_weights())
+    return twin

@@ -1,0 +1,5 @@
+"""Small shared utilities: atomic file output, argument checks, PNG grids, fingerprints.
+
+Nothing here imports TensorFlow at module level except `distributed_ops`
+(replica-aware TensorFlow ops), so the device side may use the rest.
+"""
