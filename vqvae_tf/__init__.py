@@ -14,6 +14,7 @@ Layout, one concept per package (see docs/design.md): `quantizers`,
 
 import importlib
 import importlib.util
+import os
 import sys
 
 from vqvae_tf import _compat
@@ -89,7 +90,8 @@ def __dir__():
 # NumPy; its prior method imports the Keras classes it loads. Registering
 # every class here would import TensorFlow first: 5-7 s of start-up for a
 # command whose work takes milliseconds.
-_CODEC_COMMAND = list(getattr(sys, "orig_argv", ())[1:3]) == ["-m", "vqvae_tf.codec"]
+_CODEC_COMMAND = (list(getattr(sys, "orig_argv", ())[1:3]) == ["-m", "vqvae_tf.codec"]
+                  or os.path.basename(sys.argv[0] if sys.argv else "") == "vqvae-codec")
 
 if (not _CODEC_COMMAND and importlib.util.find_spec("tensorflow") is not None
         and importlib.util.find_spec("keras") is not None):
