@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vqvae_tf.utils.checks import check_int
+
 logger = logging.getLogger(__name__)
 
 SCHEMA = "vqvae_tf.export/1"
@@ -57,8 +59,7 @@ class _LiteModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"TFLite model {path} not found")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be an int >= 1; received {num_threads!r}")
+        check_int("num_threads", num_threads, minimum=1)
         self.path = path
         self.metadata = read_sidecar(path)
         if self._signature not in self.metadata.get("signatures", {}):
