@@ -2,7 +2,7 @@
 
 This module imports neither TensorFlow nor Keras, so it runs where only
 `ai-edge-litert` and NumPy are installed. It reads the JSON sidecar written
-next to each model by `python -m export` (schema in `export/metadata.py`),
+next to each model by `python -m export` (schema in `vqvae_tf.export.metadata`),
 validates inputs up front with messages that say what was expected, resizes
 the model's dynamic input to each batch, and quantizes / dequantizes the
 image tensors of int8-IO models with the scale and zero point stored in the
