@@ -1,4 +1,4 @@
-"""Tests for the `.vqz` bitstream (vqvae_tf/bitstream.py)."""
+"""Tests for the `.vqz` bitstream (`vqvae_tf.codec.bitstream`) and its ANS coder (`vqvae_tf.codec.entropy`)."""
 
 import math
 import os
@@ -366,13 +366,13 @@ def test_encode_rejects_bad_codes(codes, expected):
 
 
 @pytest.mark.parametrize("kwargs, expected", [
-    ({"num_codes": 1}, "num_codes must be in [2, 1048576], got 1"),
-    ({"num_codes": True}, "num_codes must be an int"),
-    ({"num_codes": 2**21}, "got 2097152"),
+    ({"num_codes": 1}, "`num_codes` must be an int >= 2 and <= 1048576; received 1."),
+    ({"num_codes": True}, "`num_codes` must be an int"),
+    ({"num_codes": 2**21}, "received 2097152"),
     ({"model_id": b"short"}, "16 bytes (see make_model_id), got 5 bytes"),
     ({"model_id": "x" * 16}, "got str"),
     ({"image_shape": (4, 4)}, "(height, width, channels), got (4, 4)"),
-    ({"image_shape": (4, 0, 3)}, "image width must be in"),
+    ({"image_shape": (4, 0, 3)}, "`image width` must be an int >= 1"),
     ({"method": "zip"}, "got 'zip'"),
     ({"method": "prior"}, "needs the prior the codes are coded with, got prior=None"),
     ({"method": "static", "code_probabilities": None}, "needs code_probabilities"),
@@ -550,5 +550,8 @@ def test_prior_corruption_behind_a_valid_crc_raises(prior, prior_stream):
 def test_docstring_examples():
     import doctest
 
-    result = doctest.testmod(bitstream)
-    assert result.attempted >= 4 and result.failed == 0
+    from vqvae_tf.codec import entropy
+    from vqvae_tf.codec.bitstream import header, stream
+
+    results = [doctest.testmod(module) for module in (bitstream, header, stream, entropy)]
+    assert sum(r.attempted for r in results) >= 8 and sum(r.failed for r in results) == 0

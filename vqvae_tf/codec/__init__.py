@@ -20,7 +20,8 @@ from vqvae_tf.codec.api import (
     describe,
     encode_codes,
 )
-from vqvae_tf.codec.bitstream import BitstreamError, decode_stream, encode_stream, read_header
+from vqvae_tf.codec.bitstream.header import BitstreamError, read_header
+from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
 from vqvae_tf.codec.cli import main
 from vqvae_tf.codec.images import read_image, write_png
 from vqvae_tf.codec.model import (

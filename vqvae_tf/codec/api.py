@@ -49,20 +49,18 @@ are the same for all three):
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.codec import bitstream, tiling
-from vqvae_tf.codec.images import _write_atomic, read_image, write_png
+from vqvae_tf.codec import tiling
+from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_PIXELS, BitstreamError, Header, Method, read_header
+from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
+from vqvae_tf.codec.images import read_image, write_output, write_png
 from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
-from vqvae_tf.utils.atomic import atomic_output
+from vqvae_tf.utils.checks import check_int, is_int
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ DEFAULT_TILE = 256
 #: Halo in code positions around each tile (see `vqvae_tf.codec.tiling`).
 DEFAULT_HALO = 6
 #: Pixels (height x width) accepted in either direction: the bitstream's limit.
-MAX_PIXELS = bitstream.DEFAULT_MAX_PIXELS
+MAX_PIXELS = DEFAULT_MAX_PIXELS
 
 
 def _as_image(image) -> np.ndarray:
@@ -137,11 +135,11 @@ def compress_image(image, model=None, method: str = "packed", *, prior=None, til
     prior_model = model.prior(prior) if method == "prior" else None
     codes = encode_codes(image, model, tile=tile, halo=halo)
     try:
-        return bitstream.encode_stream(
+        return encode_stream(
             codes, num_codes=model.num_codes, model_id=model.stream_id, image_shape=image.shape,
             method=method, code_probabilities=probabilities, prior=prior_model,
         )
-    except bitstream.BitstreamError as error:
+    except BitstreamError as error:
         raise CodecError(f"cannot encode the codes: {error}") from None
 
 
@@ -149,12 +147,17 @@ def encode_codes(image: np.ndarray, model: CodecModel, *, tile: int = DEFAULT_TI
                  halo: int = DEFAULT_HALO) -> np.ndarray:
     """The code map of a uint8 `(H, W, C)` image: padded, tiled, encoded."""
     factor = model.downsample
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < factor or tile % factor:
-        raise CodecError(f"tile must be a positive multiple of the downsampling factor {factor}; received {tile!r}")
-    if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
-        raise CodecError(f"halo must be an int >= 0; received {halo!r}")
+    tile_codes = _tile_codes(tile, factor)
+    halo = check_int("halo", halo, minimum=0, error=CodecError)
     padded = tiling.pad_to_multiple(_to_model_channels(image, model), factor)
-    return tiling.encode_tiled(model.encoder.encode, padded, factor, tile // factor, halo)
+    return tiling.encode_tiled(model.encoder.encode, padded, factor, tile_codes, halo)
+
+
+def _tile_codes(tile, factor: int) -> int:
+    """The tile side in code positions, if `tile` is a positive multiple of the downsampling `factor`."""
+    if not is_int(tile) or tile < factor or tile % factor:
+        raise CodecError(f"tile must be a positive multiple of the downsampling factor {factor}; received {tile!r}")
+    return int(tile) // factor
 
 
 def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
@@ -177,8 +180,8 @@ def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"data must be bytes; received {type(data).__name__}")
     try:
-        header = bitstream.read_header(data)
-    except bitstream.BitstreamError as error:
+        header = read_header(data)
+    except BitstreamError as error:
         raise CodecError(f"not a valid .vqz stream: {error}") from None
     model = _model_for(header, model)
     factor = model.downsample
@@ -192,18 +195,16 @@ def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT
     if channels not in (1, model.channels):
         raise CodecError(f"stream holds a {channels}-channel image; model {model.name!r} makes {model.channels}")
     probabilities = prior_model = None
-    if header.method == bitstream.Method.STATIC:
+    if header.method == Method.STATIC:
         probabilities = model.code_probabilities()
-    elif header.method == bitstream.Method.PRIOR:
+    elif header.method == Method.PRIOR:
         prior_model = model.prior(prior)
     try:
-        stream = bitstream.decode_stream(data, expected_model_id=model.stream_id, code_probabilities=probabilities,
-                                         prior=prior_model, max_pixels=max_pixels)
-    except bitstream.BitstreamError as error:
+        stream = decode_stream(data, expected_model_id=model.stream_id, code_probabilities=probabilities,
+                               prior=prior_model, max_pixels=max_pixels)
+    except BitstreamError as error:
         raise CodecError(f"cannot decode the stream: {error}") from None
-    tile_codes = tile // factor if isinstance(tile, int) and tile >= factor and not tile % factor else None
-    if tile_codes is None:
-        raise CodecError(f"tile must be a positive multiple of the downsampling factor {factor}; received {tile!r}")
+    tile_codes = _tile_codes(tile, factor)
     image = tiling.decode_tiled(model.decoder.decode, stream.codes, factor, model.channels, tile_codes, halo)
     image = image[:height, :width]
     if channels == 1 and model.channels != 1:
@@ -215,7 +216,7 @@ def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT
     return np.ascontiguousarray(image)
 
 
-def _model_for(header: bitstream.Header, model) -> CodecModel:
+def _model_for(header: Header, model) -> CodecModel:
     if model is not None:
         model = load_model(model)
         if header.model_id != model.stream_id:
@@ -246,8 +247,8 @@ def compress(input_path, output_path, model=None, method: str = "packed", prior=
     model = load_model(model)
     image = _as_image(read_image(input_path))
     data = compress_image(image, model, method, prior=prior)
-    _write_atomic(output_path, data)
-    header = bitstream.read_header(data)
+    write_output(output_path, data)
+    header = read_header(data)
     return dict(bytes=len(data), bits_per_pixel=8 * len(data) / (image.shape[0] * image.shape[1]),
                 image_shape=header.image_shape, code_shape=header.code_shape, model=model.name, method=method)
 
@@ -275,8 +276,8 @@ def describe(path) -> dict:
         raise FileNotFoundError(f"compressed file {path} not found")
     data = path.read_bytes()
     try:
-        header = bitstream.read_header(data)
-    except bitstream.BitstreamError as error:
+        header = read_header(data)
+    except BitstreamError as error:
         raise CodecError(f"not a valid .vqz stream: {error}") from None
     height, width, channels = header.image_shape
     matching = [name for name in shipped_models() if load_model(name).stream_id == header.model_id]
@@ -286,5 +287,5 @@ def describe(path) -> dict:
         shipped_model=matching[0] if matching else None, image_shape=[height, width, channels],
         code_shape=list(header.code_shape), num_codes=header.num_codes,
         payload_bytes=header.payload_length, bits_per_pixel=round(8 * header.total_length / (height * width), 5),
-        **({"prior": header.prior_params} if header.method == bitstream.Method.PRIOR else {}),
+        **({"prior": header.prior_params} if header.method == Method.PRIOR else {}),
     )

@@ -21,7 +21,7 @@ import sys
 from typing import Callable
 
 from vqvae_tf.codec.api import METHODS, compress, decompress, describe
-from vqvae_tf.codec.images import _write_atomic
+from vqvae_tf.codec.images import write_output
 from vqvae_tf.codec.model import DEFAULT_MODEL, load_model
 
 
@@ -62,7 +62,7 @@ def _eval(args, FLAGS):
     rows = evaluation.evaluate_folder(args[0], _model_flag(FLAGS, default=True), FLAGS.method)
     print(evaluation.format_table(rows))
     if FLAGS.json:
-        _write_atomic(FLAGS.json, (json.dumps(rows, indent=2) + "\n").encode())
+        write_output(FLAGS.json, (json.dumps(rows, indent=2) + "\n").encode())
 
 
 COMMANDS = {

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
 from vqvae_tf.codec.model import CodecError
-from vqvae_tf.utils.atomic import atomic_output
+from vqvae_tf.utils import atomic
 
 #: File name endings of the images the codec (and the `folder:` dataset) reads.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-
 
 
 def read_image(path) -> np.ndarray:
@@ -57,22 +55,22 @@ def read_image(path) -> np.ndarray:
 
 
 def write_png(path, image: np.ndarray) -> None:
-    """Writes a uint8 `(H, W)` or `(H, W, 3)` image as PNG, atomically."""
+    """Writes a uint8 `(H, W)` or `(H, W, 3)` image as PNG, atomically (see `write_output`)."""
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    _write_atomic(path, buffer.getvalue())
+    write_output(path, buffer.getvalue())
 
 
-def _write_atomic(path, data: bytes) -> None:
-    path = Path(path)
-    if path.is_dir():
-        raise CodecError(f"output {path} is a directory; expected a file path")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory {path.parent} does not exist")
-    with atomic_output(path) as temp:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+def write_output(path, data: bytes) -> None:
+    """Writes an output file of the codec atomically, into a directory that must exist.
+
+    Raises:
+        CodecError: `path` is a directory.
+        FileNotFoundError: the directory of `path` does not exist.
+    """
+    try:
+        atomic.write_bytes(path, data, make_parents=False)
+    except IsADirectoryError as error:
+        raise CodecError(str(error)) from None

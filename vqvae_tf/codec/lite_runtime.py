@@ -2,7 +2,7 @@
 
 This module imports neither TensorFlow nor Keras, so it runs where only
 `ai-edge-litert` and NumPy are installed. It reads the JSON sidecar written
-next to each model by `python -m export` (schema in `export/metadata.py`),
+next to each model by `python -m export` (schema in `vqvae_tf.export.metadata`),
 validates inputs up front with messages that say what was expected, resizes
 the model's dynamic input to each batch, and quantizes / dequantizes the
 image tensors of int8-IO models with the scale and zero point stored in the
@@ -22,6 +22,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
+from vqvae_tf.utils.checks import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +59,7 @@ class _LiteModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"TFLite model {path} not found")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be an int >= 1; received {num_threads!r}")
+        check_int("num_threads", num_threads, minimum=1)
         self.path = path
         self.metadata = read_sidecar(path)
         if self._signature not in self.metadata.get("signatures", {}):

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.codec import bitstream
+from vqvae_tf.codec.bitstream.header import MODEL_ID_SIZE, make_model_id
+from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
+from vqvae_tf.utils.checks import check_int
 
 __all__ = ["COUNTS", "PRIOR", "CodecError", "CodecModel", "DEFAULT_MODEL", "MANIFEST", "PRETRAINED_DIR",
            "load_model", "shipped_models", "stream_model_id"]
@@ -118,7 +118,7 @@ class CodecModel:
                 f"model {self.name!r} has no {COUNTS}, which the 'static' method needs; "
                 f"use --method packed, or make one with `python -m vqvae_tf.codec package`"
             )
-        return bitstream.code_probabilities_from_counts(self.counts)
+        return code_probabilities_from_counts(self.counts)
 
     @property
     def prior_path(self) -> Path | None:
@@ -196,9 +196,9 @@ def stream_model_id(model_id: str) -> bytes:
         raw = bytes.fromhex(model_id)
     except (TypeError, ValueError):
         raw = b""
-    if 0 < len(raw) <= bitstream.MODEL_ID_SIZE:
-        return raw.ljust(bitstream.MODEL_ID_SIZE, b"\0")
-    return bitstream.make_model_id(str(model_id).encode())
+    if 0 < len(raw) <= MODEL_ID_SIZE:
+        return raw.ljust(MODEL_ID_SIZE, b"\0")
+    return make_model_id(str(model_id).encode())
 
 
 def shipped_models() -> list[str]:
@@ -226,8 +226,7 @@ def load_model(model=None, num_threads: int = 2) -> CodecModel:
     """
     if isinstance(model, CodecModel):
         return model
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise CodecError(f"num_threads must be an int >= 1; received {num_threads!r}")
+    check_int("num_threads", num_threads, minimum=1, error=CodecError)
     if model is None:
         model = DEFAULT_MODEL
     if not isinstance(model, (str, os.PathLike)):

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.codec import bitstream, prior_coding
 from vqvae_tf.codec.api import encode_codes
+from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
 from vqvae_tf.codec.model import COUNTS, MANIFEST, PRIOR, CodecError, load_model
+from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
 from vqvae_tf.data.image_io import load_photo, photo_names
 from vqvae_tf.utils import atomic
 
 __all__ = ["add_prior", "package_model"]
-
 
 
 def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = "float16",
@@ -35,7 +34,8 @@ def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = 
     sidecars, measures code usage counts by compressing the bundled training
     photos (`vqvae_tf.data.image_io.photo_names("train")`, whole, as the codec
     sees them) and writes `code_counts.json` and `codec.json`. The directory
-    is built next to `out_dir` and renamed into place at the end.
+    is built next to `out_dir` and renamed into place at the end
+    (`vqvae_tf.utils.atomic.atomic_directory`).
 
     Args:
         export_dir: directory holding the exported TFLite files.
@@ -48,10 +48,7 @@ def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = 
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise CodecError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
-    staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with atomic.atomic_directory(out_dir) as staging:
         names = {}
         for kind, quantization in (("encoder", encoder), ("decoder", decoder)):
             stem = f"{kind}_{quantization}"
@@ -68,7 +65,7 @@ def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = 
         for name in photos:
             codes = encode_codes(np.asarray(load_photo(name)), model)
             counts += np.bincount(codes.reshape(-1), minlength=model.num_codes)
-        probabilities = bitstream.code_probabilities_from_counts(counts)
+        probabilities = code_probabilities_from_counts(counts)
         entropy = float(-(counts / counts.sum() * np.log2(probabilities)).sum())
         (staging / COUNTS).write_text(json.dumps(dict(
             model_id=model.model_id, num_codes=model.num_codes, source=f"photos train split: {', '.join(photos)}",
@@ -84,11 +81,6 @@ def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = 
             codes_used_on_training_photos=int((counts > 0).sum()), train_command=command,
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
@@ -121,11 +113,11 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
     photos = photo_names("train")
     for name in photos:
         codes = encode_codes(np.asarray(load_photo(name)), model)
-        bits += 8 * len(prior_coding.encode_prior_payload(prior, codes)[1])
+        bits += 8 * len(encode_prior_payload(prior, codes)[1])
         count += codes.size
     sidecar = dict(
         model_id=model.model_id, num_codes=model.num_codes, kind=type(prior).__name__,
-        fingerprint=prior_coding.prior_fingerprint(prior).hex(),
+        fingerprint=prior_fingerprint(prior).hex(),
         map_shape=None if prior.map_shape is None else list(prior.map_shape), train_command=command,
         bits_per_code_on_training_photos=round(bits / count, 4),
         packed_bits_per_code=math.ceil(math.log2(model.num_codes)),
@@ -135,7 +127,7 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
     _save_inference_copy(prior, target)
     atomic.write_json(target.with_suffix(".json"), sidecar)
     model._priors.clear()
-    if prior_coding.prior_fingerprint(model.prior()).hex() != sidecar["fingerprint"]:
+    if prior_fingerprint(model.prior()).hex() != sidecar["fingerprint"]:
         raise CodecError(f"{target} does not reload as the prior it was written from")
     return target
 

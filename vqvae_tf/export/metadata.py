@@ -33,26 +33,18 @@ every file written with its size in bytes and SHA-256.
 """
 
 import hashlib
-import json
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from vqvae_tf.utils import atomic
+from vqvae_tf.utils import atomic, fingerprint
 
 SCHEMA = "vqvae_tf.export/1"
 
 
 def model_id(model):
-    """16 hex digits of SHA-256 over the model's config and all its weights."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
-    for weight in model.weights:
-        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(f"{weight.path}:{value.dtype.str}:{value.shape}".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()[:16]
+    """16 hex digits of SHA-256 over the model's config and all its weights (each with its path, dtype, shape)."""
+    return fingerprint.update_with_model(hashlib.sha256(), model, weight_headers=True).hexdigest()[:16]
 
 
 def model_fields(model, identifier):

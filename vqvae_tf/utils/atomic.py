@@ -3,7 +3,8 @@
 Every writer in the project (configs, checkpoints, backups, PNG grids,
 compressed files, caches, benchmark results) writes to a temporary file in
 the target's directory and renames it onto the target: a kill at any moment
-leaves no half-written file. Pure Python, so device-side modules can use it
+leaves no half-written file. Directories made as a whole (codec models) are
+staged the same way (`atomic_directory`). Pure Python, so device-side modules can use it
 without TensorFlow.
 """
 
@@ -11,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 # Temp files of `atomic_output` carry this marker, so a run can remove the
@@ -49,8 +51,24 @@ def remove_partial_files(directory):
     return removed
 
 
-def write_bytes(path, data):
-    """Writes `data` to `path` atomically, flushed to disk before the rename."""
+def write_bytes(path, data, *, make_parents=True):
+    """Writes `data` to `path` atomically, flushed to disk before the rename.
+
+    Args:
+        path: the file to write.
+        data: bytes.
+        make_parents: create missing parent directories. With False a
+            missing directory raises `FileNotFoundError` (a mistyped output
+            path of a command should not create directories). Defaults to True.
+
+    Raises:
+        IsADirectoryError: `path` is a directory.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory; expected a file path")
+    if not make_parents and not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory {path.parent} does not exist")
     with atomic_output(path) as temp:
         with open(temp, "wb") as handle:
             handle.write(data)
@@ -61,6 +79,44 @@ def write_bytes(path, data):
 def write_json(path, value, *, indent=2, sort_keys=False, default=None):
     """Writes `value` as JSON (and a final newline) to `path` atomically."""
     write_bytes(path, (json.dumps(value, indent=indent, sort_keys=sort_keys, default=default) + "\n").encode())
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yields an empty staging directory next to `path`; it replaces `path` on success.
+
+    The staging directory (named like the temp files of `atomic_output`) is
+    removed on an exception. An existing `path` is renamed aside, the staging
+    directory renamed onto `path`, and only then the old one deleted: a kill
+    at any moment leaves the old or the new directory complete (the old one
+    possibly under its aside name, `.NAME.partial-old-*`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    staging = path.with_name(f".{path.name}{PARTIAL_MARKER}{token}")
+    staging.mkdir()
+    try:
+        yield staging
+        aside = path.with_name(f".{path.name}{PARTIAL_MARKER}old-{token}")
+        if path.exists() or path.is_symlink():
+            os.replace(path, aside)
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            if aside.exists() or aside.is_symlink():
+                os.replace(aside, path)
+            raise
+        _remove(aside)
+    finally:
+        _remove(staging)
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def save_model(model, path):

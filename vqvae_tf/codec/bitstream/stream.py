@@ -1,0 +1,328 @@
+"""Encoding and decoding whole `.vqz` streams, in memory and as files.
+
+`encode_stream` checks its arguments, codes the payload with the chosen
+method (`packing`, `static`, or the prior coder of
+`vqvae_tf.codec.prior_coding`) and frames it with the header and CRC;
+`decode_stream` parses the header (`header.read_header`), applies the
+caller's limits before allocating, and decodes the payload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from vqvae_tf.codec.bitstream import packing, static
+from vqvae_tf.codec.bitstream.header import (
+    CRC,
+    DEFAULT_MAX_PIXELS,
+    FIXED,
+    FLAG_STAGE_AXIS,
+    MAGIC,
+    MAX_NUM_CODES,
+    MODEL_ID_SIZE,
+    UINT16_MAX,
+    UINT32_MAX,
+    VERSION,
+    BitstreamError,
+    Header,
+    Method,
+    bits_per_code,
+    read_header,
+)
+from vqvae_tf.codec.prior_coding.probabilities import PriorCodingError
+from vqvae_tf.codec.prior_coding.tiled import decode_prior_payload, encode_prior_payload
+from vqvae_tf.utils import atomic
+from vqvae_tf.utils.checks import check_int
+
+__all__ = ["DecodedStream", "decode_stream", "encode_stream", "read_file", "write_file"]
+
+# 1 << 62: any count of pixels a machine can hold; the real limit is the caller's.
+_MAX_PIXELS_LIMIT = 1 << 62
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedStream:
+    """A decoded `.vqz` stream.
+
+    Attributes:
+        codes: int32 code map of shape `header.code_shape`.
+        image_shape: `(height, width, channels)` of the original image.
+        num_codes: codebook size K.
+        model_id: fingerprint of the model that made the codes.
+        method: payload coding method.
+        header: the full parsed header.
+    """
+
+    codes: np.ndarray
+    image_shape: tuple[int, int, int]
+    num_codes: int
+    model_id: bytes
+    method: Method
+    header: Header
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def encode_stream(
+    codes: np.ndarray,
+    *,
+    num_codes: int,
+    model_id: bytes,
+    image_shape: tuple[int, int, int],
+    method: str | Method = "packed",
+    code_probabilities: np.ndarray | None = None,
+    prior=None,
+    label: int | None = None,
+    tile: tuple[int, int] | None = None,
+) -> bytes:
+    """Encodes a code map into a `.vqz` stream.
+
+    Args:
+        codes: integer array of shape `(h, w)` or `(h, w, stages)`, values in
+            `[0, num_codes)`.
+        num_codes: codebook size K, `2 <= K <= MAX_NUM_CODES`.
+        model_id: 16-byte fingerprint of the model (see `make_model_id`).
+        image_shape: `(height, width, channels)` of the original image.
+        method: `"packed"` (fixed width), `"static"` (entropy coded under a
+            fixed distribution) or `"prior"` (entropy coded under an
+            autoregressive prior; needs TensorFlow). Defaults to `"packed"`.
+        code_probabilities: strictly positive float vector of shape `(K,)`,
+            the model's code distribution; required by `"static"`, ignored
+            otherwise. See `code_probabilities_from_counts`.
+        prior: a prior over the codes (`GatedPixelCNN`, `TransformerPrior`,
+            `UnigramPrior`) with `num_codes == K`; required by `"prior"`,
+            ignored otherwise.
+        label: class id for a class-conditional prior, else None.
+        tile: `(tile_h, tile_w)` of the `"prior"` method; defaults to the
+            prior's `map_shape` (see `prior_coding.encode_prior_payload`).
+
+    Returns:
+        The stream as `bytes`.
+
+    Raises:
+        BitstreamError: for any invalid argument.
+
+    Example:
+
+    >>> codes = np.array([[0, 1], [2, 3]], dtype=np.int32)
+    >>> data = encode_stream(codes, num_codes=4, model_id=bytes(16),
+    ...                      image_shape=(8, 8, 3))
+    >>> decode_stream(data).codes.tolist()
+    [[0, 1], [2, 3]]
+    """
+    method = _parse_method(method)
+    num_codes = check_int("num_codes", num_codes, 2, MAX_NUM_CODES, error=BitstreamError)
+    model_id = _check_model_id(model_id, "model_id")
+    image_shape = _check_image_shape(image_shape)
+    flat, code_shape = _check_codes(codes, num_codes)
+
+    if method == Method.PACKED:
+        params, payload = b"", packing.pack(flat, bits_per_code(num_codes))
+    elif method == Method.STATIC:
+        if code_probabilities is None:
+            raise BitstreamError("method 'static' needs code_probabilities, got None")
+        probabilities = static.check_probabilities(code_probabilities, num_codes)
+        params, payload = static.distribution_fingerprint(probabilities), static.encode(flat, probabilities)
+    else:
+        params, payload = _prior_encode(codes, code_shape, num_codes, prior, label, tile)
+
+    if len(payload) > UINT32_MAX:
+        raise BitstreamError(f"payload of {len(payload)} bytes exceeds the 4 GiB format limit")
+    flags = FLAG_STAGE_AXIS if len(code_shape) == 3 else 0
+    stages = code_shape[2] if len(code_shape) == 3 else 1
+    head = FIXED.pack(
+        MAGIC, VERSION, int(method), flags, model_id,
+        *image_shape, stages, code_shape[0], code_shape[1], num_codes,
+        len(params), len(payload),
+    )
+    body = b"".join((head, params, payload))
+    return body + CRC.pack(zlib.crc32(body))
+
+
+def _parse_method(method) -> Method:
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, str):
+        try:
+            return Method[method.upper()]
+        except KeyError:
+            pass
+    names = ", ".join(repr(m.name.lower()) for m in Method)
+    raise BitstreamError(f"method must be one of {names}, got {method!r}")
+
+
+def _check_model_id(model_id, name: str) -> bytes:
+    if not isinstance(model_id, (bytes, bytearray)) or len(model_id) != MODEL_ID_SIZE:
+        got = f"{len(model_id)} bytes" if isinstance(model_id, (bytes, bytearray)) else type(model_id).__name__
+        raise BitstreamError(f"{name} must be {MODEL_ID_SIZE} bytes (see make_model_id), got {got}")
+    return bytes(model_id)
+
+
+def _check_image_shape(image_shape) -> tuple[int, int, int]:
+    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
+        raise BitstreamError(f"image_shape must be (height, width, channels), got {image_shape!r}")
+    height, width, channels = image_shape
+    return (
+        check_int("image height", height, 1, UINT32_MAX, error=BitstreamError),
+        check_int("image width", width, 1, UINT32_MAX, error=BitstreamError),
+        check_int("image channels", channels, 1, UINT16_MAX, error=BitstreamError),
+    )
+
+
+def _check_codes(codes, num_codes: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    if not isinstance(codes, np.ndarray):
+        raise BitstreamError(f"codes must be a numpy array, got {type(codes).__name__}")
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise BitstreamError(f"codes must have an integer dtype, got {codes.dtype}")
+    if codes.ndim not in (2, 3):
+        raise BitstreamError(f"codes must have shape (h, w) or (h, w, stages), got shape {codes.shape}")
+    if codes.size == 0:
+        raise BitstreamError(f"codes must not be empty, got shape {codes.shape}")
+    limits = (UINT32_MAX, UINT32_MAX, UINT16_MAX)
+    for axis, (size, limit) in enumerate(zip(codes.shape, limits)):
+        if size > limit:
+            raise BitstreamError(f"codes axis {axis} has size {size}, the format allows at most {limit}")
+    low, high = codes.min(), codes.max()
+    if low < 0 or high >= num_codes:
+        raise BitstreamError(f"codes must be in [0, {num_codes}), got values in [{low}, {high}]")
+    return codes.reshape(-1).astype(np.int32), tuple(int(s) for s in codes.shape)
+
+
+def _check_prior(prior, num_codes: int):
+    if prior is None:
+        raise BitstreamError("method 'prior' needs the prior the codes are coded with, got prior=None")
+    prior_codes = getattr(prior, "num_codes", None)
+    if prior_codes != num_codes:
+        raise BitstreamError(f"the prior models {prior_codes} codes, the stream has num_codes={num_codes}")
+
+
+def _prior_encode(codes, code_shape, num_codes, prior, label, tile) -> tuple[bytes, bytes]:
+    if len(code_shape) != 2:
+        raise BitstreamError(f"method 'prior' codes maps of shape (h, w), got shape {code_shape} (a stage axis)")
+    _check_prior(prior, num_codes)
+    try:
+        return encode_prior_payload(prior, codes, label, tile=tile)
+    except PriorCodingError as error:
+        raise BitstreamError(f"cannot prior-code the codes: {error}") from None
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def decode_stream(
+    data: bytes,
+    *,
+    expected_model_id: bytes | None = None,
+    code_probabilities: np.ndarray | None = None,
+    prior=None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DecodedStream:
+    """Decodes a `.vqz` stream back into its code map, exactly.
+
+    Args:
+        data: the whole stream.
+        expected_model_id: if given, the 16-byte id of the model the caller
+            will decode with; a stream made by another model is refused.
+            Defaults to `None` (no check).
+        code_probabilities: the model's code distribution, shape `(K,)`;
+            required for streams coded with the `"static"` method, ignored
+            otherwise. Defaults to `None`.
+        prior: the prior the codes were coded with; required for streams
+            coded with the `"prior"` method (its fingerprint must match the
+            stream's), ignored otherwise. Defaults to `None`.
+        max_pixels: refuse streams whose image (`height * width`) or code map
+            (`h * w * stages`) has more elements than this, before allocating.
+            Defaults to `DEFAULT_MAX_PIXELS` (2**26).
+
+    Returns:
+        A `DecodedStream`; `codes` is int32 of shape `header.code_shape`.
+
+    Raises:
+        BitstreamError: if the stream is invalid, corrupted, too large, made
+            by another model, or coded with another distribution or prior.
+    """
+    max_pixels = check_int("max_pixels", max_pixels, 1, _MAX_PIXELS_LIMIT, error=BitstreamError)
+    if expected_model_id is not None:
+        expected_model_id = _check_model_id(expected_model_id, "expected_model_id")
+    header = read_header(data)
+    _check_limits(header, max_pixels, expected_model_id)
+    payload = memoryview(data).cast("B")[header.payload_start:header.payload_start + header.payload_length]
+
+    if header.method == Method.PACKED:
+        flat = packing.unpack(payload, header.num_symbols, header.num_codes)
+    elif header.method == Method.STATIC:
+        if code_probabilities is None:
+            raise BitstreamError("stream uses method 'static': pass the model's code_probabilities, got None")
+        probabilities = static.check_probabilities(code_probabilities, header.num_codes)
+        flat = static.decode(payload, header.num_symbols, probabilities, header.distribution_fingerprint)
+    else:
+        _check_prior(prior, header.num_codes)
+        try:
+            flat = decode_prior_payload(prior, header.method_params, payload, header.code_shape)
+        except PriorCodingError as error:
+            raise BitstreamError(f"invalid prior payload: {error}") from None
+    return DecodedStream(
+        codes=flat.reshape(header.code_shape),
+        image_shape=header.image_shape,
+        num_codes=header.num_codes,
+        model_id=header.model_id,
+        method=header.method,
+        header=header,
+    )
+
+
+def _check_limits(header: Header, max_pixels: int, expected_model_id: bytes | None) -> None:
+    height, width, _ = header.image_shape
+    if height * width > max_pixels:
+        raise BitstreamError(
+            f"image of {height}x{width} = {height * width} pixels exceeds max_pixels={max_pixels}"
+        )
+    if header.num_symbols > max_pixels:
+        raise BitstreamError(
+            f"code map of shape {header.code_shape} = {header.num_symbols} codes exceeds max_pixels={max_pixels}"
+        )
+    if expected_model_id is not None and header.model_id != expected_model_id:
+        raise BitstreamError(
+            f"stream was made by model {header.model_id.hex()}, expected model {expected_model_id.hex()}"
+        )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_file(path, codes: np.ndarray, **encode_kwargs) -> int:
+    """Encodes `codes` (see `encode_stream`) and writes the stream atomically.
+
+    The stream goes to a temporary file in the destination directory that
+    replaces `path` only once complete: a failure leaves `path` untouched
+    and no temporary file behind.
+
+    Returns:
+        The number of bytes written.
+    """
+    data = encode_stream(codes, **encode_kwargs)
+    atomic.write_bytes(Path(path), data)
+    return len(data)
+
+
+def read_file(path, **decode_kwargs) -> DecodedStream:
+    """Reads and decodes a `.vqz` file (see `decode_stream` for the arguments).
+
+    Reads no more than a stream within `max_pixels` can need, so a huge file
+    is refused without being loaded.
+    """
+    max_pixels = decode_kwargs.get("max_pixels", DEFAULT_MAX_PIXELS)
+    max_pixels = check_int("max_pixels", max_pixels, 1, _MAX_PIXELS_LIMIT, error=BitstreamError)
+    # 4 bytes per code bounds every method (packed uses <= 20 bits, the ANS
+    # coders <= 24 bits per code plus a word of state), plus the largest header.
+    limit = max_pixels * 4 + FIXED.size + UINT16_MAX + 4 + CRC.size
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise BitstreamError(f"{path} is larger than {limit} bytes, the most a stream within max_pixels={max_pixels} needs")
+    return decode_stream(data, **decode_kwargs)
