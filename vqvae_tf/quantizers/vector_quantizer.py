@@ -42,7 +42,8 @@ class BaseVectorQuantizer(QuantizerLayer):
     """Shared machinery of the vector quantizers; use a subclass.
 
     Subclasses decide how the codebook is stored and moved
-    (`_make_codebook`, `_loss_terms`, `_update_codebook`).
+    (`_trainable_codebook`, `_build_state`, `_loss_terms`,
+    `_update_codebook`, `_reset_codes`).
     """
 
     # Whether the codebook is a trainable weight (gradient) or state (EMA).
@@ -280,6 +281,7 @@ class BaseVectorQuantizer(QuantizerLayer):
         return config
 
 
+#: Arguments, call arguments and outputs of every vector quantizer, for their class docstrings.
 COMMON_ARGS_DOC = """
     Args:
         num_codes: int, number of codebook entries K.
