@@ -43,7 +43,8 @@ import tensorflow as tf  # noqa: E402
 
 from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.quantizers.code_search import nearest_codes  # noqa: E402
-from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer, VectorQuantizerEMA  # noqa: E402
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer  # noqa: E402
 
 TARGET_VS_SONNET = 1.5  # our throughput / each Sonnet quantizer's
 TARGET_VS_MATMUL = 1.3  # our step time / one distance matmul's

@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.data.datasets import make_datasets  # noqa: E402
 from vqvae_tf.quantizers.gumbel import GumbelTemperatureSchedule  # noqa: E402
-from vqvae_tf.quantizers.vector_quantizer import histogram_statistics  # noqa: E402
+from vqvae_tf.quantizers.base import histogram_statistics  # noqa: E402
 from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

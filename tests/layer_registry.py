@@ -8,7 +8,8 @@ added here, and the serialization, jit and distribution sweeps pick it up.
 from vqvae_tf.quantizers.fsq import FiniteScalarQuantizer
 from vqvae_tf.quantizers.gumbel import GumbelQuantizer
 from vqvae_tf.models.networks import Decoder, Encoder, ResidualBlock
-from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer, VectorQuantizerEMA
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
 from vqvae_tf.quantizers.residual import ResidualVectorQuantizer
 
 LAYERS = [

@@ -26,9 +26,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # Layers and models.
     "VectorQuantizer": "vqvae_tf.quantizers.vector_quantizer",
-    "VectorQuantizerEMA": "vqvae_tf.quantizers.vector_quantizer",
-    "QUANTIZERS": "vqvae_tf.quantizers.vector_quantizer",
-    "get_quantizer": "vqvae_tf.quantizers.vector_quantizer",
+    "VectorQuantizerEMA": "vqvae_tf.quantizers.ema",
+    "QUANTIZERS": "vqvae_tf.quantizers.registry",
+    "get_quantizer": "vqvae_tf.quantizers.registry",
     "ResidualVectorQuantizer": "vqvae_tf.quantizers.residual",
     "FiniteScalarQuantizer": "vqvae_tf.quantizers.fsq",
     "GumbelQuantizer": "vqvae_tf.quantizers.gumbel",

@@ -24,7 +24,7 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 import keras  # noqa: E402
 
 from vqvae_tf.quantizers.gumbel import GumbelQuantizer, GumbelTemperatureSchedule  # noqa: E402
-from vqvae_tf.quantizers.vector_quantizer import VectorQuantizerEMA  # noqa: E402
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
 from vqvae_tf.quantizers.residual import ResidualVectorQuantizer  # noqa: E402
 from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 

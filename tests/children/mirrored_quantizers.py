@@ -21,7 +21,8 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 
 import keras  # noqa: E402
 
-from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer, VectorQuantizerEMA  # noqa: E402
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer  # noqa: E402
 from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 
 CONFIGS = {

@@ -22,7 +22,7 @@ from vqvae_tf.export.api import ExportError, export_model
 from vqvae_tf.utils import atomic
 from vqvae_tf.data.image_io import load_photo, tiles
 from vqvae_tf.codec.lite_runtime import LiteDecoder, LiteEncoder
-from vqvae_tf.quantizers.vector_quantizer import QUANTIZERS, get_quantizer
+from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
 from vqvae_tf.models.vqvae import VQVAE
 
 REPO = Path(__file__).resolve().parents[2]

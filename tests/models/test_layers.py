@@ -65,7 +65,7 @@ def test_encoder_rejects_wrong_rank_with_shapes_in_message():
 def test_subpixel_conv_transpose_matches_keras(rank, activation):
     import keras
 
-    from vqvae_tf.models.networks import subpixel_conv_transpose
+    from vqvae_tf.models.subpixel import subpixel_conv_transpose
 
     cls = {1: keras.layers.Conv1DTranspose, 2: keras.layers.Conv2DTranspose}[rank]
     rng = np.random.default_rng(rank)
@@ -108,7 +108,7 @@ def test_decoder_equals_transposed_convolutions(rank, downsample, monkeypatch):
 def test_subpixel_conv_transpose_rejects_other_convolutions():
     import keras
 
-    from vqvae_tf.models.networks import subpixel_conv_transpose
+    from vqvae_tf.models.subpixel import subpixel_conv_transpose
 
     x = np.zeros((1, 4, 4, 2), "float32")
     for kwargs in (dict(kernel_size=3, strides=2, padding="same"), dict(kernel_size=4, strides=1, padding="same"),

@@ -10,7 +10,8 @@ from vqvae_tf.quantizers.code_search import (
     nearest_codes,
     plan_search,
 )
-from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer, VectorQuantizerEMA
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
 
 # Two 256 x 256 float32 blocks: the smallest budget, which splits codes too.
 TINY_BUDGET = 2 * MIN_CHUNK_ROWS * MIN_CHUNK_CODES * 4

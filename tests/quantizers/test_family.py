@@ -13,7 +13,9 @@ import tensorflow as tf
 
 from vqvae_tf.quantizers.fsq import FiniteScalarQuantizer, levels_for_codes
 from vqvae_tf.quantizers.gumbel import GumbelQuantizer, GumbelTemperatureSchedule
-from vqvae_tf.quantizers.vector_quantizer import QUANTIZERS, VectorQuantizer, VectorQuantizerEMA, get_quantizer
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA
+from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
 from vqvae_tf.quantizers.residual import ResidualVectorQuantizer
 from vqvae_tf.quantizers.rotation import rotate_to_codes
 from vqvae_tf.models.vqvae import VQVAE
@@ -114,7 +116,7 @@ def test_lookup_dim_ema_averages_in_the_lookup_space_and_kmeans_inits_there(rng)
     before = vq.codebook.numpy().copy()
     vq(x, training=True)
     assert not np.array_equal(before, vq.codebook.numpy())
-    with pytest.raises(ValueError, match="lookup_dim` must be >= 1"):
+    with pytest.raises(ValueError, match="lookup_dim` must be an int >= 1; received 0"):
         VectorQuantizer(num_codes=8, code_dim=4, lookup_dim=0)
 
 
@@ -246,7 +248,7 @@ def test_residual_lookup_dim_learns_to_reconstruct(rng):
 def test_residual_arguments_and_lookup_shapes_are_validated():
     with pytest.raises(ValueError, match="stage_quantizer` must be one of \\['ema', 'vq'\\]; received 'pq'"):
         ResidualVectorQuantizer(num_codes=8, code_dim=3, stage_quantizer="pq")
-    with pytest.raises(ValueError, match="quantizer_dropout` must be <= 1.0"):
+    with pytest.raises(ValueError, match="quantizer_dropout` must be a finite number >= 0 and <= 1"):
         ResidualVectorQuantizer(num_codes=8, code_dim=3, quantizer_dropout=2.0)
     rvq = ResidualVectorQuantizer(num_codes=8, code_dim=3, num_stages=2)
     with pytest.raises(ValueError, match=r"1 <= n <= num_stages=2; received shape \(4, 3\)"):
@@ -316,7 +318,7 @@ def test_fsq_projection_and_levels_from_num_codes(rng):
     "kwargs,message",
     [
         (dict(levels=(8, 5), num_codes=64), r"num_codes` must equal prod\(levels\) = 40"),
-        (dict(levels=(8, 1)), "levels` must be >= 2; received 1"),
+        (dict(levels=(8, 1)), "levels` must be an int >= 2; received 1"),
         (dict(levels=()), "non-empty sequence"),
         (dict(levels=(4, 4), l2_normalize=True), "does not support `l2_normalize=True`"),
         (dict(levels=(1 << 13, 1 << 12)), "at most 16777216 codes"),

@@ -1,4 +1,4 @@
-"""Stateful quantizer variants on two replicas equal one device (DESIGN.md fact 4).
+"""Stateful quantizer variants on two replicas equal one device (docs/design.md, fact 4).
 
 Residual stages (EMA, quantizer dropout, restarts, a shared codebook), EMA
 with low-dimensional codes and the rotation trick, and Gumbel sampling with

@@ -1,4 +1,4 @@
-"""Quantizer state under MirroredStrategy equals one device (DESIGN.md fact 4)."""
+"""Quantizer state under MirroredStrategy equals one device (docs/design.md, fact 4)."""
 
 import json
 import subprocess

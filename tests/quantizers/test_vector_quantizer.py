@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer, VectorQuantizerEMA
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
 
 
 def np_nearest(x, codebook):
@@ -220,11 +221,11 @@ def test_bad_inputs_get_clear_errors(inputs, error, message):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(num_codes=1, code_dim=3), "num_codes` must be >= 2; received 1"),
-        (dict(num_codes=8, code_dim=0), "code_dim` must be >= 1"),
+        (dict(num_codes=1, code_dim=3), "num_codes` must be an int >= 2; received 1"),
+        (dict(num_codes=8, code_dim=0), "code_dim` must be an int >= 1"),
         (dict(num_codes=8, code_dim=3, commitment_cost=-1), "commitment_cost"),
-        (dict(num_codes=8, code_dim=3, decay=1.0), "decay` must be < 1"),
-        (dict(num_codes=8, code_dim=3, epsilon=0.0), "epsilon` must be > 0"),
+        (dict(num_codes=8, code_dim=3, decay=1.0), "decay` must be a finite number >= 0 and < 1; received 1.0"),
+        (dict(num_codes=8, code_dim=3, epsilon=0.0), "epsilon` must be a finite number > 0; received 0.0"),
         (dict(num_codes=8.5, code_dim=3), "num_codes` must be an int"),
     ],
 )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vqvae_tf.training import config as cfg
-from vqvae_tf.quantizers.vector_quantizer import QUANTIZERS
+from vqvae_tf.quantizers.registry import QUANTIZERS
 from vqvae_tf.models.vqvae import VQVAE
 
 

@@ -29,9 +29,10 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vqvae_tf.utils import distributed_ops
 from vqvae_tf.models.image_inputs import ImageInputsMixin
 from vqvae_tf.models.networks import Decoder, Encoder
+from vqvae_tf.utils import distributed_ops
+from vqvae_tf.utils.checks import check_int, check_number
 
 tfd = tfp.distributions
 
@@ -97,7 +98,7 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
     with one reparameterised sample; the KL is exact
     (`tfd.kl_divergence`). The loss is `-ELBO` in nats per data dimension
     (the batch mean), divided by the number of replicas before the gradient
-    (DESIGN.md fact 5), so a strategy matches one device at the same global
+    (docs/design.md, fact 5), so a strategy matches one device at the same global
     batch.
 
     Args:
@@ -153,25 +154,20 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (("input_channels", input_channels), ("latent_dim", latent_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
-        if not (isinstance(initial_scale, (int, float)) and 0 < initial_scale < 1):
-            raise ValueError(f"`initial_scale` must be in (0, 1); received {initial_scale!r}.")
+        check_int("input_channels", input_channels, minimum=1)
+        check_int("latent_dim", latent_dim, minimum=1)
+        initial_scale = check_number(
+            "initial_scale", initial_scale, minimum=0, maximum=1, inclusive_min=False, inclusive_max=False
+        )
         self.input_channels = input_channels
         self.downsample = downsample
         self.hidden_units = hidden_units
         self.residual_units = residual_units
         self.num_residual_blocks = num_residual_blocks
         self.latent_dim = latent_dim
-        self.initial_scale = float(initial_scale)
+        self.initial_scale = initial_scale
         self.seed = seed
-        stack = dict(
-            downsample=downsample,
-            hidden_units=hidden_units,
-            residual_units=residual_units,
-            num_residual_blocks=num_residual_blocks,
-        )
+        stack = self._stack_config()
         self.encoder = Encoder(code_dim=2 * latent_dim, name="encoder", **stack)
         self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -252,7 +248,7 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         with tf.GradientTape() as tape:
             terms = self.elbo_terms(x, sample=True)
             loss = -tf.reduce_mean(terms["elbo"]) / self._num_dims(x)
-            # Keras sums gradients across replicas (DESIGN.md fact 5).
+            # Keras sums gradients across replicas (docs/design.md, fact 5).
             scaled = self.optimizer.scale_loss(loss / distributed_ops.num_replicas())
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
@@ -263,9 +259,6 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         # A sampled ELBO: the validation figures are a bound, not a point estimate.
         terms = self.elbo_terms(x, sample=True)
         return self._update_metrics(x, terms, -tf.reduce_mean(terms["elbo"]) / self._num_dims(x))
-
-    def predict_step(self, data):
-        return self(self._unpack(data), training=False)
 
     @property
     def metrics(self):
@@ -285,10 +278,7 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         config = super().get_config()
         config.update(
             input_channels=self.input_channels,
-            downsample=self.downsample,
-            hidden_units=self.hidden_units,
-            residual_units=self.residual_units,
-            num_residual_blocks=self.num_residual_blocks,
+            **self._stack_config(),
             latent_dim=self.latent_dim,
             initial_scale=self.initial_scale,
             seed=self.seed,

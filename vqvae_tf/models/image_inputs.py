@@ -1,18 +1,28 @@
-"""Input checks shared by the image models (`VQVAE`, `GaussianVAE`)."""
+"""What the image models (`VQVAE`, `GaussianVAE`) share: input checks and the stack's arguments."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+#: Arguments of the `Encoder` / `Decoder` stack that an image model takes, saves and passes on.
+STACK_ARGS = ("downsample", "hidden_units", "residual_units", "num_residual_blocks")
+
 
 class ImageInputsMixin:
     """Validates batches of images for a `keras.Model` subclass.
 
-    The model needs `input_channels`, `downsample` and optionally `rank`
-    (2 for images, 1 for sequences; default 2). Bad input raises a
-    `ValueError` / `TypeError` naming what was received and what was
-    expected, before TensorFlow sees it.
+    The model needs `input_channels`, the `STACK_ARGS` attributes and
+    optionally `rank` (2 for images, 1 for sequences; default 2). Bad input
+    raises a `ValueError` / `TypeError` naming what was received and what
+    was expected, before TensorFlow sees it.
     """
+
+    def _stack_config(self):
+        """The `STACK_ARGS` of this model, as its `get_config` saves them and its networks take them."""
+        return {name: getattr(self, name) for name in STACK_ARGS}
+
+    def predict_step(self, data):
+        return self(self._unpack(data), training=False)
 
     def _unpack(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

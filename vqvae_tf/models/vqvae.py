@@ -6,11 +6,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vqvae_tf.utils import distributed_ops
 from vqvae_tf.models.image_inputs import ImageInputsMixin
 from vqvae_tf.models.metrics import DeadCodes
 from vqvae_tf.models.networks import Decoder, Encoder
-from vqvae_tf.quantizers.vector_quantizer import QUANTIZERS, get_quantizer
+from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
+from vqvae_tf.utils import distributed_ops
+from vqvae_tf.utils.checks import check_int, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         num_residual_blocks: int. Defaults to 2.
         num_codes: int, codebook size K. Defaults to 512.
         code_dim: int, code vector size D. Defaults to 64.
-        quantizer: str, a name from `vqvae_tf.quantizers.vector_quantizer.QUANTIZERS`
+        quantizer: str, a name from `vqvae_tf.quantizers.registry.QUANTIZERS`
             (`"vq"`, `"ema"`, `"residual"`, `"fsq"`, `"gumbel"`). Defaults
             to `"ema"`. Residual quantizers give code maps with a trailing
             stage axis (`quantizer.code_shape`).
@@ -99,13 +100,12 @@ class VQVAE(ImageInputsMixin, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self._validate_channels(input_channels)
+        check_int("input_channels", input_channels, minimum=1)
         if quantizer not in QUANTIZERS:
             raise ValueError(f"Unknown quantizer {quantizer!r}; expected one of {sorted(QUANTIZERS)}.")
         if quantizer_config is not None and not isinstance(quantizer_config, dict):
             raise ValueError(f"`quantizer_config` must be a dict or None; received {quantizer_config!r}.")
-        if not (isinstance(data_variance, (int, float)) and np.isfinite(data_variance) and data_variance > 0):
-            raise ValueError(f"`data_variance` must be a positive number; received {data_variance!r}.")
+        data_variance = check_number("data_variance", data_variance, minimum=0, inclusive_min=False)
         self.input_channels = input_channels
         self.downsample = downsample
         self.hidden_units = hidden_units
@@ -115,16 +115,9 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.code_dim = code_dim
         self.quantizer_name = quantizer
         self.quantizer_config = dict(quantizer_config or {})
-        self.data_variance = float(data_variance)
+        self.data_variance = data_variance
         self.rank = rank
-        stack = dict(
-            downsample=downsample,
-            hidden_units=hidden_units,
-            residual_units=residual_units,
-            num_residual_blocks=num_residual_blocks,
-            rank=rank,
-            dtype=self.dtype_policy,
-        )
+        stack = dict(self._stack_config(), rank=rank, dtype=self.dtype_policy)
         self.encoder = Encoder(code_dim=code_dim, name="encoder", **stack)
         self.quantizer = get_quantizer(
             quantizer, num_codes=num_codes, code_dim=code_dim, name="quantizer", **self.quantizer_config
@@ -137,11 +130,6 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.usage_tracker = keras.metrics.Mean(name="codebook_usage")
         self.dead_codes_tracker = DeadCodes(num_codes, name="dead_codes")
         self.psnr_tracker = keras.metrics.Mean(name="psnr")
-
-    @staticmethod
-    def _validate_channels(channels):
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"`input_channels` must be an int >= 1; received {channels!r}.")
 
     # ------------------------------------------------------------ building
     def build(self, input_shape):
@@ -205,7 +193,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         with tf.GradientTape() as tape:
             reconstruction, quantized = self.forward(x, training=True)
             reconstruction_loss, loss = self._loss_terms(x, reconstruction, quantized)
-            # Keras sums gradients over replicas (DESIGN.md fact 5): divide so
+            # Keras sums gradients over replicas (docs/design.md, fact 5): divide so
             # that the step equals one device's at the same global batch.
             scaled = loss / distributed_ops.num_replicas()
             scaled = self.optimizer.scale_loss(scaled)
@@ -218,9 +206,6 @@ class VQVAE(ImageInputsMixin, keras.Model):
         reconstruction, quantized = self.forward(x, training=False)
         reconstruction_loss, loss = self._loss_terms(x, reconstruction, quantized)
         return self._update_metrics(x, reconstruction, quantized, reconstruction_loss, loss)
-
-    def predict_step(self, data):
-        return self(self._unpack(data), training=False)
 
     def fit(self, x=None, y=None, **kwargs):
         """`keras.Model.fit`, after k-means codebook initialisation if asked.
@@ -300,10 +285,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         config = super().get_config()
         config.update(
             input_channels=self.input_channels,
-            downsample=self.downsample,
-            hidden_units=self.hidden_units,
-            residual_units=self.residual_units,
-            num_residual_blocks=self.num_residual_blocks,
+            **self._stack_config(),
             num_codes=self.num_codes,
             code_dim=self.code_dim,
             quantizer=self.quantizer_name,

@@ -10,9 +10,10 @@ search: same scores bit for bit, same tie-breaking (lowest index).
 
 import dataclasses
 import math
-import numbers
 
 import tensorflow as tf
+
+from vqvae_tf.utils.checks import check_int, is_int
 
 #: Default bound on the bytes of the float32 score block held at once.
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
@@ -96,17 +97,13 @@ def plan_search(num_vectors, num_codes, memory_budget_bytes=DEFAULT_MEMORY_BUDGE
     >>> plan_search(65536, 16384, 256 * 2**20)
     SearchPlan(rows_per_chunk=2048, codes_per_chunk=16384, num_row_chunks=32, num_code_chunks=1, score_block_bytes=134217728)
     """
-    num_codes = _check_count("num_codes", num_codes)
+    num_codes = check_int("num_codes", num_codes, minimum=1)
     if num_vectors is not None:
-        num_vectors = _check_count("num_vectors", num_vectors, minimum=0)
+        num_vectors = check_int("num_vectors", num_vectors, minimum=0)
     if memory_budget_bytes is None:
         return _one_piece(num_vectors, num_codes)
     smallest = _BLOCKS_PER_BUDGET * MIN_CHUNK_ROWS * MIN_CHUNK_CODES * _SCORE_BYTES
-    if (
-        isinstance(memory_budget_bytes, bool)
-        or not isinstance(memory_budget_bytes, numbers.Integral)
-        or memory_budget_bytes < smallest
-    ):
+    if not is_int(memory_budget_bytes) or memory_budget_bytes < smallest:
         raise ValueError(
             f"`memory_budget_bytes` must be None or an int >= {smallest} ({_BLOCKS_PER_BUDGET} float32 "
             f"score blocks of {MIN_CHUNK_ROWS} x {MIN_CHUNK_CODES}); received {memory_budget_bytes!r}."
@@ -136,7 +133,7 @@ def nearest_codes(vectors, codebook, *, memory_budget_bytes="auto"):
     (oneDNN `_FusedMatMul`) and into FULLY_CONNECTED in TFLite, so the
     `(N, K)` score matrix is written once and read once by ARG_MAX.
     `tf.argmax` with int32 output converts to the TFLite ARG_MAX builtin,
-    unlike `keras.ops.argmin` on floats (DESIGN.md fact 1).
+    unlike `keras.ops.argmin` on floats (docs/design.md, fact 1).
 
     A search whose score matrix exceeds `memory_budget_bytes` runs block by
     block (see `plan_search`) and returns the same codes. With a static
@@ -280,12 +277,6 @@ def _one_piece(num_vectors, num_codes):
         num_code_chunks=1,
         score_block_bytes=rows * num_codes * _SCORE_BYTES,
     )
-
-
-def _check_count(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}; received {value!r}.")
-    return int(value)
 
 
 def perplexity_from_counts(counts):

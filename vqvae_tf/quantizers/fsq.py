@@ -10,17 +10,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vqvae_tf.quantizers.vector_quantizer import (
+from vqvae_tf.quantizers.base import (
     QuantizerLayer,
-    _check_int,
-    add_dense_weights,
-    as_tensor,
+    add_projections,
     check_indices,
     check_input_shape,
-    check_inputs,
     dense,
     histogram_statistics,
 )
+from vqvae_tf.utils.checks import check_int
 
 # Codes are summed as float32 digits times the mixed-radix basis, exact only
 # below 2^24; the code histogram has one float per code as well.
@@ -45,10 +43,10 @@ def levels_for_codes(num_codes):
     Raises:
         ValueError: if `num_codes` is not an int >= 2 or above `MAX_CODES`.
     """
-    _check_int("num_codes", num_codes, minimum=2)
+    rest = check_int("num_codes", num_codes, minimum=2)
     if num_codes > MAX_CODES:
         raise ValueError(f"`num_codes` must be <= {MAX_CODES} for FSQ; received {num_codes}.")
-    factors, rest, prime = [], int(num_codes), 2
+    factors, prime = [], 2
     while prime * prime <= rest:
         while rest % prime == 0:
             factors.append(prime)
@@ -135,9 +133,7 @@ class FiniteScalarQuantizer(QuantizerLayer):
             levels = (8, 5, 5, 5) if num_codes is None else levels_for_codes(num_codes)
         if isinstance(levels, (str, bytes)) or not hasattr(levels, "__len__") or len(levels) == 0:
             raise ValueError(f"`levels` must be a non-empty sequence of ints >= 2; received {levels!r}.")
-        for level in levels:
-            _check_int("levels", level, minimum=2)
-        levels = tuple(int(level) for level in levels)
+        levels = tuple(check_int("levels", level, minimum=2) for level in levels)
         size = int(np.prod(levels, dtype=np.int64))
         if size > MAX_CODES:
             raise ValueError(f"FSQ supports at most {MAX_CODES} codes; received levels {levels} ({size} codes).")
@@ -147,13 +143,13 @@ class FiniteScalarQuantizer(QuantizerLayer):
                 "Pass num_codes alone to derive the levels."
             )
         if code_dim is not None:
-            _check_int("code_dim", code_dim, minimum=1)
+            check_int("code_dim", code_dim, minimum=1)
         if l2_normalize:
             raise ValueError(
                 "FiniteScalarQuantizer does not support `l2_normalize=True`: its codes are a fixed grid; received True."
             )
         if seed is not None:
-            _check_int("seed", seed, minimum=0)
+            check_int("seed", seed, minimum=0)
         self.levels = levels
         self.num_codes = size
         self.code_dim = len(levels) if code_dim is None else int(code_dim)
@@ -174,9 +170,7 @@ class FiniteScalarQuantizer(QuantizerLayer):
     def build(self, input_shape):
         check_input_shape(self, input_shape, self.code_dim)
         if self.projected:
-            d = len(self.levels)
-            self.in_kernel, self.in_bias = add_dense_weights(self, "in_projection", self.code_dim, d, self.seed)
-            self.out_kernel, self.out_bias = add_dense_weights(self, "out_projection", d, self.code_dim, self.seed)
+            add_projections(self, self.code_dim, len(self.levels), self.seed)
 
     def _bound(self, flat):
         if self.projected:
@@ -192,8 +186,7 @@ class FiniteScalarQuantizer(QuantizerLayer):
         return dense(normalized, self.out_kernel, self.out_bias) if self.projected else normalized
 
     def call(self, inputs, training=None):
-        in_dtype = check_inputs(self, inputs, self.code_dim)
-        flat = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim])
+        inputs, in_dtype, flat = self._flatten(inputs)
         bounded = self._bound(flat)
         rounded = tf.round(bounded)
         # Straight-through rounding written so the value is exactly the grid
@@ -208,11 +201,7 @@ class FiniteScalarQuantizer(QuantizerLayer):
 
     def codes(self, inputs):
         """int32 codes in `[0, prod(levels))`, shape `inputs.shape[:-1]`."""
-        inputs = as_tensor(inputs)
-        check_inputs(self, inputs, self.code_dim)
-        if not self.built:
-            self.build(inputs.shape)
-        flat = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim])
+        inputs, _, flat = self._flatten(inputs)
         indices = self._digits_to_indices(tf.round(self._bound(flat)))
         return tf.reshape(indices, tf.shape(inputs)[:-1])
 
@@ -240,7 +229,6 @@ class FiniteScalarQuantizer(QuantizerLayer):
         grid = tf.cast(digits, tf.float32) - self._half_width
         flat = self._grid_to_outputs(tf.reshape(grid, [-1, len(self.levels)]))
         return tf.reshape(flat, tf.concat([tf.shape(digits)[:-1], [self.code_dim]], axis=0))
-
 
     def get_config(self):
         config = super().get_config()

@@ -14,19 +14,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vqvae_tf.utils import distributed_ops
-from vqvae_tf.quantizers.vector_quantizer import (
+from vqvae_tf.quantizers.base import (
     QuantizerLayer,
-    _check_float,
-    _check_int,
     add_dense_weights,
-    as_tensor,
     check_indices,
     check_input_shape,
-    check_inputs,
     dense,
     histogram_statistics,
 )
+from vqvae_tf.utils import distributed_ops
+from vqvae_tf.utils.checks import check_int, check_number
 
 # Salt of the stateless RNG of the relaxed samples (see ResidualVectorQuantizer).
 _SAMPLE_SALT = 0x6B
@@ -116,21 +113,17 @@ class GumbelQuantizer(QuantizerLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("num_codes", num_codes, minimum=2)
-        _check_int("code_dim", code_dim, minimum=1)
-        _check_float("temperature", temperature, minimum=0.0, inclusive_min=False)
-        _check_float("kl_weight", kl_weight, minimum=0.0)
+        self.num_codes = check_int("num_codes", num_codes, minimum=2)
+        self.code_dim = check_int("code_dim", code_dim, minimum=1)
+        self.initial_temperature = check_number("temperature", temperature, minimum=0, inclusive_min=False)
+        self.kl_weight = check_number("kl_weight", kl_weight, minimum=0)
         if l2_normalize:
             raise ValueError(
                 "GumbelQuantizer does not support `l2_normalize=True`: it picks codes from learned logits, "
                 "not by distance; received True."
             )
         if seed is not None:
-            _check_int("seed", seed, minimum=0)
-        self.num_codes = int(num_codes)
-        self.code_dim = int(code_dim)
-        self.initial_temperature = float(temperature)
-        self.kl_weight = float(kl_weight)
+            check_int("seed", seed, minimum=0)
         self.hard = bool(hard)
         self.l2_normalize = False
         self.seed = seed
@@ -158,11 +151,8 @@ class GumbelQuantizer(QuantizerLayer):
 
     def logits(self, inputs):
         """Float32 logits over the codes, `inputs.shape[:-1] + (num_codes,)`."""
-        inputs = as_tensor(inputs)
-        check_inputs(self, inputs, self.code_dim)
-        if not self.built:
-            self.build(inputs.shape)
-        flat = dense(tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim]), self.kernel, self.bias)
+        inputs, _, flat = self._flatten(inputs)
+        flat = dense(flat, self.kernel, self.bias)
         return tf.reshape(flat, tf.concat([tf.shape(inputs)[:-1], [self.num_codes]], axis=0))
 
     def _relaxed_sample(self, logits):
@@ -183,8 +173,7 @@ class GumbelQuantizer(QuantizerLayer):
         return distribution.sample(seed=seed)[offset : offset + rows]
 
     def call(self, inputs, training=None):
-        in_dtype = check_inputs(self, inputs, self.code_dim)
-        flat = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim])
+        inputs, in_dtype, flat = self._flatten(inputs)
         logits = dense(flat, self.kernel, self.bias)
         log_probs = tf.nn.log_softmax(logits, axis=-1)
         kl = tf.reduce_mean(tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)) + math.log(self.num_codes)
@@ -224,7 +213,6 @@ class GumbelQuantizer(QuantizerLayer):
         if not self.built:
             self.build((None, self.code_dim))
         return tf.gather(tf.convert_to_tensor(self.codebook), indices)
-
 
     def get_config(self):
         config = super().get_config()
@@ -271,14 +259,13 @@ class GumbelTemperatureSchedule(keras.callbacks.Callback):
 
     def __init__(self, initial_temperature=1.0, min_temperature=1.0 / 16, decay_rate=1e-4, layers=None):
         super().__init__()
-        _check_float("initial_temperature", initial_temperature, minimum=0.0, inclusive_min=False)
-        _check_float("min_temperature", min_temperature, minimum=0.0, inclusive_min=False)
-        _check_float("decay_rate", decay_rate, minimum=0.0)
+        self.initial_temperature = check_number(
+            "initial_temperature", initial_temperature, minimum=0, inclusive_min=False
+        )
+        self.min_temperature = check_number("min_temperature", min_temperature, minimum=0, inclusive_min=False)
+        self.decay_rate = check_number("decay_rate", decay_rate, minimum=0)
         if layers is not None and not all(isinstance(layer, GumbelQuantizer) for layer in layers):
             raise ValueError(f"`layers` must be a list of GumbelQuantizer layers or None; received {layers!r}.")
-        self.initial_temperature = float(initial_temperature)
-        self.min_temperature = float(min_temperature)
-        self.decay_rate = float(decay_rate)
         self._layers = list(layers) if layers is not None else None
 
     def temperature_at(self, step):

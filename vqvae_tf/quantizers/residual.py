@@ -10,22 +10,19 @@ serves several bit rates when trained with quantizer dropout.
 import keras
 import tensorflow as tf
 
-from vqvae_tf.utils import distributed_ops
-from vqvae_tf.quantizers.code_search import nearest_codes
-from vqvae_tf.quantizers.vector_quantizer import (
+from vqvae_tf.quantizers.base import (
     QuantizerLayer,
-    VectorQuantizer,
-    VectorQuantizerEMA,
-    _check_float,
-    _check_int,
-    add_dense_weights,
-    as_tensor,
+    add_projections,
     check_indices,
     check_input_shape,
-    check_inputs,
+    code_counts,
     dense,
 )
+from vqvae_tf.quantizers.code_search import nearest_codes
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA
 from vqvae_tf.quantizers.rotation import rotate_to_codes
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
+from vqvae_tf.utils.checks import check_int, check_number
 
 STAGE_QUANTIZERS = {"ema": VectorQuantizerEMA, "vq": VectorQuantizer}
 
@@ -138,20 +135,18 @@ class ResidualVectorQuantizer(QuantizerLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("num_stages", num_stages, minimum=1)
+        self.num_stages = check_int("num_stages", num_stages, minimum=1)
         if stage_quantizer not in STAGE_QUANTIZERS:
             raise ValueError(
                 f"`stage_quantizer` must be one of {sorted(STAGE_QUANTIZERS)}; received {stage_quantizer!r}."
             )
-        _check_float("quantizer_dropout", quantizer_dropout, minimum=0.0, maximum=1.0)
+        self.quantizer_dropout = check_number("quantizer_dropout", quantizer_dropout, minimum=0, maximum=1)
         if seed is not None:
-            _check_int("seed", seed, minimum=0)
+            check_int("seed", seed, minimum=0)
         self.num_codes = num_codes
         self.code_dim = code_dim
-        self.num_stages = int(num_stages)
         self.shared_codebook = bool(shared_codebook)
         self.stage_quantizer = stage_quantizer
-        self.quantizer_dropout = float(quantizer_dropout)
         self.commitment_cost = commitment_cost
         self.decay = decay
         self.epsilon = epsilon
@@ -174,7 +169,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
             usage_decay=usage_decay,
         )
         if lookup_dim is not None:
-            _check_int("lookup_dim", lookup_dim, minimum=1)
+            check_int("lookup_dim", lookup_dim, minimum=1)
             # The stages see (and their codebooks live in) the projection.
             options["code_dim"] = int(lookup_dim)
         if stage_quantizer == "ema":
@@ -185,7 +180,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
         self.stages = [
             cls(seed=None if seed is None else seed + i, name=f"stage_{i}", **options) for i in range(count)
         ]
-        # Same float32-under-any-policy rule as the stages (DESIGN.md fact 8).
+        # Same float32-under-any-policy rule as the stages (docs/design.md, fact 8).
 
     @property
     def code_shape(self):
@@ -203,12 +198,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
             if not stage.built:
                 stage.build((None, self.stages[0].code_dim))
         if self.lookup_dim is not None:
-            self.in_kernel, self.in_bias = add_dense_weights(
-                self, "in_projection", self.code_dim, self.lookup_dim, self.seed
-            )
-            self.out_kernel, self.out_bias = add_dense_weights(
-                self, "out_projection", self.lookup_dim, self.code_dim, self.seed
-            )
+            add_projections(self, self.code_dim, self.lookup_dim, self.seed)
 
     def _to_search_space(self, flat):
         """`(N, code_dim)` inputs -> `(N, lookup_dim)` inputs of the first stage."""
@@ -232,8 +222,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
         return tf.where(draws[0] < self.quantizer_dropout, prefix, self.num_stages)
 
     def call(self, inputs, training=None):
-        in_dtype = check_inputs(self, inputs, self.code_dim)
-        flat = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim])
+        inputs, in_dtype, flat = self._flatten(inputs)
         active = self._active_stages(training)
         # With one shared codebook the stages only search; its state moves
         # once per step, from every stage's residuals together.
@@ -258,10 +247,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
             stage = self.stages[0]
             latents = stage._to_search_space(tf.concat(searched, axis=0))
             indices = tf.concat([out["indices"] for out in outputs], axis=0)
-            local_counts = tf.math.unsorted_segment_sum(
-                tf.ones_like(indices, dtype=tf.float32), indices, stage.num_codes
-            )
-            global_counts = distributed_ops.all_reduce_sum(local_counts)
+            local_counts, global_counts = code_counts(indices, stage.num_codes)
             stage._training_updates(latents, indices, local_counts, global_counts)
 
         passed = rotate_to_codes(latent, total) if self.rotation_trick else latent + tf.stop_gradient(total - latent)
@@ -289,11 +275,8 @@ class ResidualVectorQuantizer(QuantizerLayer):
 
     def codes(self, inputs):
         """int32 codes `inputs.shape[:-1] + (num_stages,)`, coarse to fine."""
-        inputs = as_tensor(inputs)
-        check_inputs(self, inputs, self.code_dim)
-        if not self.built:
-            self.build(inputs.shape)
-        residual = self._to_search_space(tf.reshape(tf.cast(inputs, tf.float32), [-1, self.code_dim]))
+        inputs, _, flat = self._flatten(inputs)
+        residual = self._to_search_space(flat)
         indices = []
         for i in range(self.num_stages):
             stage_indices, vectors = self._search(self._stage(i), residual)

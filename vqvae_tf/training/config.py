@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vqvae_tf.utils.atomic import atomic_output
 
-# Same names as `vqvae_tf.quantizers.vector_quantizer.QUANTIZERS` (checked by the tests); this
+# Same names as `vqvae_tf.quantizers.registry.QUANTIZERS` (checked by the tests); this
 # module stays free of TensorFlow so the CLI can validate flags before the
 # slow import.
 QUANTIZERS = ("ema", "vq", "residual", "fsq", "gumbel")
