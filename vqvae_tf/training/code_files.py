@@ -62,9 +62,8 @@ def extract_codes(vqvae, dataset, path, *, fingerprint=""):
     if labels is not None:
         arrays["labels"] = labels
     path = Path(path)
-    with atomic_output(path) as temp:
-        with open(temp, "wb") as handle:
-            np.savez(handle, **arrays)
+    with atomic_output(path) as temp, open(temp, "wb") as handle:
+        np.savez(handle, **arrays)
     logger.info("Cached %d code maps of shape %s in %s.", len(codes), codes.shape[1:], path)
     return codes, labels
 
@@ -77,7 +76,7 @@ def load_codes(path, fingerprint=None):
     with np.load(path) as data:
         if fingerprint is not None and str(data["fingerprint"]) != fingerprint:
             return None
-        return data["codes"], (data["labels"] if "labels" in data else None)
+        return data["codes"], data.get("labels")
 
 
 def _file_digest(path):

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from vqvae_tf.training.config import STRATEGIES, ConfigError
 from vqvae_tf.utils import atomic
-from vqvae_tf.utils.checks import check_bool, check_choice, check_int, check_known_fields, check_number
+from vqvae_tf.utils.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_known_fields,
+    check_number,
+)
 
 PRIOR_KINDS = ("pixelcnn", "transformer")
 

@@ -137,7 +137,11 @@ def _fit_prior(config, strategy, maps):
 
 def _likelihood_metrics(vqvae, prior, maps, bundle, train_batches):
     """Test NLL of the prior and of the unigram baseline, and the VQ-VAE + prior bound in bits/dim."""
-    from vqvae_tf.priors.likelihood import bits_per_dim, nll_per_code, vqvae_bits_per_dim
+    from vqvae_tf.priors.likelihood import (
+        bits_per_dim,
+        nll_per_code,
+        vqvae_bits_per_dim,
+    )
     from vqvae_tf.priors.unigram import UnigramPrior
 
     nll = nll_per_code(prior, maps.test, maps.test_labels)
@@ -231,8 +235,8 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         "map_shape": list(maps.map_shape),
         "num_codes": int(vqvae.num_codes),
         "num_stages": int(maps.num_stages),
-        "num_train_maps": int(len(maps.train)),
-        "num_test_maps": int(len(maps.test)),
+        "num_train_maps": len(maps.train),
+        "num_test_maps": len(maps.test),
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
         "paths": {"prior": str(workdir / "prior.keras"), "samples": str(samples_path)},
     }
