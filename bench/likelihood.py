@@ -43,9 +43,11 @@ import tensorflow as tf  # noqa: E402
 from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.data.datasets import make_datasets  # noqa: E402
 from vqvae_tf.models.gaussian_vae import GaussianVAE  # noqa: E402
-from vqvae_tf.priors.autoregressive import nll_per_code, vqvae_bits_per_dim  # noqa: E402
-from vqvae_tf.training.prior_training import (PriorConfig, build_prior, extract_codes,  # noqa: E402
-                                     fit_decoder_scale, reconstruction_nats)
+from vqvae_tf.priors.likelihood import nll_per_code, vqvae_bits_per_dim  # noqa: E402
+from vqvae_tf.training.code_files import extract_codes  # noqa: E402
+from vqvae_tf.training.decoder_likelihood import fit_decoder_scale, reconstruction_nats  # noqa: E402
+from vqvae_tf.training.prior_config import PriorConfig  # noqa: E402
+from vqvae_tf.training.prior_training import build_prior  # noqa: E402
 from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 
 DATASETS = {

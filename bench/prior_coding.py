@@ -62,8 +62,11 @@ from vqvae_tf.data.datasets import make_datasets  # noqa: E402
 from vqvae_tf.codec.prior_coding import (decode_codes, decode_prior_payload,  # noqa: E402
                                    encode_codes, encode_prior_payload)
 from vqvae_tf.priors.loading import load_prior  # noqa: E402
-from vqvae_tf.training.prior_training import (PriorConfig, load_codes,  # noqa: E402
-                                     sample_images, save_image_grid, train_prior)
+from vqvae_tf.training.code_files import load_codes  # noqa: E402
+from vqvae_tf.training.prior_config import PriorConfig  # noqa: E402
+from vqvae_tf.training.prior_samples import sample_images  # noqa: E402
+from vqvae_tf.training.prior_training import train_prior  # noqa: E402
+from vqvae_tf.utils.image_grid import save_image_grid  # noqa: E402
 from vqvae_tf.training.loop import build_model  # noqa: E402
 
 MNIST = REPO.parent / "shared" / "data" / "mnist"

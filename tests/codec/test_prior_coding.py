@@ -9,7 +9,7 @@ import pytest
 
 from vqvae_tf.data.datasets import make_datasets
 from vqvae_tf.priors.pixelcnn import GatedPixelCNN
-from vqvae_tf.priors.autoregressive import UnigramPrior
+from vqvae_tf.priors.unigram import UnigramPrior
 from vqvae_tf.codec.prior_coding import (
     DEFAULT_TILES_PER_BATCH,
     NO_LABEL,

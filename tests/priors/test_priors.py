@@ -9,13 +9,9 @@ import pytest
 import tensorflow as tf
 
 from vqvae_tf.priors.pixelcnn import GatedPixelCNN
-from vqvae_tf.priors.autoregressive import (
-    UnigramPrior,
-    bits_per_dim,
-    nll_per_code,
-    vqvae_bits_per_dim,
-)
+from vqvae_tf.priors.likelihood import bits_per_dim, nll_per_code, vqvae_bits_per_dim
 from vqvae_tf.priors.transformer import TransformerPrior
+from vqvae_tf.priors.unigram import UnigramPrior
 
 K = 16
 H = W = 6
@@ -269,7 +265,7 @@ def test_bad_codes_raise_clear_errors(kind):
         nll_per_code(model, random_codes(2), labels=[0, 1])
     with pytest.raises(ValueError, match="temperature.*received -1"):
         model.sample(2, temperature=-1.0)
-    with pytest.raises(ValueError, match=r"top_k.*\[1, 16\].*received 0"):
+    with pytest.raises(ValueError, match=r"top_k.*>= 1 and <= 16; received 0"):
         model.sample(2, top_k=0)
 
 
@@ -293,6 +289,10 @@ def test_model_arguments_are_validated():
         GatedPixelCNN(1)
     with pytest.raises(ValueError, match="kernel_size.*received 4"):
         GatedPixelCNN(K, kernel_size=4)
+    with pytest.raises(ValueError, match="`num_classes` must be an int >= 0; received True"):
+        GatedPixelCNN(K, num_classes=True)
+    with pytest.raises(ValueError, match="`alpha` must be a finite number > 0; received 0.0"):
+        UnigramPrior(K, (H, W), alpha=0.0)
     with pytest.raises(ValueError, match="divisible"):
         TransformerPrior(K, (H, W), embed_dim=30, num_heads=4)
     with pytest.raises(ValueError, match="map_shape=None"):

@@ -15,12 +15,9 @@ from vqvae_tf.utils.atomic import save_model
 from vqvae_tf.priors.loading import load_prior
 from vqvae_tf.training.config import ConfigError, TrainConfig
 from vqvae_tf.data.datasets import make_datasets
-from vqvae_tf.training.prior_training import (
-    PriorConfig,
-    extract_codes,
-    load_codes,
-    train_prior,
-)
+from vqvae_tf.training.code_files import extract_codes, load_codes
+from vqvae_tf.training.prior_config import PriorConfig
+from vqvae_tf.training.prior_training import train_prior
 from vqvae_tf.training.loop import build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,6 +110,42 @@ def test_train_prior_errors(vqvae_run, tmp_path):
         PriorConfig(embed_dim=10, num_heads=4)
 
 
+def test_prior_config_checks_name_the_field_and_the_value():
+    for kwargs, pattern in ((dict(conditional=1), "`conditional` must be a bool; received 1"),
+                            (dict(channels=True), "`channels` must be an int >= 1; received True"),
+                            (dict(train_batches=0), "`train_batches` must be an int >= 1; received 0"),
+                            (dict(learning_rate=0.0), "`learning_rate` must be a finite number > 0; received 0.0"),
+                            (dict(dropout=1.0), r"`dropout` must be a finite number >= 0 and < 1; received 1.0"),
+                            (dict(kernel_size=4), "`kernel_size` must be odd; received 4")):
+        with pytest.raises(ConfigError, match=pattern):
+            PriorConfig(**kwargs)
+    with pytest.raises(ConfigError, match=r"unknown prior config fields \['colour'\]"):
+        PriorConfig.from_dict({"kind": "pixelcnn", "colour": 1})
+    assert PriorConfig.from_dict(PriorConfig(kind="transformer").to_dict()) == PriorConfig(kind="transformer")
+
+
+def test_prior_training_keeps_the_old_module_names():
+    from vqvae_tf.training import prior_training
+
+    old_names = ["PRIOR_KINDS", "PriorConfig", "build_prior", "extract_codes", "fit_decoder_scale", "load_codes",
+                 "reconstruction_nats", "sample_images", "save_image_grid", "train_prior", "DEFAULT_TRAIN_BATCHES"]
+    assert all(hasattr(prior_training, name) for name in old_names)
+
+
+def test_sample_grid_is_row_major_and_upscaled(tmp_path):
+    from vqvae_tf.utils.image_grid import save_image_grid
+
+    images = np.zeros((6, 8, 8, 1), np.float32)
+    images[4] = 1.0  # second row, second column
+    path = save_image_grid(tmp_path / "grid.png", images, rows=2)
+    with Image.open(path) as grid:
+        pixels = np.asarray(grid)
+    assert pixels.shape == (2 * 66 + 2, 3 * 66 + 2, 3)  # 8 px upscaled 8x to 64, 2 px padding
+    assert (pixels[68:132, 68:132] == 255).all() and (pixels[2:66, 68:132] == 0).all()
+    with pytest.raises(ValueError, match="for 4 rows"):
+        save_image_grid(tmp_path / "bad.png", images, rows=4)
+
+
 def _run_cli(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "vqvae_tf.sample", *args], capture_output=True, text=True,
@@ -167,7 +200,7 @@ def test_stage_tokens_lay_stages_side_by_side_and_back():
 
 
 def test_train_prior_on_a_residual_vqvae_models_every_stage(tmp_path):
-    from vqvae_tf.training.prior_training import sample_images
+    from vqvae_tf.training.prior_samples import sample_images
 
     config = TrainConfig(dataset=f"mnist:{MNIST_DIR}", image_size=28, batch_size=32, num_codes=NUM_CODES,
                          code_dim=8, hidden_units=16, residual_units=8, num_residual_blocks=1, export=False,

@@ -4,7 +4,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from vqvae_tf.priors.autoregressive import AutoregressivePrior, sample_from_logits
+from vqvae_tf.priors.autoregressive import AutoregressivePrior
+from vqvae_tf.priors.sampling import sample_at
+from vqvae_tf.utils.checks import check_int
 
 
 def _shift_down(x):
@@ -54,13 +56,11 @@ class GatedPixelCNNBlock(keras.layers.Layer):
 
     def __init__(self, channels, kernel_size=3, num_classes=0, **kwargs):
         super().__init__(**kwargs)
-        if kernel_size < 3 or kernel_size % 2 == 0:
-            raise ValueError(
-                f"`kernel_size` must be an odd int >= 3; received {kernel_size!r}."
-            )
-        self.channels = int(channels)
-        self.kernel_size = int(kernel_size)
-        self.num_classes = int(num_classes)
+        self.channels = check_int("channels", channels, minimum=1)
+        self.kernel_size = check_int("kernel_size", kernel_size, minimum=3)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"`kernel_size` must be an odd int >= 3; received {kernel_size!r}.")
+        self.num_classes = check_int("num_classes", num_classes, minimum=0)
         half = kernel_size // 2
         self.vertical_conv = keras.layers.Conv2D(
             2 * channels, (half + 1, kernel_size), name="vertical_conv"
@@ -141,13 +141,9 @@ class GatedPixelCNN(AutoregressivePrior):
             inputs. Defaults to None (any size).
         **kwargs: base `keras.Model` arguments.
 
-    Call arguments:
-        inputs: int codes `(B, H, W)` or a `(codes, labels)` pair.
-        labels: int `(B,)` for a conditional model.
-        training: bool.
-
-    Input shape `(B, H, W)` int, output logits `(B, H, W, K)`; e.g. codes
-    `(4, 8, 8)` with K=512 give `(4, 8, 8, 512)`.
+    Call arguments and output: as `AutoregressivePrior` (int codes
+    `(B, H, W)`, or a `(codes, labels)` pair, -> logits `(B, H, W, K)`); e.g.
+    codes `(4, 8, 8)` with K=512 give `(4, 8, 8, 512)`.
 
     Example:
 
@@ -175,12 +171,8 @@ class GatedPixelCNN(AutoregressivePrior):
         **kwargs,
     ):
         super().__init__(num_codes, num_classes=num_classes, map_shape=map_shape, **kwargs)
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"`channels` must be a positive int; received {channels!r}.")
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"`num_layers` must be an int >= 1; received {num_layers!r}.")
-        self.channels = channels
-        self.num_layers = num_layers
+        self.channels = check_int("channels", channels, minimum=1)
+        self.num_layers = check_int("num_layers", num_layers, minimum=1)
         self.kernel_size = kernel_size
         self.code_embedding = keras.layers.Embedding(num_codes, channels, name="code_embedding")
         self.blocks = [
@@ -215,9 +207,7 @@ class GatedPixelCNN(AutoregressivePrior):
             row, col = t // width, t % width
             # Rows below `row` cannot influence it: run the net on rows <= row.
             logits = self(codes[:, : row + 1], labels, training=False)[:, row, col]
-            new = sample_from_logits(
-                logits, tf.random.experimental.stateless_fold_in(seed, t), temperature, top_k
-            )
+            new = sample_at(logits, seed, t, temperature, top_k)
             index = tf.stack(
                 [batch_index, tf.fill([num_samples], row), tf.fill([num_samples], col)],
                 axis=1,

@@ -6,7 +6,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from vqvae_tf.priors.autoregressive import AutoregressivePrior, sample_from_logits
+from vqvae_tf.priors.autoregressive import AutoregressivePrior
+from vqvae_tf.priors.sampling import sample_at
+from vqvae_tf.utils.checks import check_int, check_number
 
 # Masked attention scores; finite so fully masked rows never produce NaN.
 _MASK_VALUE = -1e9
@@ -42,12 +44,10 @@ class CausalTransformerBlock(keras.layers.Layer):
                 f"`embed_dim` ({embed_dim}) must be divisible by `num_heads` "
                 f"({num_heads})."
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1); received {dropout!r}.")
         self.embed_dim = int(embed_dim)
         self.num_heads = int(num_heads)
         self.mlp_ratio = int(mlp_ratio)
-        self.dropout = float(dropout)
+        self.dropout = check_number("dropout", dropout, minimum=0, maximum=1, inclusive_max=False)
         self.head_dim = embed_dim // num_heads
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
         self.qkv = keras.layers.Dense(3 * embed_dim, name="qkv")
@@ -159,13 +159,9 @@ class TransformerPrior(AutoregressivePrior):
         dropout: float, residual dropout. Defaults to 0.0.
         **kwargs: base `keras.Model` arguments.
 
-    Call arguments:
-        inputs: int codes `(B, H, W)` or a `(codes, labels)` pair.
-        labels: int `(B,)` for a conditional model.
-        training: bool.
-
-    Input shape `(B, H, W)` int, output logits `(B, H, W, K)`; e.g. codes
-    `(4, 8, 8)` with K=512 give `(4, 8, 8, 512)`.
+    Call arguments and output: as `AutoregressivePrior` (int codes
+    `(B, H, W)`, or a `(codes, labels)` pair, -> logits `(B, H, W, K)`); e.g.
+    codes `(4, 8, 8)` with K=512 give `(4, 8, 8, 512)`.
 
     Example:
 
@@ -201,11 +197,9 @@ class TransformerPrior(AutoregressivePrior):
                 "a fixed size; received None."
             )
         super().__init__(num_codes, num_classes=num_classes, map_shape=map_shape, **kwargs)
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"`num_layers` must be an int >= 1; received {num_layers!r}.")
         self.embed_dim = embed_dim
         self.num_heads = num_heads
-        self.num_layers = num_layers
+        self.num_layers = check_int("num_layers", num_layers, minimum=1)
         self.mlp_ratio = mlp_ratio
         self.dropout = dropout
         height, width = self.map_shape
@@ -306,9 +300,7 @@ class TransformerPrior(AutoregressivePrior):
         def body(t, tokens):
             sequence = ops.concatenate([start, self.code_embedding(tokens)], axis=1)
             logits = self._decode(sequence, training=False)[:, -1]
-            new = sample_from_logits(
-                logits, tf.random.experimental.stateless_fold_in(seed, t), temperature, top_k
-            )
+            new = sample_at(logits, seed, t, temperature, top_k)
             return t + 1, tf.concat([tokens, new[:, None]], axis=1)
 
         _, tokens = tf.while_loop(
@@ -338,9 +330,7 @@ class TransformerPrior(AutoregressivePrior):
                 x, keys, values = block.step(x, keys, values, t)
                 new_caches.append((keys, values))
             logits = self.head(self.final_norm(x))[:, 0]
-            new = sample_from_logits(
-                logits, tf.random.experimental.stateless_fold_in(seed, t), temperature, top_k
-            )
+            new = sample_at(logits, seed, t, temperature, top_k)
             tokens = tokens.write(t, new)
             return t + 1, new, tokens, tuple(new_caches)
 

@@ -51,7 +51,8 @@ def run(workdir, prior_dir, num, temperature, top_k, labels, seed, out):
 
     import vqvae_tf  # noqa: F401  (registers the VQ-VAE classes)
     from vqvae_tf.priors.loading import load_prior
-    from vqvae_tf.training.prior_training import sample_images, save_image_grid
+    from vqvae_tf.training.prior_samples import sample_images
+    from vqvae_tf.utils.image_grid import save_image_grid
 
     model_path = Path(workdir) / "model.keras"
     if not model_path.is_file():

@@ -78,3 +78,27 @@ def check_choice(name: str, value, choices, *, error=ValueError):
     if value not in choices:
         raise error(f"`{name}` must be one of {', '.join(map(repr, choices))}; received {value!r}.")
     return value
+
+
+def check_bool(name: str, value, *, allow_none=False, error=ValueError):
+    """`value` if it is a bool (or None, when `allow_none`); ints such as 1 are refused."""
+    if isinstance(value, bool) or (allow_none and value is None):
+        return value
+    expected = "a bool or None" if allow_none else "a bool"
+    raise error(f"`{name}` must be {expected}; received {value!r}.")
+
+
+def check_known_fields(what: str, data, known, *, error=ValueError):
+    """`data` (a mapping) if every key is in `known`; the error lists the unknown and the known ones.
+
+    Example:
+
+    >>> check_known_fields("prior config", {"kind": "pixelcnn", "colour": 1}, {"kind"})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown prior config fields ['colour']; known fields: ['kind'].
+    """
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise error(f"unknown {what} fields {unknown}; known fields: {sorted(known)}.")
+    return data
