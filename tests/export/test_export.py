@@ -20,7 +20,8 @@ from vqvae_tf import export
 from vqvae_tf.export import metadata  # noqa: F401  (export.metadata below)
 from vqvae_tf.export.api import ExportError, export_model
 from vqvae_tf.utils import atomic
-from vqvae_tf.data.image_io import load_photo, tiles
+from vqvae_tf.data.embedded_photos import load_photo
+from vqvae_tf.data.image_arrays import tiles
 from vqvae_tf.codec.lite_runtime import LiteDecoder, LiteEncoder
 from vqvae_tf.quantizers.vector_quantizer import QUANTIZERS, get_quantizer
 from vqvae_tf.models.vqvae import VQVAE
