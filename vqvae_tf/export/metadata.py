@@ -39,9 +39,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vqvae_tf.codec.lite_runtime import SCHEMA  # the runtime that reads the sidecar owns its schema name
 from vqvae_tf.utils import atomic
-
-SCHEMA = "vqvae_tf.export/1"
 
 
 def model_id(model):
