@@ -23,7 +23,7 @@ from vqvae_tf.export.api import QUANTIZATIONS as EXPORT_QUANTIZATIONS
 from vqvae_tf.models.networks import DOWNSAMPLE_FACTORS as DOWNSAMPLE
 from vqvae_tf.quantizers import QUANTIZERS as _QUANTIZER_REGISTRY
 from vqvae_tf.training.distribute import STRATEGIES
-from vqvae_tf.utils.atomic import atomic_output
+from vqvae_tf.utils.atomic import write_bytes
 from vqvae_tf.utils.checks import check_choice, check_int, check_number
 
 # Each list of names comes from the module that implements the names (the
@@ -244,8 +244,7 @@ class TrainConfig:
 
     def save(self, path):
         """Writes the config as JSON, atomically."""
-        with atomic_output(path) as temp:
-            Path(temp).write_text(self.to_json())
+        write_bytes(path, self.to_json().encode())
 
     def incompatible_fields(self, other):
         """Names of fields that differ from `other` and may not change on resume."""

@@ -63,7 +63,7 @@ def train_and_evaluate(config: TrainConfig, workdir, *, overwrite: bool = False)
     Raises:
         ConfigError: bad config, or `workdir` holds a run whose config
             differs in a field outside `RESUMABLE_FIELDS`.
-        vqvae_tf.data.datasets.DatasetError, vqvae_tf.training.distribute.StrategyError,
+        vqvae_tf.data.DatasetError, vqvae_tf.training.distribute.StrategyError,
         export.ExportError: bad data, strategy or export settings.
         OSError: `workdir` cannot be written.
         NonFiniteLossError: the loss became NaN or infinite.
