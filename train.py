@@ -8,7 +8,7 @@ The prior stage reads the VQ-VAE of --workdir (model.keras, config.json) and
 writes WORKDIR/prior/ (prior.keras, prior_metrics.json, samples.png); sample
 more with `python -m vqvae_tf.sample`.
 
-Outputs go to --workdir (see vqvae_tf/training.py). Run the same command again
+Outputs go to --workdir (see vqvae_tf/training/loop.py). Run the same command again
 after an interruption to resume; --overwrite starts afresh. On resume only
 --epochs, --validation_steps, --strategy, --jit_compile, the export flags,
 --num_samples and --keras_verbose may change (raising --epochs of a cosine run

@@ -1,6 +1,6 @@
 """Rate-distortion of the .vqz codec against Pillow JPEG and WebP, encode time, peak memory.
 
-On the held-out photos (`vqvae_tf.data.datasets.PHOTOS_VALIDATION`, whole) and any
+On the held-out photos (`vqvae_tf.data.PHOTOS_VALIDATION`, whole) and any
 folder given with --folder:
 
 * every shipped codec model (vqvae_tf/pretrained/), packed and static (and
@@ -40,7 +40,7 @@ from vqvae_tf import codec  # noqa: E402
 
 from vqvae_tf.codec import evaluation as codec_eval
 from vqvae_tf.utils import atomic  # noqa: E402
-from vqvae_tf.data.image_io import PHOTOS_VALIDATION, load_photo  # noqa: E402
+from vqvae_tf.data.embedded_photos import PHOTOS_VALIDATION, load_photo  # noqa: E402
 
 QUALITIES = list(range(1, 21)) + list(range(25, 96, 5))
 RESULTS = ROOT / "bench" / "results"

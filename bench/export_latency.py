@@ -67,7 +67,8 @@ def main(argv):
     import onnxruntime
 
     from vqvae_tf.export.api import export_model
-    from vqvae_tf.data.image_io import load_photo, photo_names, tiles
+    from vqvae_tf.data.embedded_photos import load_photo, photo_names
+    from vqvae_tf.data.image_arrays import tiles
     from vqvae_tf.codec.lite_runtime import LiteDecoder, LiteEncoder
     from vqvae_tf.models.vqvae import VQVAE
 

@@ -3,7 +3,7 @@
 Two parts, one per run:
 
 `--photos`: the image codec (`python -m vqvae_tf.codec`) on the held-out
-photos (`vqvae_tf.data.datasets.PHOTOS_VALIDATION`, whole) with a shipped model
+photos (`vqvae_tf.data.PHOTOS_VALIDATION`, whole) with a shipped model
 (default d8k512) and its shipped prior: `.vqz` bytes of the packed, static
 and prior methods (the same codes, so identical reconstructions, which the
 run checks), the savings, and compress / decompress wall time, plus the
@@ -127,7 +127,7 @@ def photo_streams(args):
     from PIL import Image
 
     from vqvae_tf import codec
-    from vqvae_tf.data.image_io import PHOTOS_VALIDATION, load_photo
+    from vqvae_tf.data.embedded_photos import PHOTOS_VALIDATION, load_photo
 
     model = codec.load_model(args.model, num_threads=args.threads)
     _, load_seconds = _timed(model.prior)

@@ -1,4 +1,4 @@
-"""Tests for vqvae_tf.data.datasets: every dataset source, the split rules and errors."""
+"""Tests for vqvae_tf.data: every dataset source, the split rules and errors."""
 
 import gzip
 import logging
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqvae_tf.data import datasets as data
-from vqvae_tf.data.datasets import DatasetError, make_datasets
+import vqvae_tf.data as data
+from vqvae_tf.data import DatasetError, make_datasets
 
 MNIST_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
 
@@ -376,9 +376,9 @@ def test_tfds_missing_package_message():
     ("imagenet:/x", {}, "unknown dataset scheme 'imagenet'.*photos, mnist, digits"),
     ("folder", {}, r"needs an argument: folder:PATH"),
     ("photos:x", {}, "takes no argument"),
-    ("photos", {"channels": 2}, "channels must be None, 1 or 3, got 2"),
-    ("photos", {"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
-    ("photos", {"validation_fraction": 1.5}, r"validation_fraction must be in \(0, 1\)"),
+    ("photos", {"channels": 2}, "`channels` must be one of None, 1, 3; received 2"),
+    ("photos", {"batch_size": 0}, "`batch_size` must be an int >= 1; received 0"),
+    ("photos", {"validation_fraction": 1.5}, "`validation_fraction` must be a finite number > 0.0 and < 1.0; received 1.5"),
     ("photos", {"image_size": 4096}, "larger than every training photo"),
     ("photos", {"with_labels": True}, "photos has no labels"),
     ("digits", {"batch_size": 500, "validation_drop_remainder": True},

@@ -20,7 +20,8 @@ from vqvae_tf import export
 from vqvae_tf.export import metadata  # noqa: F401  (export.metadata below)
 from vqvae_tf.export.api import ExportError, export_model
 from vqvae_tf.utils import atomic
-from vqvae_tf.data.image_io import load_photo, tiles
+from vqvae_tf.data.embedded_photos import load_photo
+from vqvae_tf.data.image_arrays import tiles
 from vqvae_tf.codec.lite_runtime import LiteDecoder, LiteEncoder
 from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
 from vqvae_tf.models.vqvae import VQVAE
@@ -164,7 +165,7 @@ def test_tflite_dynamic_keeps_search_float32(exported):
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from vqvae_tf.export.tflite import _CONVOLUTIONS, _OP, _code, _quantized, _search_ops, float_kept_ops
+    from vqvae_tf.export.tflite_graph import CONVOLUTIONS, OP, float_kept_ops, is_quantized, op_code, search_ops
 
     for name in ("encoder", "vqvae"):
         content = (exported / f"tflite/{name}_dynamic.tflite").read_bytes()
@@ -172,15 +173,15 @@ def test_tflite_dynamic_keeps_search_float32(exported):
         float_kept = int8_weights = 0
         for graph in model.subgraphs:
             kept = {id(op) for op in float_kept_ops(model, graph)}
-            assert {id(op) for op in _search_ops(model, graph)} <= kept
+            assert {id(op) for op in search_ops(model, graph)} <= kept
             for op in graph.operators:
-                code = _code(model, op)
-                if code != _OP.FULLY_CONNECTED and code not in _CONVOLUTIONS:
+                code = op_code(model, op)
+                if code != OP.FULLY_CONNECTED and code not in CONVOLUTIONS:
                     continue
                 weights = graph.tensors[op.inputs[1]]
                 if id(op) in kept:
-                    assert weights.type == schema.TensorType.FLOAT32 and not _quantized(weights)
-                    float_kept += code == _OP.FULLY_CONNECTED
+                    assert weights.type == schema.TensorType.FLOAT32 and not is_quantized(weights)
+                    float_kept += code == OP.FULLY_CONNECTED
                 else:
                     int8_weights += weights.type == schema.TensorType.INT8
         assert float_kept >= 1 and int8_weights >= 4  # the search is float, the rest still int8
@@ -219,21 +220,21 @@ def _tflite_model_bytes(content):
 def test_tflite_int8_search_weights_are_float16(exported):
     from tensorflow.lite.python import schema_py_generated as schema
 
-    from vqvae_tf.export.tflite import _OP, _code, _search_ops
+    from vqvae_tf.export.tflite_graph import OP, op_code, search_ops
 
     for name in ("encoder", "vqvae"):
         model = _tflite_model(exported / f"tflite/{name}_int8.tflite")
         searches = 0
         for graph in model.subgraphs:
             producer = {out: op for op in graph.operators for out in op.outputs}
-            for op in _search_ops(model, graph):
-                if _code(model, op) != _OP.FULLY_CONNECTED:
+            for op in search_ops(model, graph):
+                if op_code(model, op) != OP.FULLY_CONNECTED:
                     continue
                 # The search multiplies in float32 by weights stored as float16.
                 weights = graph.tensors[op.inputs[1]]
                 assert weights.type == schema.TensorType.FLOAT32 and model.buffers[weights.buffer].data is None
                 source = producer[op.inputs[1]]
-                assert _code(model, source) == _OP.DEQUANTIZE
+                assert op_code(model, source) == OP.DEQUANTIZE
                 constant = graph.tensors[source.inputs[0]]
                 assert constant.type == schema.TensorType.FLOAT16 and list(constant.shape) == [64, 32]
                 searches += 1
@@ -243,13 +244,13 @@ def test_tflite_int8_search_weights_are_float16(exported):
 def test_tflite_int8_has_no_standalone_relu(exported):
     from tensorflow.lite.python import schema_py_generated as schema
 
-    from vqvae_tf.export.tflite import _OP, _code
+    from vqvae_tf.export.tflite_graph import OP, op_code
 
     # Each residual block's pre-activation RELU runs fused into a copy of its
     # producer (`fuse_standalone_relus`): XNNPACK does not take a standalone int8 RELU.
     for name in ("encoder", "decoder", "vqvae"):
         model = _tflite_model(exported / f"tflite/{name}_int8.tflite")
-        relus = [op for graph in model.subgraphs for op in graph.operators if _code(model, op) == _OP.RELU
+        relus = [op for graph in model.subgraphs for op in graph.operators if op_code(model, op) == OP.RELU
                  and graph.tensors[op.inputs[0]].type == schema.TensorType.INT8]
         assert not relus, name
 
@@ -258,7 +259,8 @@ def test_fuse_standalone_relus_keeps_outputs():
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from vqvae_tf.export.tflite import _OP, _code, fuse_standalone_relus
+    from vqvae_tf.export.tflite import fuse_standalone_relus
+    from vqvae_tf.export.tflite_graph import OP, op_code
 
     # A residual block: the skip reads the convolution's output un-activated,
     # so the converter leaves relu(x) as a standalone RELU (and relu(x + y) too).
@@ -279,7 +281,7 @@ def test_fuse_standalone_relus_keeps_outputs():
 
     def relus(content):
         tree = _tflite_model_bytes(content)
-        return sum(_code(tree, op) == _OP.RELU for graph in tree.subgraphs for op in graph.operators)
+        return sum(op_code(tree, op) == OP.RELU for graph in tree.subgraphs for op in graph.operators)
 
     assert relus(original) == 2 and relus(fused) == 0
     assert fuse_standalone_relus(fused) == fused  # nothing left to fuse
@@ -305,15 +307,15 @@ def test_fuse_standalone_relus_keeps_outputs():
 
 
 def test_tflite_decoders_have_no_transposed_convolution(exported):
-    from vqvae_tf.export.tflite import _OP, _code
+    from vqvae_tf.export.tflite_graph import OP, op_code
 
     # Decoders upsample with pad, convolution, depth-to-space and slice, all
     # delegated to XNNPACK; TRANSPOSE_CONV with a run-time output shape is not.
     for quantization in export.QUANTIZATIONS:
         for name in ("decoder", "vqvae"):
             model = _tflite_model(exported / f"tflite/{name}_{quantization}.tflite")
-            codes = {_code(model, op) for graph in model.subgraphs for op in graph.operators}
-            assert _OP.TRANSPOSE_CONV not in codes and _OP.DEPTH_TO_SPACE in codes, (name, quantization)
+            codes = {op_code(model, op) for graph in model.subgraphs for op in graph.operators}
+            assert OP.TRANSPOSE_CONV not in codes and OP.DEPTH_TO_SPACE in codes, (name, quantization)
 
 
 def test_tflite_int8_io(trained, data, tmp_path):

@@ -54,16 +54,16 @@ def test_config_json_round_trip(tmp_path):
 
 @pytest.mark.parametrize("field, value, words", [
     ("image_size", 18, "multiple of downsample=4"),
-    ("downsample", 3, "downsample must be one of"),
-    ("epochs", 0, "epochs must be an integer >= 1"),
-    ("learning_rate", 0.0, "learning_rate must be > 0"),
-    ("decay", 1.0, "decay must be in [0.0, 1.0)"),
-    ("quantizer", "kmeans", "quantizer must be one of ema, vq, residual, fsq, gumbel"),
-    ("strategy", "gpu_farm", "strategy must be one of"),
+    ("downsample", 3, "`downsample` must be one of 2, 4, 8, 16"),
+    ("epochs", 0, "`epochs` must be an int >= 1"),
+    ("learning_rate", 0.0, "`learning_rate` must be a finite number > 0"),
+    ("decay", 1.0, "`decay` must be a finite number >= 0 and < 1"),
+    ("quantizer", "kmeans", "`quantizer` must be one of 'vq', 'ema', 'residual', 'fsq', 'gumbel'"),
+    ("strategy", "gpu_farm", "`strategy` must be one of"),
     ("export_formats", ("zip",), "export_formats must be a non-empty subset"),
     ("export_quantizations", ("int4",), "export_quantizations must be a non-empty subset"),
     ("kmeans_init", "yes", "kmeans_init must be a bool"),
-    ("lookup_dim", -1, "lookup_dim must be an integer >= 0"),
+    ("lookup_dim", -1, "`lookup_dim` must be an int >= 0"),
     ("augment", "yes", "augment must be a bool or None"),
 ])
 def test_config_rejects_bad_values(field, value, words):
@@ -81,12 +81,20 @@ def test_lookup_dim_reaches_the_quantizer_only_when_set():
     assert tiny().incompatible_fields(tiny(lookup_dim=3)) == ["lookup_dim"]
 
 
-def test_config_export_names_match_the_exporter():
+def test_train_flags_offer_exactly_the_names_of_their_owners():
     from vqvae_tf import export
-    from vqvae_tf.training import config
+    from vqvae_tf.models.networks import DOWNSAMPLE_FACTORS
+    from vqvae_tf.quantizers import QUANTIZERS
+    from vqvae_tf.training.distribute import STRATEGIES
 
-    assert config.EXPORT_FORMATS == export.FORMATS
-    assert config.EXPORT_QUANTIZATIONS == export.QUANTIZATIONS
+    def choices(flag):
+        return list(train.FLAGS[flag].parser.enum_values)
+
+    assert choices("quantizer") == list(QUANTIZERS)
+    assert choices("strategy") == list(STRATEGIES)
+    assert choices("downsample") == [str(d) for d in DOWNSAMPLE_FACTORS]
+    assert choices("export_formats") == list(export.FORMATS)
+    assert choices("export_quantizations") == list(export.QUANTIZATIONS)
 
 
 def test_config_files_from_before_lookup_dim_keep_searching_in_code_space():

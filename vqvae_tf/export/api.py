@@ -34,12 +34,12 @@ import numpy as np
 
 from vqvae_tf.export.errors import ExportError
 from vqvae_tf.export.opsets import check_opset
+from vqvae_tf.export.tflite import QUANTIZATIONS  # the TFLite converter owns the list of its variants
 from vqvae_tf.utils import atomic
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("saved_model", "tflite", "onnx")
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 __all__ = ["ExportError", "FORMATS", "QUANTIZATIONS", "export_model", "load_vqvae"]
 
 

@@ -37,9 +37,8 @@ import hashlib
 import keras
 import tensorflow as tf
 
+from vqvae_tf.codec.lite_runtime import SCHEMA  # the runtime that reads the sidecar owns its schema name
 from vqvae_tf.utils import atomic, fingerprint
-
-SCHEMA = "vqvae_tf.export/1"
 
 
 def model_id(model):

@@ -1,6 +1,6 @@
 """ONNX models (tf2onnx) of the `encode`, `decode` and `reconstruct` endpoints.
 
-tf2onnx logs an unsupported op and writes a model that cannot run (DESIGN.md
+tf2onnx logs an unsupported op and writes a model that cannot run (docs/design.md,
 fact 10), so every converted model is loaded in onnxruntime and run once on
 a small input before it is accepted. Inputs and outputs carry the names of
 the SavedModel signatures (`images`, `codes`, `reconstruction`) and named

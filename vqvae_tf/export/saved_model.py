@@ -2,7 +2,7 @@
 
 The archive is written with `keras.export.ExportArchive`, so reloading it
 needs TensorFlow only (no Keras, no `vqvae_tf`). Every endpoint is traced
-with `autograph=False` (DESIGN.md fact 9) and accepts any batch and any
+with `autograph=False` (docs/design.md, fact 9) and accepts any batch and any
 spatial size that is a multiple of the model's downsampling factor.
 
 | signature                       | input                                 | output                                      |

@@ -2,9 +2,10 @@
 
 Keras's own `ModelCheckpoint` and `BackupAndRestore` write their files in
 place, so a kill during a save leaves a truncated `.keras` zip or `.h5` file
-behind and the next run cannot load it. The subclasses here write to a temp
-file next to the target and `os.replace` it, so every file on disk is either
-the previous complete version or the new complete version.
+behind and the next run cannot load it. The subclasses here write through
+`vqvae_tf.utils.atomic` (a temp file next to the target, renamed onto it),
+so every file on disk is either the previous complete version or the new
+complete version.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vqvae_tf.utils.atomic import atomic_output, save_model
+from vqvae_tf.utils.atomic import atomic_output, save_model, write_json
 from vqvae_tf.utils.image_grid import comparison_grid, save_comparison_grid
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         with atomic_output(self._weights_path) as temp:
             self.model.save_weights(str(temp), overwrite=True)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        with atomic_output(self._training_metadata_path) as temp:
-            Path(temp).write_text(json.dumps(metadata))
+        write_json(self._training_metadata_path, metadata, indent=None)
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):

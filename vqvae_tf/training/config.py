@@ -18,19 +18,19 @@ import dataclasses
 import json
 from pathlib import Path
 
-from vqvae_tf.utils.atomic import atomic_output
+from vqvae_tf.export.api import FORMATS as EXPORT_FORMATS
+from vqvae_tf.export.api import QUANTIZATIONS as EXPORT_QUANTIZATIONS
+from vqvae_tf.models.networks import DOWNSAMPLE_FACTORS as DOWNSAMPLE
+from vqvae_tf.quantizers import QUANTIZERS as _QUANTIZER_REGISTRY
+from vqvae_tf.training.distribute import STRATEGIES
+from vqvae_tf.utils.atomic import write_bytes
+from vqvae_tf.utils.checks import check_choice, check_int, check_number
 
-# Same names as `vqvae_tf.quantizers.registry.QUANTIZERS` (checked by the tests); this
-# module stays free of TensorFlow so the CLI can validate flags before the
-# slow import.
-QUANTIZERS = ("ema", "vq", "residual", "fsq", "gumbel")
+# Each list of names comes from the module that implements the names (the
+# flags of train.py are these lists); only the config's own choices are here.
+QUANTIZERS = tuple(_QUANTIZER_REGISTRY)
 LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16", "auto")
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
-# Same names as `export.FORMATS` / `export.QUANTIZATIONS` (checked by the tests).
-EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
-EXPORT_QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-DOWNSAMPLE = (2, 4, 8, 16)
 
 #: Fields that may change between a run and its resumption: they change how
 #: long or where training runs and what happens afterwards, not what the
@@ -39,7 +39,6 @@ RESUMABLE_FIELDS = frozenset(
     {"epochs", "validation_steps", "strategy", "jit_compile", "export", "export_formats",
      "export_quantizations", "num_samples", "verbose"}
 )
-
 
 
 class ConfigError(ValueError):
@@ -152,23 +151,15 @@ class TrainConfig:
                               ("residual_units", 1), ("num_residual_blocks", 0), ("seed", 0),
                               ("num_samples", 1), ("verbose", 0), ("num_stages", 1),
                               ("lookup_dim", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"{name} must be an integer >= {minimum}; received {value!r}.")
-        for name, low, high in (("learning_rate", 0.0, None), ("commitment_cost", 0.0, None),
-                                ("decay", 0.0, 1.0), ("dead_code_threshold", 0.0, None),
-                                ("quantizer_dropout", 0.0, 1.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                raise ConfigError(f"{name} must be a number; received {value!r}.")
-            if value < low or (high is not None and value >= high) or (name == "learning_rate" and value == 0):
-                bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-                bound = "> 0" if name == "learning_rate" else bound
-                raise ConfigError(f"{name} must be {bound}; received {value!r}.")
+            check_int(name, getattr(self, name), minimum, error=ConfigError)
+        check_number("learning_rate", self.learning_rate, 0, inclusive_min=False, error=ConfigError)
+        for name, maximum in (("commitment_cost", None), ("decay", 1), ("dead_code_threshold", None),
+                              ("quantizer_dropout", 1)):
+            check_number(name, getattr(self, name), 0, maximum, inclusive_max=False, error=ConfigError)
         for name, choices in (("quantizer", QUANTIZERS), ("lr_schedule", LR_SCHEDULES),
-                              ("mixed_precision", MIXED_PRECISION), ("strategy", STRATEGIES)):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"{name} must be one of {', '.join(choices)}; received {getattr(self, name)!r}.")
+                              ("mixed_precision", MIXED_PRECISION), ("strategy", STRATEGIES),
+                              ("downsample", DOWNSAMPLE)):
+            check_choice(name, getattr(self, name), choices, error=ConfigError)
         for name in ("kmeans_init", "l2_normalize", "jit_compile", "export"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool; received {getattr(self, name)!r}.")
@@ -176,8 +167,6 @@ class TrainConfig:
             raise ConfigError(f"augment must be a bool or None; received {self.augment!r}.")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset must be a non-empty spec such as 'photos'; received {self.dataset!r}.")
-        if self.downsample not in DOWNSAMPLE:
-            raise ConfigError(f"downsample must be one of {DOWNSAMPLE}; received {self.downsample!r}.")
         if self.image_size % self.downsample:
             raise ConfigError(
                 f"image_size must be a multiple of downsample={self.downsample}; received {self.image_size}."
@@ -255,8 +244,7 @@ class TrainConfig:
 
     def save(self, path):
         """Writes the config as JSON, atomically."""
-        with atomic_output(path) as temp:
-            Path(temp).write_text(self.to_json())
+        write_bytes(path, self.to_json().encode())
 
     def incompatible_fields(self, other):
         """Names of fields that differ from `other` and may not change on resume."""

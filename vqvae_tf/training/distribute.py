@@ -10,7 +10,7 @@ through collectives, so all workers must save in lockstep), the chief writes
 to the real directory and the other workers to a temporary one that is
 deleted when their process exits.
 
-Why `fit` exists (DESIGN.md fact 6): in keras 3.15.1 / TF 2.21,
+Why `fit` exists (docs/design.md, fact 6): in keras 3.15.1 / TF 2.21,
 `model.fit` under `MultiWorkerMirroredStrategy` fails when the train function
 is traced. `keras.src.backend.tensorflow.trainer.reduce_per_replica` reduces
 the step logs with `strategy.reduce("MEAN", value, axis=0)` in multi-worker
@@ -60,6 +60,8 @@ import threading
 import keras
 import tensorflow as tf
 
+from vqvae_tf.utils.checks import check_choice, check_int, is_int
+
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -95,8 +97,7 @@ def make_strategy(name="auto", *, tpu=None):
     Raises:
         StrategyError: unknown name, no TPU, or a missing/malformed `TF_CONFIG`.
     """
-    if not isinstance(name, str) or name not in STRATEGIES:
-        raise StrategyError(f"Unknown strategy {name!r}; expected one of {list(STRATEGIES)}.")
+    check_choice("strategy", name, STRATEGIES, error=StrategyError)
     if name == "auto":
         strategy = _tpu_strategy(tpu, required=False) or _local_strategy()
     elif name == "default":
@@ -186,7 +187,7 @@ def parse_tf_config(text):
             f"TF_CONFIG 'task' must be {{'type': one of {sorted(cluster)}, 'index': int}}; received {task!r}."
         )
     index = task.get("index")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task["type"]]):
+    if not is_int(index) or not 0 <= index < len(cluster[task["type"]]):
         raise StrategyError(
             f"TF_CONFIG task index must be an int in [0, {len(cluster[task['type']])}) for job "
             f"{task['type']!r}; received {index!r}."
@@ -323,8 +324,7 @@ def check_global_batch(global_batch, strategy=None):
     """
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
-    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
-        raise ValueError(f"The global batch size must be a positive int; received {global_batch!r}.")
+    global_batch = check_int("global_batch", global_batch, 1)
     if global_batch % replicas:
         raise ValueError(
             f"The global batch size {global_batch} is not divisible by the {replicas} replicas in sync "

@@ -16,16 +16,15 @@ trains through `vqvae_tf.training.distribute.fit` and, on the chief, writes:
     workdir/export/            SavedModel / TFLite / ONNX when config.export
 
 Killed at any moment, the same call resumes from the last completed epoch.
-Temp files a killed run left behind are removed on the next start.
+Temp files a killed run left behind are removed on the next start
+(`vqvae_tf.training.workdir`).
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
 import logging
-import math
-import shutil
 from pathlib import Path
 
 import keras
@@ -33,14 +32,14 @@ import numpy as np
 import tensorflow as tf
 
 from vqvae_tf.training import callbacks as cb
-from vqvae_tf.utils.atomic import atomic_output, remove_partial_files
-from vqvae_tf.training.config import ConfigError, TrainConfig
+from vqvae_tf.training.config import TrainConfig
+from vqvae_tf.training.workdir import (OUTPUTS, best_so_far, check_writable, prepare_workdir, read_history,
+                                       truncate_history)
 
 logger = logging.getLogger(__name__)
 
-#: Outputs of a run in its workdir; `overwrite=True` deletes exactly these.
-OUTPUTS = ("config.json", "model.keras", "best.keras", "backup", "history.csv", "tensorboard",
-           "samples", "export")
+__all__ = ["OUTPUTS", "build_model", "learning_rate_schedule", "make_callbacks", "resolve_mixed_precision",
+           "train_and_evaluate"]
 
 
 def train_and_evaluate(config: TrainConfig, workdir, *, overwrite: bool = False) -> dict:
@@ -64,74 +63,122 @@ def train_and_evaluate(config: TrainConfig, workdir, *, overwrite: bool = False)
     Raises:
         ConfigError: bad config, or `workdir` holds a run whose config
             differs in a field outside `RESUMABLE_FIELDS`.
-        vqvae_tf.data.datasets.DatasetError, vqvae_tf.training.distribute.StrategyError,
+        vqvae_tf.data.DatasetError, vqvae_tf.training.distribute.StrategyError,
         export.ExportError: bad data, strategy or export settings.
         OSError: `workdir` cannot be written.
         NonFiniteLossError: the loss became NaN or infinite.
     """
     from vqvae_tf.training import distribute  # the strategy factory imports more of TF
 
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig; received {type(config).__name__}.")
-    config.validate()
+    config, strategy = _resolve(config)
     workdir = Path(workdir)
-    strategy = distribute.make_strategy(config.strategy)
-    distribute.check_global_batch(config.batch_size, strategy)
-    config = dataclasses.replace(config, mixed_precision=resolve_mixed_precision(config.mixed_precision, strategy))
     chief = distribute.is_chief(strategy)
-    # Under multi-worker training every worker runs the same callbacks and
-    # saves in lockstep (saving reads variables through collectives); the
-    # chief writes to `workdir`, the others to throwaway directories.
-    if chief:
-        _check_writable(workdir)
-    outdir = Path(distribute.worker_dir(workdir, strategy))
-    _prepare_workdir(outdir, config, overwrite if chief else False)
+    outdir = _open_workdir(workdir, config, strategy, overwrite)
     initial_epoch = cb.read_backup_epoch(workdir / "backup")
     if initial_epoch >= config.epochs and (workdir / "model.keras").exists():
-        export_dir = None
-        if chief and config.export and not _export_is_current(workdir):
-            # Killed during the export: the training is done, the export is not.
-            export_dir = _export(keras.models.load_model(workdir / "model.keras"), workdir / "export", config)
-        logger.info("%s already finished %d of %d epochs; nothing to do.", workdir, initial_epoch, config.epochs)
-        return _result(workdir, config, "already_finished", initial_epoch, 0, export_dir)
+        return _finished(workdir, config, initial_epoch, chief)
     if initial_epoch:
         logger.info("Resuming %s from epoch %d of %d.", workdir, initial_epoch, config.epochs)
-
-    from vqvae_tf.data.datasets import make_datasets
-
-    bundle = make_datasets(config.dataset, image_size=config.image_size, batch_size=config.batch_size,
-                           seed=config.seed, augment=config.augment)
+    bundle = _datasets(config)
     logger.info("Data: %s", bundle.description)
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32" if config.mixed_precision == "none" else config.mixed_precision)
-    try:
+    with _global_policy(config.mixed_precision):
         keras.utils.set_random_seed(config.seed)
-        with strategy.scope():
-            model = build_model(config, bundle.channels, bundle.data_variance)
-            if initial_epoch:
-                # Restoring before fit skips the k-means initialisation that
-                # fit would otherwise run (and BackupAndRestore overwrite).
-                model.optimizer.build(model.trainable_variables)
-                model.load_weights(workdir / "backup" / "latest.weights.h5")
-        _truncate_history(outdir / "history.csv", initial_epoch)
-        callbacks = make_callbacks(config, outdir, bundle, strategy, backup_dir=workdir / "backup")
-        # The same stream as an uninterrupted run: skip the batches of the
-        # epochs already trained.
-        train = bundle.train.skip(initial_epoch * config.steps_per_epoch) if initial_epoch else bundle.train
-        history = distribute.fit(
-            model, train, strategy=strategy, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-            validation_data=bundle.validation, validation_steps=config.validation_steps or None,
-            callbacks=callbacks, verbose=config.verbose,
-        )
-        export_dir = None
+        model = _build_or_restore(config, bundle, strategy, workdir / "backup", initial_epoch)
+        history = _fit(model, config, bundle, strategy, outdir, workdir / "backup", initial_epoch)
         cb.save_model(model, outdir / "model.keras")
+        export_dir = None
         if chief and config.export:
             export_dir = _export(model, workdir / "export", config, calibration=bundle.train)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
     epochs_run = len(next(iter(history.history.values()), [])) if history is not None else 0
     return _result(workdir, config, "trained", initial_epoch, epochs_run, export_dir,
                    history=None if chief else history.history)
+
+
+def _resolve(config):
+    """`(config, strategy)`: the checked config with its mixed-precision policy resolved, and its strategy."""
+    from vqvae_tf.training import distribute
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; received {type(config).__name__}.")
+    config.validate()
+    strategy = distribute.make_strategy(config.strategy)
+    distribute.check_global_batch(config.batch_size, strategy)
+    config = dataclasses.replace(config, mixed_precision=resolve_mixed_precision(config.mixed_precision, strategy))
+    return config, strategy
+
+
+def _open_workdir(workdir, config, strategy, overwrite):
+    """Checks and prepares the run's directories; returns this worker's output directory.
+
+    Under multi-worker training every worker runs the same callbacks and
+    saves in lockstep (saving reads variables through collectives); the
+    chief writes to `workdir`, the others to throwaway directories.
+    """
+    from vqvae_tf.training import distribute
+
+    chief = distribute.is_chief(strategy)
+    if chief:
+        check_writable(workdir)
+    outdir = Path(distribute.worker_dir(workdir, strategy))
+    prepare_workdir(outdir, config, overwrite if chief else False)
+    return outdir
+
+
+def _finished(workdir, config, initial_epoch, chief):
+    """The result of a run that has trained every epoch; finishes its export if a kill cut it short."""
+    export_dir = None
+    if chief and config.export and not _export_is_current(workdir):
+        # Killed during the export: the training is done, the export is not.
+        export_dir = _export(keras.models.load_model(workdir / "model.keras"), workdir / "export", config)
+    logger.info("%s already finished %d of %d epochs; nothing to do.", workdir, initial_epoch, config.epochs)
+    return _result(workdir, config, "already_finished", initial_epoch, 0, export_dir)
+
+
+def _datasets(config):
+    """The `DatasetBundle` of the run (the same for training and for re-export calibration)."""
+    from vqvae_tf.data.datasets import make_datasets
+
+    return make_datasets(config.dataset, image_size=config.image_size, batch_size=config.batch_size,
+                         seed=config.seed, augment=config.augment)
+
+
+@contextlib.contextmanager
+def _global_policy(mixed_precision):
+    """Keras's global dtype policy set to `mixed_precision` ("none": float32), restored on exit."""
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32" if mixed_precision == "none" else mixed_precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _build_or_restore(config, bundle, strategy, backup_dir, initial_epoch):
+    """The model in `strategy`'s scope, with the backup's weights and optimizer when resuming."""
+    with strategy.scope():
+        model = build_model(config, bundle.channels, bundle.data_variance)
+        if initial_epoch:
+            # Restoring before fit skips the k-means initialisation that
+            # fit would otherwise run (and BackupAndRestore overwrite).
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(backup_dir / "latest.weights.h5")
+    return model
+
+
+def _fit(model, config, bundle, strategy, outdir, backup_dir, initial_epoch):
+    """Trains from `initial_epoch` to `config.epochs`; returns the Keras `History`."""
+    from vqvae_tf.training import distribute
+
+    truncate_history(outdir / "history.csv", initial_epoch)
+    callbacks = make_callbacks(config, outdir, bundle, strategy, backup_dir=backup_dir)
+    # The same stream as an uninterrupted run: skip the batches of the
+    # epochs already trained.
+    train = bundle.train.skip(initial_epoch * config.steps_per_epoch) if initial_epoch else bundle.train
+    return distribute.fit(
+        model, train, strategy=strategy, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+        validation_data=bundle.validation, validation_steps=config.validation_steps or None,
+        callbacks=callbacks, verbose=config.verbose,
+    )
 
 
 def build_model(config, channels, data_variance):
@@ -141,7 +188,7 @@ def build_model(config, channels, data_variance):
     model = VQVAE(**config.model_kwargs(channels, data_variance))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(config)),
                   jit_compile=config.jit_compile)
-    # BackupAndRestore needs a built model (DESIGN.md fact 7).
+    # BackupAndRestore needs a built model (docs/design.md, fact 7).
     model.build((None, config.image_size, config.image_size, channels))
     return model
 
@@ -187,7 +234,7 @@ def _cpu_has_bfloat16():
 
 
 def make_callbacks(config, workdir, bundle, strategy=None, backup_dir=None):
-    """The callback list; the order matters (see `NaNGuard`, `_truncate_history`).
+    """The callback list; the order matters (see `NaNGuard`, `truncate_history`).
 
     Every worker gets the same list; `workdir` is the worker's own output
     directory (see `vqvae_tf.training.distribute.worker_dir`), `backup_dir` the
@@ -206,10 +253,10 @@ def make_callbacks(config, workdir, bundle, strategy=None, backup_dir=None):
     return extra + [
         cb.NaNGuard(),
         # Before the backup: a kill between the two repeats the epoch,
-        # and _truncate_history drops the row of the repeated epoch.
+        # and truncate_history drops the row of the repeated epoch.
         keras.callbacks.CSVLogger(str(history_path), append=True),
         cb.AtomicModelCheckpoint(str(workdir / "best.keras"), monitor="val_loss", save_best_only=True,
-                                 initial_value_threshold=_best_so_far(history_path)),
+                                 initial_value_threshold=best_so_far(history_path)),
         keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False, update_freq="epoch"),
         cb.ReconstructionSamples(samples, workdir / "samples", log_dir=workdir / "tensorboard" / "samples"),
         cb.CodeUsageHistogram(workdir / "tensorboard" / "code_usage"),
@@ -233,93 +280,6 @@ def _sample_images(validation, count):
     return batch[::step][:count]
 
 
-def _check_writable(workdir):
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        with atomic_output(workdir / ".write-check") as temp:
-            temp.write_bytes(b"")
-        (workdir / ".write-check").unlink()
-    except OSError as error:
-        raise OSError(error.errno, f"workdir {workdir} is not writable: {error.strerror or error}") from None
-
-
-def _prepare_workdir(workdir, config, overwrite):
-    _check_writable(workdir)
-    if overwrite:
-        for name in OUTPUTS:
-            path = workdir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    leftovers = remove_partial_files(workdir)
-    # The exporter stages in `.export.tmp-*` (and parks the old export in
-    # `.export.old-*`) next to `export/`; a kill can leave those behind.
-    for staging in list(workdir.glob(".export.tmp-*")) + list(workdir.glob(".export.old-*")):
-        shutil.rmtree(staging, ignore_errors=True)
-        leftovers.append(staging)
-    for temp in leftovers:
-        logger.info("Removed %s, left behind by an interrupted run.", temp)
-    config_path = workdir / "config.json"
-    if config_path.exists():
-        try:
-            saved = TrainConfig.load(config_path)
-        except (ConfigError, TypeError) as error:
-            raise ConfigError(f"{config_path} is not a config this version can resume ({error}); "
-                              "use overwrite or another workdir.") from None
-        differing = saved.incompatible_fields(config)
-        if differing:
-            details = ", ".join(f"{k}: saved {getattr(saved, k)!r}, requested {getattr(config, k)!r}"
-                                for k in differing)
-            raise ConfigError(
-                f"workdir {workdir} holds a run with a different configuration ({details}); only "
-                f"{', '.join(sorted(_resumable()))} may change on resume. Use overwrite or another workdir."
-            )
-    elif any((workdir / name).exists() for name in ("backup", "model.keras")):
-        raise ConfigError(f"workdir {workdir} holds training outputs but no config.json; use overwrite "
-                          "or another workdir.")
-    config.save(config_path)
-
-
-def _resumable():
-    from vqvae_tf.training.config import RESUMABLE_FIELDS
-
-    return RESUMABLE_FIELDS
-
-
-def _read_history(path):
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    good = []
-    for row in rows:
-        try:
-            good.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()})
-        except (TypeError, ValueError):
-            continue  # a row cut short by a kill
-    return good
-
-
-def _truncate_history(path, initial_epoch):
-    """Keeps the rows of the epochs the backup holds (0-based epoch < initial_epoch)."""
-    if not path.exists():
-        return
-    rows = [r for r in _read_history(path) if r["epoch"] < initial_epoch]
-    if not rows:
-        path.unlink()
-        return
-    with atomic_output(path) as temp, open(temp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _best_so_far(path):
-    losses = [r["val_loss"] for r in _read_history(path) if math.isfinite(r.get("val_loss", math.nan))]
-    return min(losses) if losses else None
-
-
 def _export(model, out_dir, config, calibration=None):
     """Exports `model`; int8 TFLite is calibrated on training images.
 
@@ -333,10 +293,7 @@ def _export(model, out_dir, config, calibration=None):
     representative = None
     if "int8" in config.export_quantizations and "tflite" in config.export_formats:
         if calibration is None:
-            from vqvae_tf.data.datasets import make_datasets
-
-            calibration = make_datasets(config.dataset, image_size=config.image_size, batch_size=config.batch_size,
-                                        seed=config.seed, augment=config.augment).train
+            calibration = _datasets(config).train
         representative = calibration.take(max(1, 256 // config.batch_size))
     return export.export_model(model, out_dir, formats=config.export_formats,
                                quantizations=config.export_quantizations,
@@ -350,7 +307,7 @@ def _export_is_current(workdir):
 
 def _result(workdir, config, status, initial_epoch, epochs_run, export_dir, history=None):
     if history is None:
-        rows = _read_history(workdir / "history.csv")
+        rows = read_history(workdir / "history.csv")
         history = {k: [r[k] for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
     final = {k: v[-1] for k, v in history.items() if v}
     return dict(history=history, final=final, epochs_run=epochs_run, initial_epoch=initial_epoch,
