@@ -24,76 +24,126 @@ from vqvae_tf.training import config as cfg
 
 _DEFAULTS = cfg.TrainConfig()
 
-flags.DEFINE_enum("stage", "vqvae", ["vqvae", "prior"],
-                  "vqvae: train (and export) the VQ-VAE; prior: train a prior on the codes of --workdir's VQ-VAE.")
+flags.DEFINE_enum(
+    "stage",
+    "vqvae",
+    ["vqvae", "prior"],
+    "vqvae: train (and export) the VQ-VAE; prior: train a prior on the codes of --workdir's VQ-VAE.",
+)
 flags.DEFINE_string("workdir", "runs/default", "Directory of the run's outputs (resumed if it holds one).")
 flags.DEFINE_enum("prior", "pixelcnn", ["pixelcnn", "transformer"], "Prior model (--stage=prior).")
 flags.DEFINE_bool("prior_conditional", False, "Class-conditional prior (labelled data, --stage=prior).")
 flags.DEFINE_integer("prior_steps", 2000, "Prior training steps (--stage=prior).", lower_bound=1)
 flags.DEFINE_integer("prior_layers", 4, "Gated layers / Transformer blocks (--stage=prior).", lower_bound=1)
 flags.DEFINE_bool("overwrite", False, "Delete the outputs of a previous run in --workdir first.")
-flags.DEFINE_string("dataset", _DEFAULTS.dataset, "photos | digits | mnist:DIR | folder:DIR | npz:FILE | "
-                    "npy:FILE | tfrecord:GLOB | tfds:NAME[:SPLIT].")
-flags.DEFINE_bool("augment", _DEFAULTS.augment, "Random rotations, reflections, hue and saturation of the "
-                  "training crops (unset: on for photos, off for other datasets).")
+flags.DEFINE_string(
+    "dataset",
+    _DEFAULTS.dataset,
+    "photos | digits | mnist:DIR | folder:DIR | npz:FILE | npy:FILE | tfrecord:GLOB | tfds:NAME[:SPLIT].",
+)
+flags.DEFINE_bool(
+    "augment",
+    _DEFAULTS.augment,
+    "Random rotations, reflections, hue and saturation of the "
+    "training crops (unset: on for photos, off for other datasets).",
+)
 flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Side of the square training images.", lower_bound=4)
-flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs (may be raised to continue a finished run).",
-                     lower_bound=1)
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs (may be raised to continue a finished run).", lower_bound=1)
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch, "Training steps per epoch.", lower_bound=1)
-flags.DEFINE_integer("validation_steps", _DEFAULTS.validation_steps,
-                     "Validation batches per epoch; 0 = the whole validation set.", lower_bound=0)
+flags.DEFINE_integer(
+    "validation_steps",
+    _DEFAULTS.validation_steps,
+    "Validation batches per epoch; 0 = the whole validation set.",
+    lower_bound=0,
+)
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size (all replicas).", lower_bound=1)
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Peak Adam learning rate.", lower_bound=1e-9,
-                   upper_bound=1.0)
+flags.DEFINE_float(
+    "learning_rate", _DEFAULTS.learning_rate, "Peak Adam learning rate.", lower_bound=1e-9, upper_bound=1.0
+)
 flags.DEFINE_enum("lr_schedule", _DEFAULTS.lr_schedule, cfg.LR_SCHEDULES, "Learning-rate schedule.")
 flags.DEFINE_integer("warmup_steps", _DEFAULTS.warmup_steps, "Linear warmup steps (cosine).", lower_bound=0)
-flags.DEFINE_enum("quantizer", _DEFAULTS.quantizer, cfg.QUANTIZERS,
-                  "ema: EMA codebook; vq: trained codebook; residual: EMA stages; fsq: finite scalar "
-                  "quantization; gumbel: Gumbel-softmax.")
+flags.DEFINE_enum(
+    "quantizer",
+    _DEFAULTS.quantizer,
+    cfg.QUANTIZERS,
+    "ema: EMA codebook; vq: trained codebook; residual: EMA stages; fsq: finite scalar "
+    "quantization; gumbel: Gumbel-softmax.",
+)
 flags.DEFINE_integer("num_stages", _DEFAULTS.num_stages, "Residual stages (quantizer=residual).", lower_bound=1)
-flags.DEFINE_float("quantizer_dropout", _DEFAULTS.quantizer_dropout,
-                   "Probability of training on a random prefix of the stages (quantizer=residual).",
-                   lower_bound=0.0, upper_bound=0.999)
+flags.DEFINE_float(
+    "quantizer_dropout",
+    _DEFAULTS.quantizer_dropout,
+    "Probability of training on a random prefix of the stages (quantizer=residual).",
+    lower_bound=0.0,
+    upper_bound=0.999,
+)
 flags.DEFINE_float("commitment_cost", _DEFAULTS.commitment_cost, "Commitment loss weight beta.", lower_bound=0.0)
 flags.DEFINE_float("decay", _DEFAULTS.decay, "EMA decay (quantizer=ema).", lower_bound=0.0, upper_bound=0.9999)
 flags.DEFINE_bool("kmeans_init", _DEFAULTS.kmeans_init, "Initialise the codebook by k-means.")
-flags.DEFINE_float("dead_code_threshold", _DEFAULTS.dead_code_threshold,
-                   "Restart codes used less than this often per step (0 = never).", lower_bound=0.0)
+flags.DEFINE_float(
+    "dead_code_threshold",
+    _DEFAULTS.dead_code_threshold,
+    "Restart codes used less than this often per step (0 = never).",
+    lower_bound=0.0,
+)
 flags.DEFINE_bool("l2_normalize", _DEFAULTS.l2_normalize, "Cosine-similarity codes.")
-flags.DEFINE_integer("lookup_dim", _DEFAULTS.lookup_dim,
-                     "Search the codebook in a learned projection of this many dimensions "
-                     "(0 or >= --code_dim: in the code space itself).", lower_bound=0)
+flags.DEFINE_integer(
+    "lookup_dim",
+    _DEFAULTS.lookup_dim,
+    "Search the codebook in a learned projection of this many dimensions "
+    "(0 or >= --code_dim: in the code space itself).",
+    lower_bound=0,
+)
 flags.DEFINE_integer("num_codes", _DEFAULTS.num_codes, "Codebook size K.", lower_bound=2, upper_bound=1 << 20)
 flags.DEFINE_integer("code_dim", _DEFAULTS.code_dim, "Code vector size D.", lower_bound=1)
-flags.DEFINE_enum("downsample", str(_DEFAULTS.downsample), [str(d) for d in cfg.DOWNSAMPLE],
-                  "Spatial reduction from image to code map.")
+flags.DEFINE_enum(
+    "downsample",
+    str(_DEFAULTS.downsample),
+    [str(d) for d in cfg.DOWNSAMPLE],
+    "Spatial reduction from image to code map.",
+)
 flags.DEFINE_integer("hidden_units", _DEFAULTS.hidden_units, "Channels of the convolutions.", lower_bound=1)
-flags.DEFINE_integer("residual_units", _DEFAULTS.residual_units, "Channels inside residual blocks.",
-                     lower_bound=1)
+flags.DEFINE_integer("residual_units", _DEFAULTS.residual_units, "Channels inside residual blocks.", lower_bound=1)
 flags.DEFINE_integer("num_residual_blocks", _DEFAULTS.num_residual_blocks, "Residual blocks.", lower_bound=0)
 flags.DEFINE_enum("strategy", _DEFAULTS.strategy, cfg.STRATEGIES, "tf.distribute strategy.")
-flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision, cfg.MIXED_PRECISION,
-                  "auto: bfloat16 on TPU and on CPUs with bfloat16 instructions, float16 on GPU.")
+flags.DEFINE_enum(
+    "mixed_precision",
+    _DEFAULTS.mixed_precision,
+    cfg.MIXED_PRECISION,
+    "auto: bfloat16 on TPU and on CPUs with bfloat16 instructions, float16 on GPU.",
+)
 flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the train step (slower on CPU).")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights, data order and quantizer.", lower_bound=0)
 flags.DEFINE_bool("export", _DEFAULTS.export, "Export the final model to WORKDIR/export.")
-flags.DEFINE_multi_enum("export_formats", list(_DEFAULTS.export_formats), cfg.EXPORT_FORMATS,
-                        "Export formats (repeat the flag).")
-flags.DEFINE_multi_enum("export_quantizations", list(_DEFAULTS.export_quantizations), cfg.EXPORT_QUANTIZATIONS,
-                        "TFLite variants (repeat the flag); int8 is calibrated on training images.")
-flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples, "Images in the sample grids.", lower_bound=1,
-                     upper_bound=64)
+flags.DEFINE_multi_enum(
+    "export_formats", list(_DEFAULTS.export_formats), cfg.EXPORT_FORMATS, "Export formats (repeat the flag)."
+)
+flags.DEFINE_multi_enum(
+    "export_quantizations",
+    list(_DEFAULTS.export_quantizations),
+    cfg.EXPORT_QUANTIZATIONS,
+    "TFLite variants (repeat the flag); int8 is calibrated on training images.",
+)
+flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples, "Images in the sample grids.", lower_bound=1, upper_bound=64)
 
-flags.DEFINE_integer("keras_verbose", _DEFAULTS.verbose, "Keras fit output: 1 progress bar, 2 a line per epoch, "
-                     "0 none.", lower_bound=0, upper_bound=2)
+flags.DEFINE_integer(
+    "keras_verbose",
+    _DEFAULTS.verbose,
+    "Keras fit output: 1 progress bar, 2 a line per epoch, 0 none.",
+    lower_bound=0,
+    upper_bound=2,
+)
 
 flags.register_multi_flags_validator(
-    ["image_size", "downsample"], lambda f: f["image_size"] % int(f["downsample"]) == 0,
-    message="--image_size must be a multiple of --downsample.")
+    ["image_size", "downsample"],
+    lambda f: f["image_size"] % int(f["downsample"]) == 0,
+    message="--image_size must be a multiple of --downsample.",
+)
 flags.register_multi_flags_validator(
     ["learning_rate", "lr_schedule", "warmup_steps", "epochs", "steps_per_epoch"],
     lambda f: f["lr_schedule"] != "cosine" or f["warmup_steps"] < f["epochs"] * f["steps_per_epoch"],
-    message="--warmup_steps must be smaller than --epochs x --steps_per_epoch.")
+    message="--warmup_steps must be smaller than --epochs x --steps_per_epoch.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -123,9 +173,15 @@ def run(make_config, workdir, overwrite=False):
         logging.error("train.py: %s", " ".join(str(error).split()))
         return EXIT_BAD_INPUT
     final = result["final"]
-    logging.info("%s after %d epochs (%d in this run): val_loss %.4f, val_psnr %.2f dB; outputs in %s",
-                 result["status"], result["initial_epoch"] + result["epochs_run"], result["epochs_run"],
-                 final.get("val_loss", float("nan")), final.get("val_psnr", float("nan")), result["workdir"])
+    logging.info(
+        "%s after %d epochs (%d in this run): val_loss %.4f, val_psnr %.2f dB; outputs in %s",
+        result["status"],
+        result["initial_epoch"] + result["epochs_run"],
+        result["epochs_run"],
+        final.get("val_loss", float("nan")),
+        final.get("val_psnr", float("nan")),
+        result["workdir"],
+    )
     return 0
 
 
@@ -136,16 +192,27 @@ def run_prior(workdir):
     from vqvae_tf.training.prior_training import PriorConfig, train_prior
 
     try:
-        config = PriorConfig(kind=FLAGS.prior, conditional=FLAGS.prior_conditional, steps=FLAGS.prior_steps,
-                             num_layers=FLAGS.prior_layers, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-                             strategy=FLAGS.strategy, verbose=FLAGS.keras_verbose)
+        config = PriorConfig(
+            kind=FLAGS.prior,
+            conditional=FLAGS.prior_conditional,
+            steps=FLAGS.prior_steps,
+            num_layers=FLAGS.prior_layers,
+            batch_size=FLAGS.batch_size,
+            seed=FLAGS.seed,
+            strategy=FLAGS.strategy,
+            verbose=FLAGS.keras_verbose,
+        )
         metrics = train_prior(config, workdir, Path(workdir) / "prior")
     except (ValueError, OSError) as error:
         logging.error("train.py: %s", " ".join(str(error).split()))
         return EXIT_BAD_INPUT
-    logging.info("prior: test NLL %.3f bits/code (unigram %.3f), VQ-VAE + prior bound %.3f bits/dim; outputs in %s",
-                 metrics["bits_per_code"], metrics["unigram_bits_per_code"], metrics["bits_per_dim"],
-                 Path(workdir) / "prior")
+    logging.info(
+        "prior: test NLL %.3f bits/code (unigram %.3f), VQ-VAE + prior bound %.3f bits/dim; outputs in %s",
+        metrics["bits_per_code"],
+        metrics["unigram_bits_per_code"],
+        metrics["bits_per_dim"],
+        Path(workdir) / "prior",
+    )
     return 0
 
 

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.quantizers.code_search import nearest_codes, plan_search  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
 
 MIB = 2**20
 TARGET_TIME_RATIO = 1.3  # chunked time / one-shot time
@@ -102,9 +102,17 @@ def child(args):
 
 def _measure_memory(args, budget, codes_path):
     command = [
-        sys.executable, __file__, "--child", "--num-vectors", str(args.num_vectors),
-        "--num-codes", str(args.num_codes), "--code-dim", str(args.code_dim),
-        "--codes-out", str(codes_path),
+        sys.executable,
+        __file__,
+        "--child",
+        "--num-vectors",
+        str(args.num_vectors),
+        "--num-codes",
+        str(args.num_codes),
+        "--code-dim",
+        str(args.code_dim),
+        "--codes-out",
+        str(codes_path),
     ]
     if budget is not None:
         command += ["--budget", str(budget)]
@@ -134,7 +142,9 @@ def main():
     parser.add_argument("--code-dim", type=int, default=64)
     parser.add_argument("--budgets-mib", type=float, nargs="+", default=[256, 64, 16, 4])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "chunked_search.json")
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).resolve().parent / "results" / "chunked_search.json"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--codes-out", type=Path, default=None, help=argparse.SUPPRESS)
@@ -157,27 +167,32 @@ def main():
     for budget in budgets:
         plan = plan_search(args.num_vectors, args.num_codes, budget)
         rise = memory[budget]["peak_rss_after_bytes"] - memory[budget]["rss_before_bytes"]
-        rows.append({
-            "budget_bytes": budget,
-            "rows_per_chunk": plan.rows_per_chunk,
-            "codes_per_chunk": plan.codes_per_chunk,
-            "num_row_chunks": plan.num_row_chunks,
-            "num_code_chunks": plan.num_code_chunks,
-            "score_block_bytes": plan.score_block_bytes,
-            "peak_rss_rise_bytes": rise,
-            "peak_rss_bytes": memory[budget]["peak_rss_after_bytes"],
-            "peak_reset_before_search": memory[budget]["peak_reset"],
-            "under_budget": None if budget is None else rise <= budget,
-            "median_s": times[budget],
-            "time_vs_one_shot": times[budget] / one_shot,
-            "codes_equal_one_shot": bool(np.array_equal(codes[budget], codes[None])),
-        })
+        rows.append(
+            {
+                "budget_bytes": budget,
+                "rows_per_chunk": plan.rows_per_chunk,
+                "codes_per_chunk": plan.codes_per_chunk,
+                "num_row_chunks": plan.num_row_chunks,
+                "num_code_chunks": plan.num_code_chunks,
+                "score_block_bytes": plan.score_block_bytes,
+                "peak_rss_rise_bytes": rise,
+                "peak_rss_bytes": memory[budget]["peak_rss_after_bytes"],
+                "peak_reset_before_search": memory[budget]["peak_reset"],
+                "under_budget": None if budget is None else rise <= budget,
+                "median_s": times[budget],
+                "time_vs_one_shot": times[budget] / one_shot,
+                "codes_equal_one_shot": bool(np.array_equal(codes[budget], codes[None])),
+            }
+        )
 
     print(
         f"N={args.num_vectors} K={args.num_codes} D={args.code_dim}; one-shot score matrix "
         f"{full_bytes / MIB:.0f} MiB; {args.rounds} interleaved rounds; load avg {os.getloadavg()}"
     )
-    print(f"{'budget MiB':>10} {'blocks':>9} {'peak rise MiB':>13} {'under':>6} {'median s':>9} {'x one-shot':>10} {'exact':>6}")
+    print(
+        f"{'budget MiB':>10} {'blocks':>9} {'peak rise MiB':>13} {'under':>6} "
+        f"{'median s':>9} {'x one-shot':>10} {'exact':>6}"
+    )
     for row in rows:
         budget = "none" if row["budget_bytes"] is None else f"{row['budget_bytes'] / MIB:g}"
         blocks = f"{row['num_row_chunks']}x{row['num_code_chunks']}"
@@ -188,9 +203,17 @@ def main():
         )
     result = {
         "config": {
-            "num_vectors": args.num_vectors, "num_codes": args.num_codes, "code_dim": args.code_dim,
-            "rounds": args.rounds, "load_average_at_end": os.getloadavg(), "tensorflow": tf.__version__,
-            "memory_measure": "rise of VmHWM (resident high-water mark, reset through /proc/self/clear_refs just before the search) above the resident size just before the search, fresh warmed-up subprocess per variant",
+            "num_vectors": args.num_vectors,
+            "num_codes": args.num_codes,
+            "code_dim": args.code_dim,
+            "rounds": args.rounds,
+            "load_average_at_end": os.getloadavg(),
+            "tensorflow": tf.__version__,
+            "memory_measure": (
+                "rise of VmHWM (resident high-water mark, reset through /proc/self/clear_refs just before "
+                "the search) above the resident size just before the search, fresh warmed-up subprocess "
+                "per variant"
+            ),
             "target_time_ratio": TARGET_TIME_RATIO,
         },
         "variants": rows,

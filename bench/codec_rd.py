@@ -37,10 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vqvae_tf import codec  # noqa: E402
-
 from vqvae_tf.codec import evaluation as codec_eval
-from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.data.embedded_photos import PHOTOS_VALIDATION, load_photo  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
 
 QUALITIES = list(range(1, 21)) + list(range(25, 96, 5))
 RESULTS = ROOT / "bench" / "results"
@@ -79,8 +78,11 @@ def baseline_curves(images):
             for name, image in images.items():
                 data = codec_eval.pillow_encode(image, fmt, quality)
                 decoded = codec_eval.pillow_decode(data, image)
-                per_image[name] = dict(bits_per_pixel=8 * len(data) / (image.shape[0] * image.shape[1]),
-                                       psnr=codec_eval.psnr(image, decoded), ms_ssim=codec_eval.ms_ssim(image, decoded))
+                per_image[name] = dict(
+                    bits_per_pixel=8 * len(data) / (image.shape[0] * image.shape[1]),
+                    psnr=codec_eval.psnr(image, decoded),
+                    ms_ssim=codec_eval.ms_ssim(image, decoded),
+                )
             points.append(dict(quality=quality, per_image=per_image, **_mean(per_image.values())))
         curves[fmt.lower()] = points
     return curves
@@ -102,19 +104,28 @@ def codec_points(images, models, threads):
             for row in rows.values():
                 for fmt in ("jpeg", "webp"):
                     row[f"{fmt}_gain_db"] = row["psnr"] - row[fmt]["psnr"] if row[fmt]["reached"] else None
-            point = dict(model=name, method=method, downsample=model.downsample, num_codes=model.num_codes,
-                         per_image=rows, **_mean(rows.values()))
+            point = dict(
+                model=name,
+                method=method,
+                downsample=model.downsample,
+                num_codes=model.num_codes,
+                per_image=rows,
+                **_mean(rows.values()),
+            )
             for fmt in ("jpeg", "webp"):
                 matched = [r[fmt] for r in rows.values()]
                 point[f"{fmt}_matched"] = dict(**_mean(matched), all_reached=all(m["reached"] for m in matched))
                 gains = [r[f"{fmt}_gain_db"] for r in rows.values() if r[f"{fmt}_gain_db"] is not None]
                 point[f"{fmt}_gain_db"] = float(np.mean(gains)) if gains else None
             points.append(point)
-            print(f"{name:>10} {method:<7} bpp {point['bits_per_pixel']:.4f}  PSNR {point['psnr']:.2f}  "
-                  f"MS-SSIM {point['ms_ssim']:.4f} | JPEG {point['jpeg_matched']['bits_per_pixel']:.4f} bpp "
-                  f"{point['jpeg_matched']['psnr']:.2f} dB {point['jpeg_matched']['ms_ssim']:.4f} | WebP "
-                  f"{point['webp_matched']['bits_per_pixel']:.4f} bpp {point['webp_matched']['psnr']:.2f} dB "
-                  f"{point['webp_matched']['ms_ssim']:.4f}", flush=True)
+            print(
+                f"{name:>10} {method:<7} bpp {point['bits_per_pixel']:.4f}  PSNR {point['psnr']:.2f}  "
+                f"MS-SSIM {point['ms_ssim']:.4f} | JPEG {point['jpeg_matched']['bits_per_pixel']:.4f} bpp "
+                f"{point['jpeg_matched']['psnr']:.2f} dB {point['jpeg_matched']['ms_ssim']:.4f} | WebP "
+                f"{point['webp_matched']['bits_per_pixel']:.4f} bpp {point['webp_matched']['psnr']:.2f} dB "
+                f"{point['webp_matched']['ms_ssim']:.4f}",
+                flush=True,
+            )
     return points
 
 
@@ -150,13 +161,17 @@ def encode_times(models, repeats, threads):
         for fmt in codec_eval.FORMATS:
             quality = codec_eval.match_quality(photo, fmt, bpp)["quality"]
             timings[f"{fmt.lower()}_quality"] = quality
-            timings[f"{fmt.lower()}_encode_s"] = median_seconds(lambda: codec_eval.pillow_encode(photo, fmt, quality),
-                                                                repeats)
+            timings[f"{fmt.lower()}_encode_s"] = median_seconds(
+                lambda: codec_eval.pillow_encode(photo, fmt, quality), repeats
+            )
         result["models"][name] = timings
-        print(f"encode 768x512 {name}: network {timings['network_only_s'] * 1e3:.1f} ms, compress "
-              f"{timings['compress_packed_s'] * 1e3:.1f} ms, decompress {timings['decompress_s'] * 1e3:.1f} ms; "
-              f"JPEG q{timings['jpeg_quality']} {timings['jpeg_encode_s'] * 1e3:.1f} ms, WebP "
-              f"q{timings['webp_quality']} {timings['webp_encode_s'] * 1e3:.1f} ms", flush=True)
+        print(
+            f"encode 768x512 {name}: network {timings['network_only_s'] * 1e3:.1f} ms, compress "
+            f"{timings['compress_packed_s'] * 1e3:.1f} ms, decompress {timings['decompress_s'] * 1e3:.1f} ms; "
+            f"JPEG q{timings['jpeg_quality']} {timings['jpeg_encode_s'] * 1e3:.1f} ms, WebP "
+            f"q{timings['webp_quality']} {timings['webp_encode_s'] * 1e3:.1f} ms",
+            flush=True,
+        )
     return result
 
 
@@ -191,17 +206,28 @@ def peak_memory(tmp):
     result = dict(image="coffee resized to 4000x3000 (PNG)", models={})
     for name in (codec.DEFAULT_MODEL,):
         entry = {}
-        for mode, src, dst in (("compress", source, tmp / f"{name}.vqz"),
-                               ("decompress", tmp / f"{name}.vqz", tmp / f"{name}.png")):
-            done = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, mode, name, str(src), str(dst)],
-                                  capture_output=True, text=True, env=env, check=True)
+        for mode, src, dst in (
+            ("compress", source, tmp / f"{name}.vqz"),
+            ("decompress", tmp / f"{name}.vqz", tmp / f"{name}.png"),
+        ):
+            done = subprocess.run(
+                [sys.executable, "-c", _MEMORY_CHILD, mode, name, str(src), str(dst)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
             before, peak, seconds = done.stdout.split()
-            entry[mode] = dict(peak_rss_mib=int(peak) / 1024, rss_after_imports_mib=int(before) / 1024,
-                               seconds=float(seconds))
+            entry[mode] = dict(
+                peak_rss_mib=int(peak) / 1024, rss_after_imports_mib=int(before) / 1024, seconds=float(seconds)
+            )
         result["models"][name] = entry
-        print(f"4000x3000 {name}: compress peak RSS {entry['compress']['peak_rss_mib']:.0f} MiB "
-              f"({entry['compress']['seconds']:.1f} s), decompress {entry['decompress']['peak_rss_mib']:.0f} MiB "
-              f"({entry['decompress']['seconds']:.1f} s)", flush=True)
+        print(
+            f"4000x3000 {name}: compress peak RSS {entry['compress']['peak_rss_mib']:.0f} MiB "
+            f"({entry['compress']['seconds']:.1f} s), decompress {entry['decompress']['peak_rss_mib']:.0f} MiB "
+            f"({entry['decompress']['seconds']:.1f} s)",
+            flush=True,
+        )
     return result
 
 
@@ -285,9 +311,16 @@ def main(argv):
     if FLAGS.memory:
         with tempfile.TemporaryDirectory() as tmp:
             memory = peak_memory(Path(tmp))
-    result = dict(images={k: list(v.shape) for k, v in images.items()}, qualities=QUALITIES, codec=points,
-                  baselines=curves, encode_time=times, memory=memory, load_average=os.getloadavg(),
-                  command="TF_CPP_MIN_LOG_LEVEL=2 python " + " ".join(sys.argv))
+    result = dict(
+        images={k: list(v.shape) for k, v in images.items()},
+        qualities=QUALITIES,
+        codec=points,
+        baselines=curves,
+        encode_time=times,
+        memory=memory,
+        load_average=os.getloadavg(),
+        command="TF_CPP_MIN_LOG_LEVEL=2 python " + " ".join(sys.argv),
+    )
     atomic.write_json(out, result, indent=1, default=float)
     draw_plot(curves, points, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")

@@ -40,15 +40,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.data.datasets import make_datasets  # noqa: E402
 from vqvae_tf.models.gaussian_vae import GaussianVAE  # noqa: E402
+from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 from vqvae_tf.priors.likelihood import nll_per_code, vqvae_bits_per_dim  # noqa: E402
 from vqvae_tf.training.code_files import extract_codes  # noqa: E402
 from vqvae_tf.training.decoder_likelihood import fit_decoder_scale, reconstruction_nats  # noqa: E402
 from vqvae_tf.training.prior_config import PriorConfig  # noqa: E402
 from vqvae_tf.training.prior_training import build_prior  # noqa: E402
-from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
 
 DATASETS = {
     "mnist": (f"mnist:{REPO.parent / 'shared' / 'data' / 'mnist'}", 28),
@@ -74,25 +74,40 @@ def run(name, args):
     # augment=False: the recorded results predate augmentation; the bench compares models, not data.
     bundle = make_datasets(spec, image_size=size, batch_size=args.batch, seed=0, augment=False)
     arch = dict(downsample=4, hidden_units=args.hidden, residual_units=args.hidden // 2, num_residual_blocks=2)
-    result = {"dataset": bundle.description, "image_size": size, "channels": bundle.channels,
-              "latent_grid": [size // 4, size // 4]}
+    result = {
+        "dataset": bundle.description,
+        "image_size": size,
+        "channels": bundle.channels,
+        "latent_grid": [size // 4, size // 4],
+    }
 
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
-    vqvae = VQVAE(input_channels=bundle.channels, num_codes=args.num_codes, code_dim=args.code_dim,
-                  quantizer="ema", quantizer_config={"kmeans_init": True, "seed": 0},
-                  data_variance=bundle.data_variance, **arch)
+    vqvae = VQVAE(
+        input_channels=bundle.channels,
+        num_codes=args.num_codes,
+        code_dim=args.code_dim,
+        quantizer="ema",
+        quantizer_config={"kmeans_init": True, "seed": 0},
+        data_variance=bundle.data_variance,
+        **arch,
+    )
     vqvae.compile(optimizer=keras.optimizers.Adam(args.lr))
     vqvae.fit(bundle.train, steps_per_epoch=args.steps, epochs=1, verbose=0)
     with tempfile.TemporaryDirectory() as tmp:
         train_codes, _ = extract_codes(vqvae, bundle.train.take(args.code_batches), Path(tmp) / "train.npz")
         test_codes, _ = extract_codes(vqvae, bundle.validation, Path(tmp) / "test.npz")
     map_shape = train_codes.shape[1:]
-    config = PriorConfig(kind="pixelcnn", channels=args.prior_channels, num_layers=args.prior_layers,
-                         learning_rate=args.prior_lr)
+    config = PriorConfig(
+        kind="pixelcnn", channels=args.prior_channels, num_layers=args.prior_layers, learning_rate=args.prior_lr
+    )
     prior = build_prior(config, args.num_codes, map_shape)
-    codes_ds = (tf.data.Dataset.from_tensor_slices(train_codes).shuffle(len(train_codes), seed=0).repeat()
-                .batch(args.batch, drop_remainder=True))
+    codes_ds = (
+        tf.data.Dataset.from_tensor_slices(train_codes)
+        .shuffle(len(train_codes), seed=0)
+        .repeat()
+        .batch(args.batch, drop_remainder=True)
+    )
     prior.fit(codes_ds, steps_per_epoch=args.prior_steps, epochs=1, verbose=0)
     nll = nll_per_code(prior, test_codes)
     scale = fit_decoder_scale(vqvae, bundle.train.take(8))
@@ -148,21 +163,28 @@ def main():
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "likelihood.json")
     args = parser.parse_args()
 
-    results = {"command": " ".join([Path(sys.executable).name] + sys.argv), "settings": vars(args) | {"json": str(args.json)},
-               "likelihood": "discretized Gaussian over 256 levels, the same for both models",
-               "paper_cifar10_bits_per_dim": {"vae": 4.51, "vqvae": 4.67, "vimco": 5.14},
-               "results": {}}
+    results = {
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "settings": vars(args) | {"json": str(args.json)},
+        "likelihood": "discretized Gaussian over 256 levels, the same for both models",
+        "paper_cifar10_bits_per_dim": {"vae": 4.51, "vqvae": 4.67, "vimco": 5.14},
+        "results": {},
+    }
     for name in args.datasets.split(","):
         results["results"][name] = run(name, args)
     print(f"{'dataset':8s} {'model':8s} {'bits/dim':>9s} {'MSE':>9s} {'PSNR dB':>8s}  notes")
     for name, r in results["results"].items():
         v, q = r["vae"], r["vqvae"]
-        print(f"{name:8s} {'VAE':8s} {v['bits_per_dim']:9.3f} {v['mse']:9.5f} {v['psnr']:8.2f}  "
-              f"KL {v['kl_bits_per_dim']:.3f} + rec {v['reconstruction_bits_per_dim']:.3f} bits/dim, "
-              f"latent {r['latent_grid'][0]}x{r['latent_grid'][1]}x{v['latent_dim']}")
-        print(f"{name:8s} {'VQ-VAE':8s} {q['bits_per_dim']:9.3f} {q['mse']:9.5f} {q['psnr']:8.2f}  "
-              f"prior {q['prior_bits_per_dim']:.3f} + rec {q['reconstruction_bits_per_dim']:.3f} bits/dim, "
-              f"{q['prior_bits_per_code']:.2f} of {q['uniform_prior_bits_per_code']:.0f} bits/code")
+        print(
+            f"{name:8s} {'VAE':8s} {v['bits_per_dim']:9.3f} {v['mse']:9.5f} {v['psnr']:8.2f}  "
+            f"KL {v['kl_bits_per_dim']:.3f} + rec {v['reconstruction_bits_per_dim']:.3f} bits/dim, "
+            f"latent {r['latent_grid'][0]}x{r['latent_grid'][1]}x{v['latent_dim']}"
+        )
+        print(
+            f"{name:8s} {'VQ-VAE':8s} {q['bits_per_dim']:9.3f} {q['mse']:9.5f} {q['psnr']:8.2f}  "
+            f"prior {q['prior_bits_per_dim']:.3f} + rec {q['reconstruction_bits_per_dim']:.3f} bits/dim, "
+            f"{q['prior_bits_per_code']:.2f} of {q['uniform_prior_bits_per_code']:.0f} bits/code"
+        )
     atomic.write_json(args.json, results)
     print(f"wrote {args.json}")
 

@@ -53,31 +53,41 @@ sys.path.insert(0, str(REPO))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vqvae_tf.utils import atomic  # noqa: E402
-
 from vqvae_tf.codec import bitstream
-from vqvae_tf.utils.atomic import save_model  # noqa: E402
-from vqvae_tf.training.config import TrainConfig  # noqa: E402
+from vqvae_tf.codec.prior_coding import decode_codes, decode_prior_payload, encode_codes, encode_prior_payload  # noqa: E402
 from vqvae_tf.data.datasets import make_datasets  # noqa: E402
-from vqvae_tf.codec.prior_coding import (decode_codes, decode_prior_payload,  # noqa: E402
-                                   encode_codes, encode_prior_payload)
 from vqvae_tf.priors.loading import load_prior  # noqa: E402
 from vqvae_tf.training.code_files import load_codes  # noqa: E402
+from vqvae_tf.training.config import TrainConfig  # noqa: E402
+from vqvae_tf.training.loop import build_model  # noqa: E402
 from vqvae_tf.training.prior_config import PriorConfig  # noqa: E402
 from vqvae_tf.training.prior_samples import sample_images  # noqa: E402
 from vqvae_tf.training.prior_training import train_prior  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
+from vqvae_tf.utils.atomic import save_model  # noqa: E402
 from vqvae_tf.utils.image_grid import save_image_grid  # noqa: E402
-from vqvae_tf.training.loop import build_model  # noqa: E402
 
 MNIST = REPO.parent / "shared" / "data" / "mnist"
 RESULTS = REPO / "bench" / "results"
 
 
 def train_vqvae(workdir, args):
-    config = TrainConfig(dataset=f"mnist:{MNIST}", image_size=28, batch_size=64, num_codes=args.num_codes,
-                         code_dim=16, hidden_units=64, residual_units=32, num_residual_blocks=2, export=False,
-                         mixed_precision="none", lr_schedule="constant", learning_rate=1e-3,
-                         steps_per_epoch=args.steps, epochs=1)
+    config = TrainConfig(
+        dataset=f"mnist:{MNIST}",
+        image_size=28,
+        batch_size=64,
+        num_codes=args.num_codes,
+        code_dim=16,
+        hidden_units=64,
+        residual_units=32,
+        num_residual_blocks=2,
+        export=False,
+        mixed_precision="none",
+        lr_schedule="constant",
+        learning_rate=1e-3,
+        steps_per_epoch=args.steps,
+        epochs=1,
+    )
     bundle = make_datasets(config.dataset, image_size=28, batch_size=64)
     keras.utils.set_random_seed(0)
     model = build_model(config, bundle.channels, bundle.data_variance)
@@ -92,19 +102,27 @@ def stream_sizes(prior, codes, labels, num_codes, probabilities, check_every):
     model_id = bytes(16)
     for index, code_map in enumerate(codes):
         label = None if labels is None else int(labels[index])
-        packed = bitstream.encode_stream(code_map, num_codes=num_codes, model_id=model_id,
-                                         image_shape=(28, 28, 1), method="packed")
-        static = bitstream.encode_stream(code_map, num_codes=num_codes, model_id=model_id,
-                                         image_shape=(28, 28, 1), method="static",
-                                         code_probabilities=probabilities)
+        packed = bitstream.encode_stream(
+            code_map, num_codes=num_codes, model_id=model_id, image_shape=(28, 28, 1), method="packed"
+        )
+        static = bitstream.encode_stream(
+            code_map,
+            num_codes=num_codes,
+            model_id=model_id,
+            image_shape=(28, 28, 1),
+            method="static",
+            code_probabilities=probabilities,
+        )
         header_and_crc = len(packed) - -(-code_map.size * math.ceil(math.log2(num_codes)) // 8)
         params, payload = encode_prior_payload(prior, code_map, label)
         if index % check_every == 0:
             decoded = decode_prior_payload(prior, params, payload, code_map.shape)
             assert np.array_equal(decoded, code_map), f"map {index} did not decode exactly"
-        for method, stream, body in (("packed", len(packed), len(packed) - header_and_crc),
-                                     ("static", len(static), len(static) - header_and_crc - 8),
-                                     ("prior", header_and_crc + len(params) + len(payload), len(payload))):
+        for method, stream, body in (
+            ("packed", len(packed), len(packed) - header_and_crc),
+            ("static", len(static), len(static) - header_and_crc - 8),
+            ("prior", header_and_crc + len(params) + len(payload), len(payload)),
+        ):
             sizes[method]["stream"].append(stream)
             sizes[method]["payload"].append(body)
     # All maps in one payload: the ANS state is paid once, so this is the
@@ -145,18 +163,28 @@ def photo_streams(args):
         for method in codec.METHODS:
             data, encode_seconds = _timed(lambda: codec.compress_image(image, model, method))
             decoded[method], decode_seconds = _timed(lambda: codec.decompress_bytes(data, model))
-            row[method] = {"bytes": len(data), "bits_per_pixel": 8 * len(data) / (image.shape[0] * image.shape[1]),
-                           "encode_seconds": encode_seconds, "decode_seconds": decode_seconds}
+            row[method] = {
+                "bytes": len(data),
+                "bits_per_pixel": 8 * len(data) / (image.shape[0] * image.shape[1]),
+                "encode_seconds": encode_seconds,
+                "decode_seconds": decode_seconds,
+            }
         for method in ("static", "prior"):
             assert np.array_equal(decoded[method], decoded["packed"]), f"{name}: {method} decodes differently"
         row["prior_vs_packed"] = 1 - row["prior"]["bytes"] / row["packed"]["bytes"]
         row["prior_vs_static"] = 1 - row["prior"]["bytes"] / row["static"]["bytes"]
         row["static_vs_packed"] = 1 - row["static"]["bytes"] / row["packed"]["bytes"]
         rows[name] = row
-        print(f"{name:15s} {'x'.join(map(str, image.shape[:2])):>8s} " + " ".join(
-            f"{row[m]['bytes']:6d} B {row[m]['encode_seconds']:5.2f}/{row[m]['decode_seconds']:5.2f} s"
-            for m in codec.METHODS) + f"  prior vs packed {100 * row['prior_vs_packed']:5.1f}%  "
-            f"vs static {100 * row['prior_vs_static']:5.1f}%", flush=True)
+        print(
+            f"{name:15s} {'x'.join(map(str, image.shape[:2])):>8s} "
+            + " ".join(
+                f"{row[m]['bytes']:6d} B {row[m]['encode_seconds']:5.2f}/{row[m]['decode_seconds']:5.2f} s"
+                for m in codec.METHODS
+            )
+            + f"  prior vs packed {100 * row['prior_vs_packed']:5.1f}%  "
+            f"vs static {100 * row['prior_vs_static']:5.1f}%",
+            flush=True,
+        )
     held_out = [rows[name] for name in PHOTOS_VALIDATION]
     totals = {m: sum(r[m]["bytes"] for r in held_out) for m in codec.METHODS}
     pixels = sum(r["shape"][0] * r["shape"][1] for r in held_out)
@@ -169,13 +197,22 @@ def photo_streams(args):
         "mean_prior_vs_packed_per_photo": float(np.mean([r["prior_vs_packed"] for r in held_out])),
         "identical_reconstructions": True,
     }
-    print(f"held-out total  packed {totals['packed']} B, static {totals['static']} B, prior {totals['prior']} B: "
-          f"prior {100 * summary['prior_vs_packed']:.1f}% smaller than packed, "
-          f"{100 * summary['prior_vs_static']:.1f}% smaller than static; "
-          f"768x512 prior decode {rows['coffee_768x512']['prior']['decode_seconds']:.2f} s")
-    return {"model": model.name, "model_id": model.model_id, "prior": prior_info,
-            "prior_load_seconds": load_seconds, "threads": args.threads, "photos": rows, "held_out": summary,
-            "load_average": list(os.getloadavg())}
+    print(
+        f"held-out total  packed {totals['packed']} B, static {totals['static']} B, prior {totals['prior']} B: "
+        f"prior {100 * summary['prior_vs_packed']:.1f}% smaller than packed, "
+        f"{100 * summary['prior_vs_static']:.1f}% smaller than static; "
+        f"768x512 prior decode {rows['coffee_768x512']['prior']['decode_seconds']:.2f} s"
+    )
+    return {
+        "model": model.name,
+        "model_id": model.model_id,
+        "prior": prior_info,
+        "prior_load_seconds": load_seconds,
+        "threads": args.threads,
+        "photos": rows,
+        "held_out": summary,
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def _write_json(path, results):
@@ -207,15 +244,23 @@ def main():
         if not (workdir / "model.keras").exists():
             train_vqvae(workdir, args)
         priors = {
-            "pixelcnn": PriorConfig(kind="pixelcnn", channels=64, num_layers=4, steps=args.prior_steps,
-                                    learning_rate=1e-3),
-            "transformer": PriorConfig(kind="transformer", embed_dim=64, num_heads=4, num_layers=3,
-                                       steps=args.prior_steps, learning_rate=1e-3),
-            "pixelcnn_conditional": PriorConfig(kind="pixelcnn", conditional=True, channels=64, num_layers=4,
-                                                steps=args.prior_steps, learning_rate=1e-3, num_samples=10),
+            "pixelcnn": PriorConfig(
+                kind="pixelcnn", channels=64, num_layers=4, steps=args.prior_steps, learning_rate=1e-3
+            ),
+            "transformer": PriorConfig(
+                kind="transformer", embed_dim=64, num_heads=4, num_layers=3, steps=args.prior_steps, learning_rate=1e-3
+            ),
+            "pixelcnn_conditional": PriorConfig(
+                kind="pixelcnn",
+                conditional=True,
+                channels=64,
+                num_layers=4,
+                steps=args.prior_steps,
+                learning_rate=1e-3,
+                num_samples=10,
+            ),
         }
-        results = {"command": command, "settings": vars(args) | {
-            "workdir": str(args.workdir)}, "priors": {}}
+        results = {"command": command, "settings": vars(args) | {"workdir": str(args.workdir)}, "priors": {}}
         for name, config in priors.items():
             metrics = train_prior(config, workdir, workdir / name)
             prior = load_prior(workdir / name / "prior.keras")
@@ -223,9 +268,10 @@ def main():
             test_codes, test_labels = load_codes(workdir / name / "codes_validation.npz")
             counts = np.bincount(train_codes.ravel(), minlength=args.num_codes)
             probabilities = bitstream.code_probabilities_from_counts(counts)
-            labels = test_labels[:args.num_test] if config.conditional else None
-            sizes = stream_sizes(prior, test_codes[:args.num_test], labels, args.num_codes, probabilities,
-                                 args.check_every)
+            labels = test_labels[: args.num_test] if config.conditional else None
+            sizes = stream_sizes(
+                prior, test_codes[: args.num_test], labels, args.num_codes, probabilities, args.check_every
+            )
             results["priors"][name] = {
                 "test_nll_bits_per_code": metrics["bits_per_code"],
                 "unigram_bits_per_code": metrics["unigram_bits_per_code"],
@@ -244,16 +290,22 @@ def main():
         results["seconds"] = time.perf_counter() - start
 
     bits = math.ceil(math.log2(args.num_codes))
-    print(f"MNIST 7x7 code maps, K={args.num_codes} ({bits} bits/code packed), {args.num_test} held-out maps; "
-          "bytes per map (payload / whole .vqz stream)")
-    print(f"{'prior':22s} {'NLL b/code':>10s} {'unigram':>8s} {'-%':>6s} {'packed':>13s} {'static':>13s} "
-          f"{'prior':>13s} {'prior vs packed':>16s}")
+    print(
+        f"MNIST 7x7 code maps, K={args.num_codes} ({bits} bits/code packed), {args.num_test} held-out maps; "
+        "bytes per map (payload / whole .vqz stream)"
+    )
+    print(
+        f"{'prior':22s} {'NLL b/code':>10s} {'unigram':>8s} {'-%':>6s} {'packed':>13s} {'static':>13s} "
+        f"{'prior':>13s} {'prior vs packed':>16s}"
+    )
     for name, r in results["priors"].items():
         s = r["sizes_bytes_per_map"]
         cells = " ".join(f"{s[m]['payload']:5.1f} / {s[m]['stream']:5.1f}" for m in ("packed", "static", "prior"))
-        print(f"{name:22s} {r['test_nll_bits_per_code']:10.3f} {r['unigram_bits_per_code']:8.3f} "
-              f"{100 * r['nll_reduction_vs_unigram']:5.1f}% {cells} "
-              f"{100 * r['prior_vs_packed_payload']:6.1f}% / {100 * r['prior_vs_packed_stream']:4.1f}%")
+        print(
+            f"{name:22s} {r['test_nll_bits_per_code']:10.3f} {r['unigram_bits_per_code']:8.3f} "
+            f"{100 * r['nll_reduction_vs_unigram']:5.1f}% {cells} "
+            f"{100 * r['prior_vs_packed_payload']:6.1f}% / {100 * r['prior_vs_packed_stream']:4.1f}%"
+        )
     _write_json(RESULTS / "prior_coding.json", results)
 
 

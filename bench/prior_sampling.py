@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.priors.transformer import TransformerPrior  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
 
 
 def _time_sampling(prior, args, use_cache):

@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.quantizers.code_search import nearest_codes  # noqa: E402
 from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
 from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
 
 TARGET_VS_SONNET = 1.5  # our throughput / each Sonnet quantizer's
 TARGET_VS_MATMUL = 1.3  # our step time / one distance matmul's
@@ -64,7 +64,9 @@ def _tf_step(layer_call, variables, inputs, upstream, loss_key, quantized_key):
             tape.watch(inputs)
             out = layer_call(inputs)
             targets = [out[loss_key], out[quantized_key]]
-        grads = tape.gradient(targets, [inputs] + list(variables()), output_gradients=[tf.ones_like(targets[0]), upstream])
+        grads = tape.gradient(
+            targets, [inputs] + list(variables()), output_gradients=[tf.ones_like(targets[0]), upstream]
+        )
         return [g for g in grads if g is not None]
 
     return step
@@ -90,7 +92,12 @@ def _sonnet(kind, inputs, upstream, num_codes):
         )
     layer(inputs[:2], is_training=False)  # creates the variables
     return _tf_step(
-        lambda x: layer(x, is_training=True), lambda: [v for v in layer.variables if v.trainable], inputs, upstream, "loss", "quantize"
+        lambda x: layer(x, is_training=True),
+        lambda: [v for v in layer.variables if v.trainable],
+        inputs,
+        upstream,
+        "loss",
+        "quantize",
     )
 
 
@@ -123,7 +130,10 @@ def _torch_steps(inputs, upstream, num_codes, threads):
     }
     import vector_quantize_pytorch
 
-    versions = {"torch": torch.__version__, "vector_quantize_pytorch": getattr(vector_quantize_pytorch, "__version__", None)}
+    versions = {
+        "torch": torch.__version__,
+        "vector_quantize_pytorch": getattr(vector_quantize_pytorch, "__version__", None),
+    }
     return steps, versions
 
 
@@ -210,12 +220,13 @@ def main():
     times = measure(steps, args.rounds, args.warmup)
 
     matmul = times["matmul (N,D)x(D,K)"]["wall_median_s"]
-    for name, entry in times.items():
+    for entry in times.values():
         entry["vs_matmul"] = entry["wall_median_s"] / matmul
         entry["vectors_per_s"] = n / entry["wall_median_s"]
     ratios = {
         "ours VQ vs sonnet VQ (throughput)": times["sonnet VQ"]["wall_median_s"] / times["ours VQ"]["wall_median_s"],
-        "ours EMA vs sonnet EMA (throughput)": times["sonnet EMA"]["wall_median_s"] / times["ours EMA"]["wall_median_s"],
+        "ours EMA vs sonnet EMA (throughput)": times["sonnet EMA"]["wall_median_s"]
+        / times["ours EMA"]["wall_median_s"],
         "ours VQ step / matmul": times["ours VQ"]["vs_matmul"],
         "ours EMA step / matmul": times["ours EMA"]["vs_matmul"],
     }
@@ -249,9 +260,17 @@ def main():
 
     result = {
         "config": {
-            "num_vectors": n, "code_dim": d, "num_codes": k, "rounds": args.rounds, "warmup": args.warmup,
-            "threads": args.threads, "load_average_at_end": os.getloadavg(), "cpu": platform.processor(),
-            "tensorflow": tf.__version__, "sonnet": sonnet.__version__, "torch": torch_versions,
+            "num_vectors": n,
+            "code_dim": d,
+            "num_codes": k,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "threads": args.threads,
+            "load_average_at_end": os.getloadavg(),
+            "cpu": platform.processor(),
+            "tensorflow": tf.__version__,
+            "sonnet": sonnet.__version__,
+            "torch": torch_versions,
         },
         "times": times,
         "ratios_wall": ratios,

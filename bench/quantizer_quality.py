@@ -28,11 +28,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vqvae_tf.utils import atomic  # noqa: E402
 from vqvae_tf.data.datasets import make_datasets  # noqa: E402
-from vqvae_tf.quantizers.gumbel import GumbelTemperatureSchedule  # noqa: E402
-from vqvae_tf.quantizers.base import histogram_statistics  # noqa: E402
 from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
+from vqvae_tf.quantizers.base import histogram_statistics  # noqa: E402
+from vqvae_tf.quantizers.gumbel import GumbelTemperatureSchedule  # noqa: E402
+from vqvae_tf.utils import atomic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -45,19 +45,19 @@ VARIANTS = {
     "cosine_ema": ("ema", 512, dict(l2_normalize=True, kmeans_init=True, dead_code_threshold=1.0, seed=0)),
     "rotation_vq": ("vq", 512, dict(rotation_trick=True)),
     "ema_kmeans_restart_rotation": (
-        "ema", 512, dict(kmeans_init=True, dead_code_threshold=1.0, rotation_trick=True, seed=0)
+        "ema",
+        512,
+        dict(kmeans_init=True, dead_code_threshold=1.0, rotation_trick=True, seed=0),
     ),
-    "lowdim8_ema_kmeans_restart": (
-        "ema", 512, dict(kmeans_init=True, dead_code_threshold=1.0, lookup_dim=8, seed=0)
-    ),
-    "lowdim4_ema_kmeans_restart": (
-        "ema", 512, dict(kmeans_init=True, dead_code_threshold=1.0, lookup_dim=4, seed=0)
-    ),
+    "lowdim8_ema_kmeans_restart": ("ema", 512, dict(kmeans_init=True, dead_code_threshold=1.0, lookup_dim=8, seed=0)),
+    "lowdim4_ema_kmeans_restart": ("ema", 512, dict(kmeans_init=True, dead_code_threshold=1.0, lookup_dim=4, seed=0)),
     # The configuration that met the target on MNIST and photos
     # (>= 95% of the 512 codes used on held-out images, lower test MSE than
     # Sonnet's EMA): cosine codes in an 8-dimension lookup space.
     "cosine_lowdim8_ema_kmeans_restart": (
-        "ema", 512, dict(l2_normalize=True, kmeans_init=True, dead_code_threshold=1.0, lookup_dim=8, seed=0)
+        "ema",
+        512,
+        dict(l2_normalize=True, kmeans_init=True, dead_code_threshold=1.0, lookup_dim=8, seed=0),
     ),
     "residual_3x8": ("residual", 8, dict(num_stages=3, kmeans_init=True, dead_code_threshold=1.0, seed=0)),
     "fsq_8x8x8": ("fsq", 512, dict(levels=[8, 8, 8])),
@@ -92,8 +92,16 @@ class SonnetEMA(keras.layers.Layer):
         indices = tf.cast(out["encoding_indices"], tf.int32)
         counts, _, perplexity, usage = histogram_statistics(tf.reshape(indices, [-1]), self.num_codes)
         zero = tf.constant(0.0)
-        return dict(quantized=out["quantize"], loss=out["loss"], codebook_loss=zero, commitment_loss=zero,
-                    indices=indices, perplexity=perplexity, usage=usage, counts=counts)
+        return dict(
+            quantized=out["quantize"],
+            loss=out["loss"],
+            codebook_loss=zero,
+            commitment_loss=zero,
+            indices=indices,
+            perplexity=perplexity,
+            usage=usage,
+            counts=counts,
+        )
 
     def codes(self, inputs):
         return tf.cast(self.vq(inputs, is_training=False)["encoding_indices"], tf.int32)
@@ -101,8 +109,16 @@ class SonnetEMA(keras.layers.Layer):
 
 def build_model(variant, args, channels, data_variance):
     kind, num_codes, config = VARIANTS[variant]
-    common = dict(input_channels=channels, downsample=4, hidden_units=args.hidden, residual_units=args.residual,
-                  num_residual_blocks=2, num_codes=num_codes, code_dim=args.code_dim, data_variance=data_variance)
+    common = dict(
+        input_channels=channels,
+        downsample=4,
+        hidden_units=args.hidden,
+        residual_units=args.residual,
+        num_residual_blocks=2,
+        num_codes=num_codes,
+        code_dim=args.code_dim,
+        data_variance=data_variance,
+    )
     if kind == "sonnet":
         model = VQVAE(quantizer="ema", **common)
         model.quantizer = SonnetEMA(num_codes, args.code_dim, name="quantizer")
@@ -159,8 +175,9 @@ def main():
     parser.add_argument("--eval-batches", type=int, default=0, help="0 = the whole validation split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "quantizer_quality.json")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the rows of other variants already in --json (same setup required)")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the rows of other variants already in --json (same setup required)"
+    )
     args = parser.parse_args()
     variants = [v for v in args.only.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -177,8 +194,11 @@ def main():
         # Rows of the same training setup only: adding a variant to an
         # earlier run must not mix numbers from different models or steps.
         previous = json.loads(args.json.read_text())
-        mismatched = {k: (previous["config"].get(k), getattr(args, k)) for k in SHARED_SETUP
-                      if previous["config"].get(k) != getattr(args, k)}
+        mismatched = {
+            k: (previous["config"].get(k), getattr(args, k))
+            for k in SHARED_SETUP
+            if previous["config"].get(k) != getattr(args, k)
+        }
         if mismatched:
             parser.error(f"--merge: {args.json} was made with another setup (old, new): {mismatched}")
 
@@ -187,13 +207,18 @@ def main():
         for variant in variants:
             row = run(variant, dataset, args)
             rows.append(row)
-            print(f"{dataset:7s} {variant:30s} mse {row['test_mse']:.5f}  psnr {row['psnr']:6.2f} dB  "
-                  f"usage {100 * row['codebook_usage']:5.1f}%  ({row['train_seconds']:.0f} s)", flush=True)
+            print(
+                f"{dataset:7s} {variant:30s} mse {row['test_mse']:.5f}  psnr {row['psnr']:6.2f} dB  "
+                f"usage {100 * row['codebook_usage']:5.1f}%  ({row['train_seconds']:.0f} s)",
+                flush=True,
+            )
     print()
     print(f"{'dataset':8s}{'variant':31s}{'test MSE':>10s}{'PSNR dB':>9s}{'usage':>8s}")
     for row in rows:
-        print(f"{row['dataset']:8s}{row['variant']:31s}{row['test_mse']:10.5f}{row['psnr']:9.2f}"
-              f"{100 * row['codebook_usage']:7.1f}%")
+        print(
+            f"{row['dataset']:8s}{row['variant']:31s}{row['test_mse']:10.5f}{row['psnr']:9.2f}"
+            f"{100 * row['codebook_usage']:7.1f}%"
+        )
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     command = " ".join(sys.argv)
     for row in rows:
@@ -202,8 +227,11 @@ def main():
     if previous:
         earlier = previous.get("commands", [previous.get("command")])
         ran = {(row["dataset"], row["variant"]) for row in rows}
-        kept = [dict(row, command=row.get("command", earlier[0])) for row in previous["results"]
-                if (row["dataset"], row["variant"]) not in ran]
+        kept = [
+            dict(row, command=row.get("command", earlier[0]))
+            for row in previous["results"]
+            if (row["dataset"], row["variant"]) not in ran
+        ]
         rows, commands = kept + rows, earlier + commands
     atomic.write_json(args.json, dict(config=config, commands=commands, results=rows))
 

@@ -63,10 +63,18 @@ class Ours:
         previous = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy(policy)
         try:
-            self.model = VQVAE(input_channels=3, downsample=4, hidden_units=HIDDEN, residual_units=RESIDUAL,
-                               num_residual_blocks=BLOCKS, num_codes=NUM_CODES, code_dim=CODE_DIM,
-                               quantizer="ema", quantizer_config=dict(decay=DECAY, commitment_cost=COMMITMENT),
-                               data_variance=float(images.var()))
+            self.model = VQVAE(
+                input_channels=3,
+                downsample=4,
+                hidden_units=HIDDEN,
+                residual_units=RESIDUAL,
+                num_residual_blocks=BLOCKS,
+                num_codes=NUM_CODES,
+                code_dim=CODE_DIM,
+                quantizer="ema",
+                quantizer_config=dict(decay=DECAY, commitment_cost=COMMITMENT),
+                data_variance=float(images.var()),
+            )
             self.model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
             self.model.build((None, SIZE, SIZE, 3))
         finally:
@@ -86,8 +94,14 @@ class Ours:
             def on_epoch_end(self, epoch, logs=None):
                 times["end"] = time.perf_counter()
 
-        history = self.model.fit(data if data is not None else self.data, steps_per_epoch=steps, epochs=1,
-                                 verbose=0, callbacks=[Timer()], shuffle=False)
+        history = self.model.fit(
+            data if data is not None else self.data,
+            steps_per_epoch=steps,
+            epochs=1,
+            verbose=0,
+            callbacks=[Timer()],
+            shuffle=False,
+        )
         self.losses.append(float(history.history["loss"][-1]))
         return times["end"] - times["start"]
 
@@ -111,14 +125,28 @@ class Sonnet:
             def __call__(self, x):
                 return x + self.outer(tf.nn.relu(self.inner(tf.nn.relu(x))))
 
-        encoder = [snt.Conv2D(HIDDEN // 2, 4, stride=2), tf.nn.relu, snt.Conv2D(HIDDEN, 4, stride=2), tf.nn.relu,
-                   snt.Conv2D(HIDDEN, 3), *[Residual() for _ in range(BLOCKS)], tf.nn.relu,
-                   snt.Conv2D(CODE_DIM, 1)]
-        decoder = [snt.Conv2D(HIDDEN, 3), *[Residual() for _ in range(BLOCKS)], tf.nn.relu,
-                   snt.Conv2DTranspose(HIDDEN // 2, 4, stride=2), tf.nn.relu, snt.Conv2DTranspose(3, 4, stride=2)]
+        encoder = [
+            snt.Conv2D(HIDDEN // 2, 4, stride=2),
+            tf.nn.relu,
+            snt.Conv2D(HIDDEN, 4, stride=2),
+            tf.nn.relu,
+            snt.Conv2D(HIDDEN, 3),
+            *[Residual() for _ in range(BLOCKS)],
+            tf.nn.relu,
+            snt.Conv2D(CODE_DIM, 1),
+        ]
+        decoder = [
+            snt.Conv2D(HIDDEN, 3),
+            *[Residual() for _ in range(BLOCKS)],
+            tf.nn.relu,
+            snt.Conv2DTranspose(HIDDEN // 2, 4, stride=2),
+            tf.nn.relu,
+            snt.Conv2DTranspose(3, 4, stride=2),
+        ]
         self.encoder, self.decoder = snt.Sequential(encoder), snt.Sequential(decoder)
-        self.vq = snt.nets.VectorQuantizerEMA(embedding_dim=CODE_DIM, num_embeddings=NUM_CODES,
-                                              commitment_cost=COMMITMENT, decay=DECAY)
+        self.vq = snt.nets.VectorQuantizerEMA(
+            embedding_dim=CODE_DIM, num_embeddings=NUM_CODES, commitment_cost=COMMITMENT, decay=DECAY
+        )
         self.optimizer = snt.optimizers.Adam(LEARNING_RATE)
         self.batch = tf.constant(images[0])
         variance = float(images.var())
@@ -161,21 +189,34 @@ class Torch:
         class Residual(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(HIDDEN, RESIDUAL, 3, padding=1), nn.ReLU(),
-                                          nn.Conv2d(RESIDUAL, HIDDEN, 1))
+                self.body = nn.Sequential(
+                    nn.ReLU(), nn.Conv2d(HIDDEN, RESIDUAL, 3, padding=1), nn.ReLU(), nn.Conv2d(RESIDUAL, HIDDEN, 1)
+                )
 
             def forward(self, x):
                 return x + self.body(x)
 
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, HIDDEN // 2, 4, 2, 1), nn.ReLU(), nn.Conv2d(HIDDEN // 2, HIDDEN, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(HIDDEN, HIDDEN, 3, padding=1), *[Residual() for _ in range(BLOCKS)], nn.ReLU(),
-            nn.Conv2d(HIDDEN, CODE_DIM, 1))
+            nn.Conv2d(3, HIDDEN // 2, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(HIDDEN // 2, HIDDEN, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(HIDDEN, HIDDEN, 3, padding=1),
+            *[Residual() for _ in range(BLOCKS)],
+            nn.ReLU(),
+            nn.Conv2d(HIDDEN, CODE_DIM, 1),
+        )
         self.decoder = nn.Sequential(
-            nn.Conv2d(CODE_DIM, HIDDEN, 3, padding=1), *[Residual() for _ in range(BLOCKS)], nn.ReLU(),
-            nn.ConvTranspose2d(HIDDEN, HIDDEN // 2, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(HIDDEN // 2, 3, 4, 2, 1))
-        self.vq = VectorQuantize(dim=CODE_DIM, codebook_size=NUM_CODES, decay=DECAY,
-                                 commitment_weight=COMMITMENT, accept_image_fmap=True)
+            nn.Conv2d(CODE_DIM, HIDDEN, 3, padding=1),
+            *[Residual() for _ in range(BLOCKS)],
+            nn.ReLU(),
+            nn.ConvTranspose2d(HIDDEN, HIDDEN // 2, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(HIDDEN // 2, 3, 4, 2, 1),
+        )
+        self.vq = VectorQuantize(
+            dim=CODE_DIM, codebook_size=NUM_CODES, decay=DECAY, commitment_weight=COMMITMENT, accept_image_fmap=True
+        )
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         self.optimizer = torch.optim.Adam(params, lr=LEARNING_RATE)
         self.batch = torch.from_numpy(np.ascontiguousarray(images[0].transpose(0, 3, 1, 2)))
@@ -205,8 +246,8 @@ def main():
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "train_throughput.json")
     args = parser.parse_args()
 
-    from vqvae_tf.utils import atomic
     from vqvae_tf.training.loop import resolve_mixed_precision
+    from vqvae_tf.utils import atomic
 
     images, bundle = photo_batches(args.batch, 1)
     contenders = [Ours(images, "float32"), Ours(images, "mixed_bfloat16"), Sonnet(images), Torch(images)]
@@ -221,8 +262,9 @@ def main():
 
     # Input pipeline: ours with the default policy, real photos vs in memory.
     default_policy = resolve_mixed_precision("auto")
-    ours = next(c for c in contenders if c.name == f"ours-{default_policy}") if default_policy != "none" \
-        else contenders[0]
+    ours = (
+        next(c for c in contenders if c.name == f"ours-{default_policy}") if default_policy != "none" else contenders[0]
+    )
     pipeline = bundle.train
     ours.run(args.warmup, pipeline)
     memory_s = pipe_s = float("inf")
@@ -231,15 +273,20 @@ def main():
         pipe_s = min(pipe_s, ours.run(args.steps, pipeline))
     pipeline_ratio = memory_s / pipe_s
 
-    print(f"\nTraining throughput, 32x32x3, K={NUM_CODES} D={CODE_DIM} hidden={HIDDEN}, batch {args.batch}, "
-          f"best of {args.rounds} x {args.steps} steps ({os.cpu_count()} CPU cores)")
+    print(
+        f"\nTraining throughput, 32x32x3, K={NUM_CODES} D={CODE_DIM} hidden={HIDDEN}, batch {args.batch}, "
+        f"best of {args.rounds} x {args.steps} steps ({os.cpu_count()} CPU cores)"
+    )
     print(f"{'contender':<22} {'images/s':>9} {'vs faster peer':>15} {'last loss':>10}")
     for contender in contenders:
         name = contender.name
-        print(f"{name:<22} {images_per_s[name]:>9.0f} {images_per_s[name] / peer:>14.2f}x "
-              f"{contender.losses[-1]:>10.3f}")
-    print(f"\nInput pipeline ({ours.name}): photos tf.data {args.steps / pipe_s:.2f} steps/s vs in-memory "
-          f"{args.steps / memory_s:.2f} steps/s = {100 * pipeline_ratio:.1f}% (target >= 95%)")
+        print(
+            f"{name:<22} {images_per_s[name]:>9.0f} {images_per_s[name] / peer:>14.2f}x {contender.losses[-1]:>10.3f}"
+        )
+    print(
+        f"\nInput pipeline ({ours.name}): photos tf.data {args.steps / pipe_s:.2f} steps/s vs in-memory "
+        f"{args.steps / memory_s:.2f} steps/s = {100 * pipeline_ratio:.1f}% (target >= 95%)"
+    )
     fastest_ours = max(images_per_s["ours-float32"], images_per_s["ours-mixed_bfloat16"])
     print(f"ours (best policy) / faster peer = {fastest_ours / peer:.2f}x (target >= 1.25x)")
 
@@ -250,8 +297,12 @@ def main():
         "images_per_s": images_per_s,
         "ratio_to_faster_peer": {k: v / peer for k, v in images_per_s.items()},
         "best_ours_vs_faster_peer": fastest_ours / peer,
-        "pipeline": {"policy": ours.name, "photos_steps_per_s": args.steps / pipe_s,
-                     "in_memory_steps_per_s": args.steps / memory_s, "ratio": pipeline_ratio},
+        "pipeline": {
+            "policy": ours.name,
+            "photos_steps_per_s": args.steps / pipe_s,
+            "in_memory_steps_per_s": args.steps / memory_s,
+            "ratio": pipeline_ratio,
+        },
         "last_losses": {c.name: c.losses[-1] for c in contenders},
     }
     atomic.write_json(args.json, result)

@@ -69,9 +69,7 @@ def run_layer_test(
     path = tmp_path / f"{layer_cls.__name__}.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(model(data)), keras.ops.convert_to_numpy(reloaded(data))
-    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(data)), keras.ops.convert_to_numpy(reloaded(data)))
     return layer
 
 
@@ -83,9 +81,7 @@ def run_model_saving_test(model, data, tmp_path):
     assert reloaded.built and len(reloaded.weights) == len(model.weights) > 0
     for a, b in zip(model.weights, reloaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(model(data)), keras.ops.convert_to_numpy(reloaded(data))
-    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(data)), keras.ops.convert_to_numpy(reloaded(data)))
     return reloaded
 
 

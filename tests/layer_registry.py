@@ -5,12 +5,12 @@ trainable weights, number of non-trainable weights). A new public layer is
 added here, and the serialization, jit and distribution sweeps pick it up.
 """
 
-from vqvae_tf.quantizers.fsq import FiniteScalarQuantizer
-from vqvae_tf.quantizers.gumbel import GumbelQuantizer
 from vqvae_tf.models.networks import Decoder, Encoder, ResidualBlock
 from vqvae_tf.quantizers.ema import VectorQuantizerEMA
-from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
+from vqvae_tf.quantizers.fsq import FiniteScalarQuantizer
+from vqvae_tf.quantizers.gumbel import GumbelQuantizer
 from vqvae_tf.quantizers.residual import ResidualVectorQuantizer
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
 
 LAYERS = [
     (VectorQuantizer, dict(num_codes=16, code_dim=4, seed=1), (3, 5, 5, 4), (3, 5, 5, 4), 1, 3),
@@ -53,8 +53,14 @@ LAYERS = [
     (
         ResidualVectorQuantizer,
         dict(
-            num_codes=8, code_dim=4, num_stages=2, shared_codebook=True, stage_quantizer="vq",
-            quantizer_dropout=0.5, rotation_trick=True, seed=7,
+            num_codes=8,
+            code_dim=4,
+            num_stages=2,
+            shared_codebook=True,
+            stage_quantizer="vq",
+            quantizer_dropout=0.5,
+            rotation_trick=True,
+            seed=7,
         ),
         (3, 7, 4),
         (3, 7, 4),

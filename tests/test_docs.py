@@ -67,11 +67,21 @@ def test_enough_blocks_are_run():
 @pytest.mark.parametrize("path", [p for p in PAGES if _blocks(p)[0]], ids=lambda p: p.name)
 def test_examples_run(path, tmp_path):
     blocks, _ = _blocks(path)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run([sys.executable, "-c", _RUNNER, path.relative_to(REPO).as_posix()],
-                            input=json.dumps(blocks), cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _RUNNER, path.relative_to(REPO).as_posix()],
+        input=json.dumps(blocks),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
 
 

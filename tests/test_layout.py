@@ -23,8 +23,14 @@ DEVICE_EXCEPTIONS = (
     "vqvae_tf.codec.__main__",  # the command line joins the packaging commands of the training side
     "vqvae_tf.utils.distributed_ops",  # replica-aware TensorFlow ops, for the layers
 )
-NOT_FROM_DEVICE = ("vqvae_tf.training", "vqvae_tf.data", "vqvae_tf.models", "vqvae_tf.quantizers",
-                   "vqvae_tf.export", "export")
+NOT_FROM_DEVICE = (
+    "vqvae_tf.training",
+    "vqvae_tf.data",
+    "vqvae_tf.models",
+    "vqvae_tf.quantizers",
+    "vqvae_tf.export",
+    "export",
+)
 
 
 def _modules():
@@ -122,8 +128,13 @@ def _is_device(name):
 
 
 def test_device_side_never_imports_training_code():
-    offences = [(name, target) for name in MODULES if _is_device(name) for target, _ in IMPORTS[name]
-                if target.startswith(NOT_FROM_DEVICE)]
+    offences = [
+        (name, target)
+        for name in MODULES
+        if _is_device(name)
+        for target, _ in IMPORTS[name]
+        if target.startswith(NOT_FROM_DEVICE)
+    ]
     assert not offences, offences
 
 
@@ -155,6 +166,9 @@ def test_rules_see_the_modules_they_guard():
 
 
 def test_no_module_is_too_long():
-    long = {str(path.relative_to(REPO)): n for path in MODULES.values()
-            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(path.relative_to(REPO)): n
+        for path in MODULES.values()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"

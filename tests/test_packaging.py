@@ -1,8 +1,9 @@
 """What `pip install .` installs: the library only, and console commands that resolve."""
 
 import importlib
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())

@@ -90,10 +90,15 @@ def __dir__():
 # NumPy; its prior method imports the Keras classes it loads. Registering
 # every class here would import TensorFlow first: 5-7 s of start-up for a
 # command whose work takes milliseconds.
-_CODEC_COMMAND = (list(getattr(sys, "orig_argv", ())[1:3]) == ["-m", "vqvae_tf.codec"]
-                  or os.path.basename(sys.argv[0] if sys.argv else "") == "vqvae-codec")
+_CODEC_COMMAND = (
+    list(getattr(sys, "orig_argv", ())[1:3]) == ["-m", "vqvae_tf.codec"]
+    or os.path.basename(sys.argv[0] if sys.argv else "") == "vqvae-codec"
+)
 
-if (not _CODEC_COMMAND and importlib.util.find_spec("tensorflow") is not None
-        and importlib.util.find_spec("keras") is not None):
+if (
+    not _CODEC_COMMAND
+    and importlib.util.find_spec("tensorflow") is not None
+    and importlib.util.find_spec("keras") is not None
+):
     for _module in _KERAS_MODULES:
         importlib.import_module(_module)

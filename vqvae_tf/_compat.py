@@ -71,8 +71,9 @@ def moved_attribute(module, name):
 
 
 def warn_moved(old, new, stacklevel=3):
-    warnings.warn(f"{old} moved to {new}; the old path stops working in the next release", FutureWarning,
-                  stacklevel=stacklevel)
+    warnings.warn(
+        f"{old} moved to {new}; the old path stops working in the next release", FutureWarning, stacklevel=stacklevel
+    )
 
 
 class _AliasLoader(importlib.abc.Loader):

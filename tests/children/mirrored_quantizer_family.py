@@ -23,10 +23,10 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 
 import keras  # noqa: E402
 
-from vqvae_tf.quantizers.gumbel import GumbelQuantizer, GumbelTemperatureSchedule  # noqa: E402
-from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
-from vqvae_tf.quantizers.residual import ResidualVectorQuantizer  # noqa: E402
 from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
+from vqvae_tf.quantizers.gumbel import GumbelQuantizer, GumbelTemperatureSchedule  # noqa: E402
+from vqvae_tf.quantizers.residual import ResidualVectorQuantizer  # noqa: E402
 
 CONFIGS = {
     "residual_ema_dropout_restart": (
@@ -107,8 +107,16 @@ def run_model(kind, config, strategy, callbacks=()):
     images = np.random.default_rng(2).random((GLOBAL_BATCH * 2, 8, 8, 1)).astype("float32")
     with strategy.scope():
         model = VQVAE(
-            name="vqvae", input_channels=1, downsample=2, hidden_units=8, residual_units=4, num_residual_blocks=1,
-            num_codes=NUM_CODES, code_dim=CODE_DIM, quantizer=kind, quantizer_config=config,
+            name="vqvae",
+            input_channels=1,
+            downsample=2,
+            hidden_units=8,
+            residual_units=4,
+            num_residual_blocks=1,
+            num_codes=NUM_CODES,
+            code_dim=CODE_DIM,
+            quantizer=kind,
+            quantizer_config=config,
         )
         model.compile(optimizer=keras.optimizers.SGD(0.1))
     history = model.fit(images, batch_size=GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks))
@@ -124,18 +132,31 @@ def main():
         single, single_out, _, start = run_layer(cls, kwargs, one, None)
         mirrored, mirrored_out, copies_equal, _ = run_layer(cls, kwargs, two, start)
         report[name] = dict(
-            single=single, mirrored=mirrored, single_outputs=single_out, mirrored_outputs=mirrored_out,
+            single=single,
+            mirrored=mirrored,
+            single_outputs=single_out,
+            mirrored_outputs=mirrored_out,
             replica_copies_equal=bool(copies_equal),
         )
     models = {
         # lookup_dim: the stack's projection pair is trained by all-reduced gradients.
-        "model_residual": ("residual", dict(num_stages=2, quantizer_dropout=0.5, kmeans_init=True, lookup_dim=2, seed=4), ()),
-        "model_gumbel": ("gumbel", dict(hard=True, seed=5), (GumbelTemperatureSchedule(decay_rate=0.3, min_temperature=0.5),)),
+        "model_residual": (
+            "residual",
+            dict(num_stages=2, quantizer_dropout=0.5, kmeans_init=True, lookup_dim=2, seed=4),
+            (),
+        ),
+        "model_gumbel": (
+            "gumbel",
+            dict(hard=True, seed=5),
+            (GumbelTemperatureSchedule(decay_rate=0.3, min_temperature=0.5),),
+        ),
     }
     for name, (kind, config, callbacks) in models.items():
         single, single_history = run_model(kind, config, one, callbacks)
         mirrored, mirrored_history = run_model(kind, config, two, callbacks)
-        report[name] = dict(single=single, mirrored=mirrored, single_history=single_history, mirrored_history=mirrored_history)
+        report[name] = dict(
+            single=single, mirrored=mirrored, single_history=single_history, mirrored_history=mirrored_history
+        )
     print("REPORT " + json.dumps(report))
 
 

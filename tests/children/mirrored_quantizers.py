@@ -21,9 +21,9 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 
 import keras  # noqa: E402
 
+from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
 from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer  # noqa: E402
-from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 
 CONFIGS = {
     "ema": (VectorQuantizerEMA, dict(decay=0.8)),
@@ -50,7 +50,7 @@ def run_layer(cls, kwargs, strategy):
         layer = cls(num_codes=24, code_dim=4, name="quantizer", **kwargs)
         layer.build((None, 5, 4))
         layer.codebook.assign(np.random.default_rng(1).standard_normal((24, 4)).astype("float32"))
-        variable = getattr(layer, "codebook")
+        variable = layer.codebook
 
     @tf.function
     def step(x):
@@ -64,13 +64,19 @@ def run_layer(cls, kwargs, strategy):
     for x in data:
         dist = strategy.experimental_distribute_values_from_function(
             lambda ctx, x=x: x[
-                ctx.replica_id_in_sync_group
-                * (GLOBAL_BATCH // ctx.num_replicas_in_sync) : (ctx.replica_id_in_sync_group + 1)
+                ctx.replica_id_in_sync_group * (GLOBAL_BATCH // ctx.num_replicas_in_sync) : (
+                    ctx.replica_id_in_sync_group + 1
+                )
                 * (GLOBAL_BATCH // ctx.num_replicas_in_sync)
             ]
         )
         perplexity, usage = step(dist)
-        metrics.append([float(strategy.experimental_local_results(perplexity)[0]), float(strategy.experimental_local_results(usage)[0])])
+        metrics.append(
+            [
+                float(strategy.experimental_local_results(perplexity)[0]),
+                float(strategy.experimental_local_results(usage)[0]),
+            ]
+        )
     # The Keras variable wraps a tf.distribute MirroredVariable: one copy per replica.
     backing = getattr(variable, "_value", variable)
     copies = [np.asarray(v.numpy()) for v in getattr(backing, "values", [backing])]
@@ -84,8 +90,14 @@ def run_model(strategy):
     with strategy.scope():
         model = VQVAE(
             name="vqvae",
-            input_channels=1, downsample=2, hidden_units=8, residual_units=4, num_residual_blocks=1,
-            num_codes=16, code_dim=4, quantizer_config=dict(kmeans_init=True, dead_code_threshold=1.0, seed=4),
+            input_channels=1,
+            downsample=2,
+            hidden_units=8,
+            residual_units=4,
+            num_residual_blocks=1,
+            num_codes=16,
+            code_dim=4,
+            quantizer_config=dict(kmeans_init=True, dead_code_threshold=1.0, seed=4),
         )
         model.compile(optimizer=keras.optimizers.SGD(0.1))
     history = model.fit(images, batch_size=GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0)
@@ -109,7 +121,12 @@ def main():
         )
     single_weights, single_history = run_model(one)
     mirrored_weights, mirrored_history = run_model(two)
-    report["model"] = dict(single=single_weights, mirrored=mirrored_weights, single_metrics=single_history, mirrored_metrics=mirrored_history)
+    report["model"] = dict(
+        single=single_weights,
+        mirrored=mirrored_weights,
+        single_metrics=single_history,
+        mirrored_metrics=mirrored_history,
+    )
     print("REPORT " + json.dumps(report))
 
 

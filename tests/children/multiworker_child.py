@@ -23,8 +23,8 @@ import tensorflow as tf
 # not initialise its devices, so logical CPUs can still be configured later.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from vqvae_tf.training import distribute  # noqa: E402
 from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
+from vqvae_tf.training import distribute  # noqa: E402
 
 GLOBAL_BATCH = 8
 IMAGE_SHAPE = (8, 8, 1)
@@ -113,7 +113,9 @@ def run_mirrored(out_json):
             for k, v in trained["mirrored"].items()
             if "codebook" in k or "ema_" in k
         )
-        results[f"codebook_{threshold}"] = trained["single"][next(k for k in trained["single"] if "codebook" in k)].tolist()
+        results[f"codebook_{threshold}"] = trained["single"][
+            next(k for k in trained["single"] if "codebook" in k)
+        ].tolist()
     # Dead-code restarts must actually have happened in the threshold run.
     results["restarts_changed_codebook"] = float(
         np.max(np.abs(np.subtract(results.pop("codebook_0.0"), results.pop("codebook_1.0"))))

@@ -34,18 +34,47 @@ def _encode(codes, num_codes, method="packed", probabilities=None, image_shape=(
     if method == "static" and probabilities is None:
         probabilities = _probabilities(num_codes)
     return encode_stream(
-        codes, num_codes=num_codes, model_id=MODEL_ID, image_shape=image_shape,
-        method=method, code_probabilities=probabilities,
+        codes,
+        num_codes=num_codes,
+        model_id=MODEL_ID,
+        image_shape=image_shape,
+        method=method,
+        code_probabilities=probabilities,
     )
 
 
-def _forge(*, magic=b"VQZ1", version=1, method=0, flags=0, model_id=MODEL_ID, image=(4, 4, 1),
-           stages=1, code=(2, 2), num_codes=4, params=b"", payload=b"\x1b", payload_length=None):
+def _forge(
+    *,
+    magic=b"VQZ1",
+    version=1,
+    method=0,
+    flags=0,
+    model_id=MODEL_ID,
+    image=(4, 4, 1),
+    stages=1,
+    code=(2, 2),
+    num_codes=4,
+    params=b"",
+    payload=b"\x1b",
+    payload_length=None,
+):
     """A stream with arbitrary header fields and a valid CRC."""
     if payload_length is None:
         payload_length = len(payload)
-    head = struct.pack("<4sBBH16sIIHHIIIHI", magic, version, method, flags, model_id, *image,
-                       stages, *code, num_codes, len(params), payload_length)
+    head = struct.pack(
+        "<4sBBH16sIIHHIIIHI",
+        magic,
+        version,
+        method,
+        flags,
+        model_id,
+        *image,
+        stages,
+        *code,
+        num_codes,
+        len(params),
+        payload_length,
+    )
     body = head + params + payload
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -107,7 +136,8 @@ def test_max_size_codes_round_trip():
     codes[0, 0] = 0
     for method in ("packed", "static"):
         np.testing.assert_array_equal(
-            decode_stream(_encode(codes, 65536, method), code_probabilities=_probabilities(65536)).codes, codes)
+            decode_stream(_encode(codes, 65536, method), code_probabilities=_probabilities(65536)).codes, codes
+        )
 
 
 def test_packing_crosses_chunk_boundaries():
@@ -201,8 +231,7 @@ def test_every_single_bit_flip_raises(method):
 
 
 @FUZZ
-@given(method=st.sampled_from(["packed", "static"]),
-       flips=st.lists(st.integers(0, 10**6), min_size=1, max_size=4))
+@given(method=st.sampled_from(["packed", "static"]), flips=st.lists(st.integers(0, 10**6), min_size=1, max_size=4))
 def test_random_bit_flips_return_original_or_raise(method, flips):
     data, codes = VALID[method]
     corrupted = bytearray(data)
@@ -215,13 +244,28 @@ def test_random_bit_flips_return_original_or_raise(method, flips):
 
 
 @FUZZ
-@given(method=st.integers(0, 3), flags=st.integers(0, 3), image=st.tuples(*[st.integers(0, 300)] * 3),
-       stages=st.integers(0, 3), code=st.tuples(st.integers(0, 70), st.integers(0, 70)),
-       num_codes=st.integers(0, 1 << 21), params=st.binary(max_size=10), payload=st.binary(max_size=64))
+@given(
+    method=st.integers(0, 3),
+    flags=st.integers(0, 3),
+    image=st.tuples(*[st.integers(0, 300)] * 3),
+    stages=st.integers(0, 3),
+    code=st.tuples(st.integers(0, 70), st.integers(0, 70)),
+    num_codes=st.integers(0, 1 << 21),
+    params=st.binary(max_size=10),
+    payload=st.binary(max_size=64),
+)
 def test_forged_headers_with_valid_crc_never_crash(method, flags, image, stages, code, num_codes, params, payload):
     # Past the CRC the parser must still distrust every field.
-    data = _forge(method=method, flags=flags, image=image, stages=stages, code=code,
-                  num_codes=num_codes, params=params, payload=payload)
+    data = _forge(
+        method=method,
+        flags=flags,
+        image=image,
+        stages=stages,
+        code=code,
+        num_codes=num_codes,
+        params=params,
+        payload=payload,
+    )
     result = _decode_or_error(data)
     if not isinstance(result, BitstreamError):
         assert result.codes.shape == result.header.code_shape
@@ -237,9 +281,9 @@ def _error(data, **kwargs) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("image, code", [((10**6, 10**6, 3), (2, 2)),
-                                         ((4, 4, 1), (2**32 - 1, 2**32 - 1)),
-                                         ((4, 4, 1), (10**6, 10**6))])
+@pytest.mark.parametrize(
+    "image, code", [((10**6, 10**6, 3), (2, 2)), ((4, 4, 1), (2**32 - 1, 2**32 - 1)), ((4, 4, 1), (10**6, 10**6))]
+)
 def test_absurd_sizes_refused_without_allocating(image, code):
     data = _forge(image=image, code=code, num_codes=2, payload=b"")
     tracemalloc.start()
@@ -262,8 +306,12 @@ def test_code_count_limit_applies_separately():
     data, _ = VALID["packed"]
     with pytest.raises(BitstreamError, match="24 codes exceeds"):
         # An image of 1 pixel passes, the 24-code map does not.
-        decode_stream(_forge(image=(1, 1, 1), code=(3, 4), flags=1, stages=2, num_codes=1000,
-                             payload=data[HEADER_BYTES:-CRC_BYTES]), max_pixels=23)
+        decode_stream(
+            _forge(
+                image=(1, 1, 1), code=(3, 4), flags=1, stages=2, num_codes=1000, payload=data[HEADER_BYTES:-CRC_BYTES]
+            ),
+            max_pixels=23,
+        )
 
 
 def test_model_id_mismatch_is_clear():
@@ -280,26 +328,29 @@ def test_static_needs_the_same_distribution():
     assert "shape (1000,)" in _error(data, code_probabilities=_probabilities(999))
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ({"magic": b"PNG\x89"}, "magic"),
-    ({"version": 2}, "version 2"),
-    ({"method": 7}, "method id 7"),
-    ({"method": 2}, "'prior' takes 20 parameter bytes, got 0"),
-    ({"method": 2, "params": bytes(20), "flags": 1, "stages": 2}, "'prior' with the stage-axis flag"),
-    ({"method": 2, "params": bytes(10) + struct.pack("<HHH", 0, 4, 1) + bytes(4)}, "tile 0x4"),
-    ({"method": 2, "params": bytes(10) + struct.pack("<HHH", 4, 4, 0) + bytes(4)}, "0 tiles per batch"),
-    ({"flags": 4}, "flags"),
-    ({"stages": 2}, "stage-axis flag"),
-    ({"num_codes": 1}, "num_codes is 1"),
-    ({"num_codes": 2**32 - 1}, "num_codes"),
-    ({"image": (0, 4, 1)}, "image height is 0"),
-    ({"code": (2, 0)}, "code width is 0"),
-    ({"payload": b"\x1b\x00"}, "packed payload is 2 bytes"),
-    ({"payload": b""}, "packed payload is 0 bytes"),
-    ({"num_codes": 3, "payload": b"\xff"}, "code 3"),
-    ({"num_codes": 2, "payload": b"\x1f"}, "padding"),
-    ({"params": b"x"}, "parameter bytes"),
-])
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"magic": b"PNG\x89"}, "magic"),
+        ({"version": 2}, "version 2"),
+        ({"method": 7}, "method id 7"),
+        ({"method": 2}, "'prior' takes 20 parameter bytes, got 0"),
+        ({"method": 2, "params": bytes(20), "flags": 1, "stages": 2}, "'prior' with the stage-axis flag"),
+        ({"method": 2, "params": bytes(10) + struct.pack("<HHH", 0, 4, 1) + bytes(4)}, "tile 0x4"),
+        ({"method": 2, "params": bytes(10) + struct.pack("<HHH", 4, 4, 0) + bytes(4)}, "0 tiles per batch"),
+        ({"flags": 4}, "flags"),
+        ({"stages": 2}, "stage-axis flag"),
+        ({"num_codes": 1}, "num_codes is 1"),
+        ({"num_codes": 2**32 - 1}, "num_codes"),
+        ({"image": (0, 4, 1)}, "image height is 0"),
+        ({"code": (2, 0)}, "code width is 0"),
+        ({"payload": b"\x1b\x00"}, "packed payload is 2 bytes"),
+        ({"payload": b""}, "packed payload is 0 bytes"),
+        ({"num_codes": 3, "payload": b"\xff"}, "code 3"),
+        ({"num_codes": 2, "payload": b"\x1f"}, "padding"),
+        ({"params": b"x"}, "parameter bytes"),
+    ],
+)
 def test_invalid_headers_are_named(fields, expected):
     assert expected in _error(_forge(**fields))
 
@@ -310,15 +361,19 @@ def test_declared_payload_length_must_match_data():
     assert "trailing" in _error(good + b"\x00")
 
 
-@pytest.mark.parametrize("payload, expected", [
-    (b"\x01\x00\x00", "multiple of 4"),
-    (b"\x00\x00\x00\x00", "invalid static payload"),  # ANS data never ends in a zero word
-    (b"\x01\x00\x00\x00" * 8, "unused words"),
-])
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        (b"\x01\x00\x00", "multiple of 4"),
+        (b"\x00\x00\x00\x00", "invalid static payload"),  # ANS data never ends in a zero word
+        (b"\x01\x00\x00\x00" * 8, "unused words"),
+    ],
+)
 def test_invalid_static_payloads(payload, expected):
     probabilities = _probabilities(4)
     fingerprint = bitstream.read_header(
-        _encode(np.zeros((1, 1), np.int32), 4, "static", probabilities)).distribution_fingerprint
+        _encode(np.zeros((1, 1), np.int32), 4, "static", probabilities)
+    ).distribution_fingerprint
     data = _forge(method=1, params=fingerprint, payload=payload)
     assert expected in _error(data, code_probabilities=probabilities)
 
@@ -348,38 +403,44 @@ def test_read_header_reports_fields():
 # --------------------------------------------------------------------------- encode validation
 
 
-@pytest.mark.parametrize("codes, expected", [
-    (np.array([[0, 4]]), "got values in [0, 4]"),
-    (np.array([[-1, 0]]), "got values in [-1, 0]"),
-    (np.zeros((2, 2), np.float32), "integer dtype, got float32"),
-    (np.zeros((2, 2), bool), "integer dtype, got bool"),
-    (np.zeros(4, np.int32), "got shape (4,)"),
-    (np.zeros((1, 2, 2, 2), np.int32), "got shape (1, 2, 2, 2)"),
-    (np.zeros((0, 3), np.int32), "empty"),
-    ([[0, 1]], "numpy array, got list"),
-    (np.zeros((1, 1, 70000), np.int8), "axis 2 has size 70000"),
-])
+@pytest.mark.parametrize(
+    "codes, expected",
+    [
+        (np.array([[0, 4]]), "got values in [0, 4]"),
+        (np.array([[-1, 0]]), "got values in [-1, 0]"),
+        (np.zeros((2, 2), np.float32), "integer dtype, got float32"),
+        (np.zeros((2, 2), bool), "integer dtype, got bool"),
+        (np.zeros(4, np.int32), "got shape (4,)"),
+        (np.zeros((1, 2, 2, 2), np.int32), "got shape (1, 2, 2, 2)"),
+        (np.zeros((0, 3), np.int32), "empty"),
+        ([[0, 1]], "numpy array, got list"),
+        (np.zeros((1, 1, 70000), np.int8), "axis 2 has size 70000"),
+    ],
+)
 def test_encode_rejects_bad_codes(codes, expected):
     with pytest.raises(BitstreamError) as info:
         _encode(codes, 4)
     assert expected in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    ({"num_codes": 1}, "`num_codes` must be an int >= 2 and <= 1048576; received 1."),
-    ({"num_codes": True}, "`num_codes` must be an int"),
-    ({"num_codes": 2**21}, "received 2097152"),
-    ({"model_id": b"short"}, "16 bytes (see make_model_id), got 5 bytes"),
-    ({"model_id": "x" * 16}, "got str"),
-    ({"image_shape": (4, 4)}, "(height, width, channels), got (4, 4)"),
-    ({"image_shape": (4, 0, 3)}, "`image width` must be an int >= 1"),
-    ({"method": "zip"}, "got 'zip'"),
-    ({"method": "prior"}, "needs the prior the codes are coded with, got prior=None"),
-    ({"method": "static", "code_probabilities": None}, "needs code_probabilities"),
-    ({"method": "static", "code_probabilities": np.array([0.5, 0.5, 0.0, 0.0])}, "strictly positive"),
-    ({"method": "static", "code_probabilities": np.array([0.5, np.nan, 1, 1])}, "strictly positive"),
-    ({"method": "static", "code_probabilities": np.ones(5)}, "shape (4,), got (5,)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"num_codes": 1}, "`num_codes` must be an int >= 2 and <= 1048576; received 1."),
+        ({"num_codes": True}, "`num_codes` must be an int"),
+        ({"num_codes": 2**21}, "received 2097152"),
+        ({"model_id": b"short"}, "16 bytes (see make_model_id), got 5 bytes"),
+        ({"model_id": "x" * 16}, "got str"),
+        ({"image_shape": (4, 4)}, "(height, width, channels), got (4, 4)"),
+        ({"image_shape": (4, 0, 3)}, "`image width` must be an int >= 1"),
+        ({"method": "zip"}, "got 'zip'"),
+        ({"method": "prior"}, "needs the prior the codes are coded with, got prior=None"),
+        ({"method": "static", "code_probabilities": None}, "needs code_probabilities"),
+        ({"method": "static", "code_probabilities": np.array([0.5, 0.5, 0.0, 0.0])}, "strictly positive"),
+        ({"method": "static", "code_probabilities": np.array([0.5, np.nan, 1, 1])}, "strictly positive"),
+        ({"method": "static", "code_probabilities": np.ones(5)}, "shape (4,), got (5,)"),
+    ],
+)
 def test_encode_rejects_bad_arguments(kwargs, expected):
     arguments = dict(num_codes=4, model_id=MODEL_ID, image_shape=(8, 8, 1))
     arguments.update(kwargs)
@@ -465,8 +526,9 @@ def prior():
 @pytest.fixture(scope="module")
 def prior_stream(prior):
     codes = _random_codes((6, 7), PRIOR_K, seed=11)
-    data = encode_stream(codes, num_codes=PRIOR_K, model_id=MODEL_ID, image_shape=(48, 56, 3), method="prior",
-                         prior=prior)
+    data = encode_stream(
+        codes, num_codes=PRIOR_K, model_id=MODEL_ID, image_shape=(48, 56, 3), method="prior", prior=prior
+    )
     return data, codes
 
 
@@ -474,8 +536,9 @@ def prior_stream(prior):
 def test_prior_round_trip_is_exact(prior, shape):
     # Maps smaller than, equal to and larger than the tile, with partial edge tiles.
     codes = _random_codes(shape, PRIOR_K, seed=sum(shape))
-    data = encode_stream(codes, num_codes=PRIOR_K, model_id=MODEL_ID, image_shape=(64, 64, 3), method="prior",
-                         prior=prior)
+    data = encode_stream(
+        codes, num_codes=PRIOR_K, model_id=MODEL_ID, image_shape=(64, 64, 3), method="prior", prior=prior
+    )
     decoded = decode_stream(data, expected_model_id=MODEL_ID, prior=prior)
     np.testing.assert_array_equal(decoded.codes, codes)
     assert decoded.method == Method.PRIOR and decoded.codes.dtype == np.int32
@@ -497,11 +560,24 @@ def test_prior_stream_needs_the_same_prior(prior, prior_stream):
 
 def test_prior_refuses_stage_axis_and_bad_tiles(prior):
     with pytest.raises(BitstreamError, match="stage axis"):
-        encode_stream(_random_codes((2, 2, 2), PRIOR_K), num_codes=PRIOR_K, model_id=MODEL_ID,
-                      image_shape=(8, 8, 1), method="prior", prior=prior)
+        encode_stream(
+            _random_codes((2, 2, 2), PRIOR_K),
+            num_codes=PRIOR_K,
+            model_id=MODEL_ID,
+            image_shape=(8, 8, 1),
+            method="prior",
+            prior=prior,
+        )
     with pytest.raises(BitstreamError, match="maps of size"):
-        encode_stream(_random_codes((6, 6), PRIOR_K), num_codes=PRIOR_K, model_id=MODEL_ID,
-                      image_shape=(8, 8, 1), method="prior", prior=prior, tile=(3, 3))
+        encode_stream(
+            _random_codes((6, 6), PRIOR_K),
+            num_codes=PRIOR_K,
+            model_id=MODEL_ID,
+            image_shape=(8, 8, 1),
+            method="prior",
+            prior=prior,
+            tile=(3, 3),
+        )
 
 
 def _decode_with(data, prior):
@@ -533,8 +609,7 @@ def test_prior_corruption_behind_a_valid_crc_raises(prior, prior_stream):
     data, codes = prior_stream
     body = data[:-CRC_BYTES]
     params_bits = range(HEADER_BYTES * 8, (HEADER_BYTES + 20) * 8)
-    payload_bits = np.random.default_rng(0).choice(range((HEADER_BYTES + 20) * 8, len(body) * 8), 24,
-                                                   replace=False)
+    payload_bits = np.random.default_rng(0).choice(range((HEADER_BYTES + 20) * 8, len(body) * 8), 24, replace=False)
     for bit in [*params_bits, *payload_bits]:
         corrupted = bytearray(body)
         corrupted[bit // 8] ^= 1 << (bit % 8)
@@ -543,7 +618,7 @@ def test_prior_corruption_behind_a_valid_crc_raises(prior, prior_stream):
             np.testing.assert_array_equal(result.codes, codes, err_msg=f"flip of bit {bit} went unnoticed")
     for cut in (4, 8):  # whole words missing, or appended
         assert isinstance(_decode_with(_recrc(body[:-cut]), prior), BitstreamError)
-    shorter = body[:HEADER_BYTES - 4] + struct.pack("<I", len(body) - HEADER_BYTES - 20 + 4)
+    shorter = body[: HEADER_BYTES - 4] + struct.pack("<I", len(body) - HEADER_BYTES - 20 + 4)
     assert isinstance(_decode_with(_recrc(shorter + body[HEADER_BYTES:] + b"\x01\0\0\0"), prior), BitstreamError)
 
 

@@ -6,7 +6,6 @@ the static method's code counts), so these tests do not depend on the
 shipped model's quality; one test checks the shipped default model.
 """
 
-import io
 import json
 import os
 import subprocess
@@ -20,13 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vqvae_tf.codec import bitstream
-
 from vqvae_tf import codec
-
+from vqvae_tf.codec import bitstream, tiling
 from vqvae_tf.codec import evaluation as codec_eval
-
-from vqvae_tf.codec import tiling
 from vqvae_tf.export import codec_package
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,12 +39,20 @@ SHIPPED_CHELSEA_PSNR = {"d8k512": 28.00, "d4k512": 30.34}
 def model_dir(tmp_path_factory):
     import keras
 
-    from vqvae_tf.export.api import export_model
     from vqvae_tf import VQVAE
+    from vqvae_tf.export.api import export_model
 
     keras.utils.set_random_seed(0)
-    model = VQVAE(input_channels=3, downsample=4, hidden_units=16, residual_units=8, num_residual_blocks=1,
-                  num_codes=32, code_dim=8, quantizer="vq")
+    model = VQVAE(
+        input_channels=3,
+        downsample=4,
+        hidden_units=16,
+        residual_units=8,
+        num_residual_blocks=1,
+        num_codes=32,
+        code_dim=8,
+        quantizer="vq",
+    )
     images = np.stack([_photo(32, 32, seed=s) for s in range(8)]).astype(np.float32) / 255
     model(images)
     # Untrained, nearly every position picks the same code; a codebook drawn
@@ -60,8 +63,9 @@ def model_dir(tmp_path_factory):
     model.quantizer.codebook.assign(latents[pick])
     root = tmp_path_factory.mktemp("codec")
     out = export_model(model, root / "export", formats=("tflite",), quantizations=("float32",))
-    return codec_package.package_model(out / "tflite", root / "tiny", encoder="float32", decoder="float32",
-                               command="test fixture")
+    return codec_package.package_model(
+        out / "tflite", root / "tiny", encoder="float32", decoder="float32", command="test fixture"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,16 +105,26 @@ def test_static_method_round_trips_like_packed(model):
 def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tmp_path):
     import keras
 
-    from vqvae_tf.export.api import export_model
     from vqvae_tf import VQVAE
+    from vqvae_tf.export.api import export_model
 
     keras.utils.set_random_seed(1)
-    model = VQVAE(input_channels=3, downsample=4, hidden_units=16, residual_units=8, num_residual_blocks=1,
-                  num_codes=32, code_dim=8, quantizer="residual", quantizer_config=dict(num_stages=2))
+    model = VQVAE(
+        input_channels=3,
+        downsample=4,
+        hidden_units=16,
+        residual_units=8,
+        num_residual_blocks=1,
+        num_codes=32,
+        code_dim=8,
+        quantizer="residual",
+        quantizer_config=dict(num_stages=2),
+    )
     model(np.zeros((1, 16, 16, 3), np.float32))
     out = export_model(model, tmp_path / "export", formats=("tflite",), quantizations=("float32",))
-    residual = codec.load_model(codec_package.package_model(out / "tflite", tmp_path / "rvq", encoder="float32",
-                                                    decoder="float32"))
+    residual = codec.load_model(
+        codec_package.package_model(out / "tflite", tmp_path / "rvq", encoder="float32", decoder="float32")
+    )
     assert residual.code_shape == (2,)
     manifest = json.loads((tmp_path / "rvq" / "codec.json").read_text())
     # 2 stages of 5-bit codes per 4x4 pixels.
@@ -119,11 +133,14 @@ def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tm
     codes = residual.encoder.encode(tiling.pad_to_multiple(image, 4))
     assert codes.shape == (5, 7, 2)
     # Several codes in each stage (2 and 7 here), so a stage dropped or swapped would show.
-    assert all(len(np.unique(codes[..., s])) >= 2 for s in range(2)) and not np.array_equal(codes[..., 0], codes[..., 1])
+    assert all(len(np.unique(codes[..., s])) >= 2 for s in range(2)) and not np.array_equal(
+        codes[..., 0], codes[..., 1]
+    )
     for method in ("packed", "static"):
         data = codec.compress_image(image, residual, method)
-        stream = bitstream.decode_stream(data, expected_model_id=residual.stream_id,
-                                         code_probabilities=residual.code_probabilities())
+        stream = bitstream.decode_stream(
+            data, expected_model_id=residual.stream_id, code_probabilities=residual.code_probabilities()
+        )
         np.testing.assert_array_equal(stream.codes, codes)
         expected = tiling.to_uint8(residual.decoder.decode(codes))[:20, :28]
         np.testing.assert_array_equal(codec.decompress_bytes(data, residual), expected)
@@ -201,18 +218,21 @@ def test_palette_converted_16_bit_alpha_and_empty_refused(model, tmp_path):
 def test_other_model_wrong_magic_version_and_absurd_sizes_fail_clearly(model):
     image = _photo(16, 16, seed=7)
     codes = model.encoder.encode(image)
-    other = bitstream.encode_stream(codes, num_codes=model.num_codes, model_id=bytes(range(16)),
-                                    image_shape=(16, 16, 3))
+    other = bitstream.encode_stream(
+        codes, num_codes=model.num_codes, model_id=bytes(range(16)), image_shape=(16, 16, 3)
+    )
     with pytest.raises(codec.CodecError, match="made by model"):
         codec.decompress_bytes(other, model)
     with pytest.raises(codec.CodecError, match="not a shipped model"):
         codec.decompress_bytes(other)
-    huge = bitstream.encode_stream(codes, num_codes=model.num_codes, model_id=model.stream_id,
-                                   image_shape=(100_000, 100_000, 3))
+    huge = bitstream.encode_stream(
+        codes, num_codes=model.num_codes, model_id=model.stream_id, image_shape=(100_000, 100_000, 3)
+    )
     with pytest.raises(codec.CodecError, match="code map of shape"):
         codec.decompress_bytes(huge, model)
-    wrong_k = bitstream.encode_stream(codes, num_codes=model.num_codes * 2, model_id=model.stream_id,
-                                      image_shape=(16, 16, 3))
+    wrong_k = bitstream.encode_stream(
+        codes, num_codes=model.num_codes * 2, model_id=model.stream_id, image_shape=(16, 16, 3)
+    )
     with pytest.raises(codec.CodecError, match="codes"):
         codec.decompress_bytes(wrong_k, model)
     good = codec.compress_image(image, model)
@@ -232,7 +252,7 @@ def test_fuzzed_streams_decode_or_raise_codec_error(model, valid_stream, data):
     stream = bytearray(valid_stream)
     kind = data.draw(st.sampled_from(["truncate", "flip", "splice", "random"]))
     if kind == "truncate":
-        stream = stream[:data.draw(st.integers(0, len(stream) - 1))]
+        stream = stream[: data.draw(st.integers(0, len(stream) - 1))]
     elif kind == "flip":
         for _ in range(data.draw(st.integers(1, 4))):
             position = data.draw(st.integers(0, len(stream) * 8 - 1))
@@ -284,8 +304,9 @@ finally:
 
 def _cli(*args):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-c", _DEVICE, *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", _DEVICE, *map(str, args)], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
 
 
 def test_cli_runs_without_tensorflow_and_fails_in_one_line(model_dir, tmp_path):
@@ -304,11 +325,15 @@ def test_cli_runs_without_tensorflow_and_fails_in_one_line(model_dir, tmp_path):
     done = _cli("eval", tmp_path / "folder", "--model", model_dir, "--json", tmp_path / "eval.json")
     assert done.returncode == 0 and "JPEG q" in done.stdout, done.stderr
     row = json.loads((tmp_path / "eval.json").read_text())[0]
-    assert row["image"] == "a.png" and row["jpeg"]["bits_per_pixel"] <= row["bits_per_pixel"] or not row["jpeg"]["reached"]
+    assert (
+        row["image"] == "a.png" and row["jpeg"]["bits_per_pixel"] <= row["bits_per_pixel"] or not row["jpeg"]["reached"]
+    )
     Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "deep.png")
-    for args in (("decompress", tmp_path / "x.vqz", tmp_path / "o.png", "--model", tmp_path / "missing"),
-                 ("compress", tmp_path / "deep.png", tmp_path / "o.vqz", "--model", model_dir),
-                 ("decompress", tmp_path / "in.bmp", tmp_path / "o.png", "--model", model_dir)):
+    for args in (
+        ("decompress", tmp_path / "x.vqz", tmp_path / "o.png", "--model", tmp_path / "missing"),
+        ("compress", tmp_path / "deep.png", tmp_path / "o.vqz", "--model", model_dir),
+        ("decompress", tmp_path / "in.bmp", tmp_path / "o.png", "--model", model_dir),
+    ):
         done = _cli(*args)
         lines = done.stderr.strip().splitlines()
         assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
@@ -322,8 +347,8 @@ def test_cli_runs_without_tensorflow_and_fails_in_one_line(model_dir, tmp_path):
 def _save_prior(path, num_codes, seed, map_shape=(4, 4)):
     import keras
 
-    from vqvae_tf.utils.atomic import save_model
     from vqvae_tf.priors.pixelcnn import GatedPixelCNN
+    from vqvae_tf.utils.atomic import save_model
 
     keras.utils.set_random_seed(seed)
     prior = GatedPixelCNN(num_codes, channels=8, num_layers=2, map_shape=map_shape)
@@ -339,7 +364,9 @@ def prior_model_dir(model_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("prior")
     directory = Path(shutil.copytree(model_dir, root / "tiny_prior"))
-    written = codec_package.add_prior(directory, _save_prior(root / "trained.keras", 32, seed=0), command="test fixture")
+    written = codec_package.add_prior(
+        directory, _save_prior(root / "trained.keras", 32, seed=0), command="test fixture"
+    )
     assert written == directory / "prior.keras"
     sidecar = json.loads((directory / "prior.json").read_text())
     assert sidecar["map_shape"] == [4, 4] and sidecar["bits_per_code_on_training_photos"] > 0
@@ -391,8 +418,14 @@ def test_prior_method_without_a_prior_or_for_another_model_fails_clearly(model, 
 
 def _cli_with_tensorflow(*args):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "vqvae_tf.codec", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vqvae_tf.codec", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def test_cli_packed_does_not_import_tensorflow_even_where_installed(model_dir, tmp_path):
@@ -402,19 +435,34 @@ def test_cli_packed_does_not_import_tensorflow_even_where_installed(model_dir, t
     image = _photo(16, 24, seed=3)
     Image.fromarray(image).save(tmp_path / "in.png")
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPROFILEIMPORTTIME="1")
-    for args in (("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", model_dir),
-                 ("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", model_dir),
-                 ("info", tmp_path / "x.vqz")):
-        done = subprocess.run([sys.executable, "-m", "vqvae_tf.codec", *map(str, args)], capture_output=True,
-                              text=True, env=env, cwd=REPO, timeout=120)
+    for args in (
+        ("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", model_dir),
+        ("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", model_dir),
+        ("info", tmp_path / "x.vqz"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "vqvae_tf.codec", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
-        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+        imported = {
+            line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")
+        }
         assert "ai_edge_litert" in imported or args[0] == "info"  # the run really went through LiteRT
         assert not {"tensorflow", "keras"} & imported, args[0]
     # A plain `import vqvae_tf` still registers the Keras classes.
-    done = subprocess.run([sys.executable, "-c", "import sys, vqvae_tf; print('keras' in sys.modules)"],
-                          capture_output=True, text=True, env=dict(env, PYTHONPROFILEIMPORTTIME=""), cwd=REPO,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, vqvae_tf; print('keras' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        env=dict(env, PYTHONPROFILEIMPORTTIME=""),
+        cwd=REPO,
+        timeout=120,
+    )
     assert done.stdout.strip() == "True", done.stderr
 
 
@@ -423,8 +471,9 @@ def test_cli_prior_method_round_trips_across_processes(prior_model_dir, tmp_path
     # must come out bit-identical in both for the codes to come back.
     image = _photo(36, 44, seed=14)
     Image.fromarray(image).save(tmp_path / "in.png")
-    done = _cli_with_tensorflow("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir,
-                                "--method", "prior")
+    done = _cli_with_tensorflow(
+        "compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir, "--method", "prior"
+    )
     assert done.returncode == 0, done.stderr
     done = _cli_with_tensorflow("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", prior_model_dir)
     assert done.returncode == 0, done.stderr
@@ -434,16 +483,16 @@ def test_cli_prior_method_round_trips_across_processes(prior_model_dir, tmp_path
         np.testing.assert_array_equal(np.asarray(decoded), expected)
 
 
-def test_cli_prior_method_without_tensorflow_or_with_a_mismatched_prior_fails_in_one_line(prior_model_dir,
-                                                                                         tmp_path):
+def test_cli_prior_method_without_tensorflow_or_with_a_mismatched_prior_fails_in_one_line(prior_model_dir, tmp_path):
     Image.fromarray(_photo(16, 16)).save(tmp_path / "in.png")
     other = tmp_path / "other"
     other.mkdir()
     (other / "prior.keras").write_bytes((prior_model_dir / "prior.keras").read_bytes())
     (other / "prior.json").write_text(json.dumps({"model_id": "0123456789abcdef"}))
     for extra, message in ((), "needs TensorFlow"), (("--prior", other / "prior.keras"), "trained for model"):
-        done = _cli("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir,
-                    "--method", "prior", *extra)
+        done = _cli(
+            "compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir, "--method", "prior", *extra
+        )
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert lines[-1].startswith("vqvae_tf.codec: error:") and message in lines[-1], lines[-1]
@@ -465,8 +514,10 @@ def test_matched_quality_respects_the_bit_budget():
     image = _photo(64, 96, seed=11)
     result = codec_eval.match_quality(image, "JPEG", 2.0)
     assert result["reached"] and result["bits_per_pixel"] <= 2.0
-    assert len(codec_eval.pillow_encode(image, "JPEG", result["quality"] + 1)) * 8 / image[..., 0].size > 2.0 \
+    assert (
+        len(codec_eval.pillow_encode(image, "JPEG", result["quality"] + 1)) * 8 / image[..., 0].size > 2.0
         or result["quality"] == 95
+    )
 
 
 def test_shipped_default_model_round_trips_a_held_out_photo():
@@ -481,7 +532,7 @@ def test_shipped_default_model_round_trips_a_held_out_photo():
         assert codec_eval.psnr(photo, decoded) > SHIPPED_PSNR_FLOOR
         assert 8 * len(data) / photo[..., 0].size < 0.5
     size = sum(p.stat().st_size for p in codec.PRETRAINED_DIR.rglob("*") if p.is_file())
-    assert size <= 10 * 2 ** 20
+    assert size <= 10 * 2**20
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_CHELSEA_PSNR))

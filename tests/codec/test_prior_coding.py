@@ -7,9 +7,6 @@ import keras
 import numpy as np
 import pytest
 
-from vqvae_tf.data.datasets import make_datasets
-from vqvae_tf.priors.pixelcnn import GatedPixelCNN
-from vqvae_tf.priors.unigram import UnigramPrior
 from vqvae_tf.codec.prior_coding import (
     DEFAULT_TILES_PER_BATCH,
     NO_LABEL,
@@ -22,8 +19,11 @@ from vqvae_tf.codec.prior_coding import (
     prior_fingerprint,
     probabilities_from_logits,
 )
-from vqvae_tf.priors.transformer import TransformerPrior
+from vqvae_tf.data.datasets import make_datasets
 from vqvae_tf.models.vqvae import VQVAE
+from vqvae_tf.priors.pixelcnn import GatedPixelCNN
+from vqvae_tf.priors.transformer import TransformerPrior
+from vqvae_tf.priors.unigram import UnigramPrior
 
 MNIST_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
 K = 32
@@ -46,8 +46,16 @@ def mnist_codes():
     """
     bundle = make_datasets(f"mnist:{MNIST_DIR}", image_size=28, batch_size=128, with_labels=True)
     keras.utils.set_random_seed(0)
-    vqvae = VQVAE(input_channels=1, downsample=4, hidden_units=16, residual_units=8, num_residual_blocks=1,
-                  num_codes=K, code_dim=8, quantizer="vq")
+    vqvae = VQVAE(
+        input_channels=1,
+        downsample=4,
+        hidden_units=16,
+        residual_units=8,
+        num_residual_blocks=1,
+        num_codes=K,
+        code_dim=8,
+        quantizer="vq",
+    )
     codes, labels = [], []
     for images, batch_labels in bundle.validation.take(2):
         codes.append(np.asarray(vqvae.codes(images)))
@@ -123,11 +131,11 @@ def test_unigram_prior_round_trip(mnist_codes):
 @pytest.mark.parametrize(
     "corrupt",
     [
-        lambda p: p[:-1],                                     # truncated
-        lambda p: p[:4] + bytes([p[4] ^ 0x10]) + p[5:],       # a flipped bit
-        lambda p: p[:-4] + bytes(4),                          # wrong checksum
-        lambda p: b"",                                        # empty
-        lambda p: bytes(len(p)),                              # zeros
+        lambda p: p[:-1],  # truncated
+        lambda p: p[:4] + bytes([p[4] ^ 0x10]) + p[5:],  # a flipped bit
+        lambda p: p[:-4] + bytes(4),  # wrong checksum
+        lambda p: b"",  # empty
+        lambda p: bytes(len(p)),  # zeros
     ],
     ids=["truncated", "bit_flip", "checksum", "empty", "zeros"],
 )
@@ -201,14 +209,15 @@ def test_tiled_payload_failures_are_clear(trained_prior):
     params, payload = encode_prior_payload(trained_prior, codes)
     fingerprint, label, tile_h, tile_w, per_batch, crc = PARAMS.unpack(params)
     with pytest.raises(PriorCodingError, match="CRC32"):
-        decode_prior_payload(trained_prior, PARAMS.pack(fingerprint, label, tile_h, tile_w, per_batch, crc ^ 1),
-                             payload, codes.shape)
+        decode_prior_payload(
+            trained_prior, PARAMS.pack(fingerprint, label, tile_h, tile_w, per_batch, crc ^ 1), payload, codes.shape
+        )
     with pytest.raises(PriorCodingError, match="maps of size"):
-        decode_prior_payload(trained_prior, PARAMS.pack(fingerprint, label, 5, 5, per_batch, crc), payload,
-                             codes.shape)
+        decode_prior_payload(trained_prior, PARAMS.pack(fingerprint, label, 5, 5, per_batch, crc), payload, codes.shape)
     with pytest.raises(PriorCodingError, match="unconditional"):
-        decode_prior_payload(trained_prior, PARAMS.pack(fingerprint, 3, tile_h, tile_w, per_batch, crc), payload,
-                             codes.shape)
+        decode_prior_payload(
+            trained_prior, PARAMS.pack(fingerprint, 3, tile_h, tile_w, per_batch, crc), payload, codes.shape
+        )
     with pytest.raises(PriorCodingError, match="20 bytes"):
         decode_prior_payload(trained_prior, params[:10], payload, codes.shape)
     with pytest.raises(PriorCodingError, match="payload"):
@@ -219,4 +228,3 @@ def test_tiled_payload_failures_are_clear(trained_prior):
         encode_prior_payload(GatedPixelCNN(K, channels=4, num_layers=1), codes, tile=(10, 10))
     with pytest.raises(PriorCodingError, match="tiles_per_batch"):
         encode_prior_payload(trained_prior, codes, tiles_per_batch=0)
-

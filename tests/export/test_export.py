@@ -5,7 +5,6 @@ its codes are not all near-ties) and exported once; held-out photos give the
 evaluation images. Tolerances are stated next to each assertion.
 """
 
-import inspect
 import json
 import os
 import subprocess
@@ -17,14 +16,14 @@ import numpy as np
 import pytest
 
 from vqvae_tf import export
-from vqvae_tf.export import metadata  # noqa: F401  (export.metadata below)
-from vqvae_tf.export.api import ExportError, export_model
-from vqvae_tf.utils import atomic
+from vqvae_tf.codec.lite_runtime import LiteDecoder, LiteEncoder
 from vqvae_tf.data.embedded_photos import load_photo
 from vqvae_tf.data.image_arrays import tiles
-from vqvae_tf.codec.lite_runtime import LiteDecoder, LiteEncoder
-from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
+from vqvae_tf.export import metadata  # noqa: F401  (export.metadata below)
+from vqvae_tf.export.api import ExportError, export_model
 from vqvae_tf.models.vqvae import VQVAE
+from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
+from vqvae_tf.utils import atomic
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_PHOTOS = ("astronaut", "camera", "rocket", "coffee")
@@ -57,8 +56,17 @@ def trained(data):
     tf.config.experimental.enable_op_determinism()
     try:
         keras.utils.set_random_seed(0)
-        model = VQVAE(input_channels=3, downsample=4, hidden_units=48, residual_units=24, num_residual_blocks=1,
-                      num_codes=64, code_dim=32, quantizer="vq", quantizer_config={"kmeans_init": True, "seed": 1})
+        model = VQVAE(
+            input_channels=3,
+            downsample=4,
+            hidden_units=48,
+            residual_units=24,
+            num_residual_blocks=1,
+            num_codes=64,
+            code_dim=32,
+            quantizer="vq",
+            quantizer_config={"kmeans_init": True, "seed": 1},
+        )
         model.compile(optimizer=keras.optimizers.Adam(2e-3))
         model.fit(train, batch_size=64, epochs=6, verbose=0)  # about 380 steps
     finally:
@@ -118,9 +126,20 @@ def test_saved_model_fresh_process(exported, reference, tmp_path):
     images, codes, decoded = reference
     np.save(tmp_path / "images.npy", images[:8])
     env = dict(ENV, PYTHONPATH="")  # the library must not be importable
-    subprocess.run([sys.executable, "-c", SUBPROCESS_RELOAD, str(exported / "saved_model"),
-                    str(tmp_path / "images.npy"), str(tmp_path / "out.npz")],
-                   check=True, env=env, cwd=tmp_path, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SUBPROCESS_RELOAD,
+            str(exported / "saved_model"),
+            str(tmp_path / "images.npy"),
+            str(tmp_path / "out.npz"),
+        ],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     out = np.load(tmp_path / "out.npz")
     np.testing.assert_array_equal(out["codes"], codes[:8])
     np.testing.assert_allclose(out["decoded"], decoded[:8], atol=1e-5)
@@ -130,8 +149,13 @@ def test_saved_model_fresh_process(exported, reference, tmp_path):
 
 
 def test_saved_model_cli_lists_signatures(exported):
-    result = subprocess.run(["saved_model_cli", "show", "--dir", str(exported / "saved_model"), "--all"],
-                            check=True, env=ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        ["saved_model_cli", "show", "--dir", str(exported / "saved_model"), "--all"],
+        check=True,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     for name in ("encode", "decode", "reconstruct", "serving_default"):
         assert f"signature_def['{name}']" in result.stdout
     assert "inputs['images']" in result.stdout and "outputs['codes']" in result.stdout
@@ -201,8 +225,9 @@ def test_tflite_int8(exported, reference, record_property):
     assert np.mean(got == codes) >= 0.95, np.mean(got == codes)
     assert int8_psnr >= float_psnr - 0.5, (int8_psnr, float_psnr)
     # uint8 photos go through the same path as floats / 255.
-    np.testing.assert_array_equal(encoder.encode(np.round(images * 255).astype(np.uint8)[:4]),
-                                  encoder.encode(np.round(images * 255)[:4] / 255))
+    np.testing.assert_array_equal(
+        encoder.encode(np.round(images * 255).astype(np.uint8)[:4]), encoder.encode(np.round(images * 255)[:4] / 255)
+    )
     # The multi-signature model shares the edited search (one float16 codebook).
     np.testing.assert_array_equal(LiteEncoder(exported / "tflite/vqvae_int8.tflite").encode(images), got)
 
@@ -250,8 +275,12 @@ def test_tflite_int8_has_no_standalone_relu(exported):
     # producer (`fuse_standalone_relus`): XNNPACK does not take a standalone int8 RELU.
     for name in ("encoder", "decoder", "vqvae"):
         model = _tflite_model(exported / f"tflite/{name}_int8.tflite")
-        relus = [op for graph in model.subgraphs for op in graph.operators if op_code(model, op) == OP.RELU
-                 and graph.tensors[op.inputs[0]].type == schema.TensorType.INT8]
+        relus = [
+            op
+            for graph in model.subgraphs
+            for op in graph.operators
+            if op_code(model, op) == OP.RELU and graph.tensors[op.inputs[0]].type == schema.TensorType.INT8
+        ]
         assert not relus, name
 
 
@@ -319,7 +348,7 @@ def test_tflite_decoders_have_no_transposed_convolution(exported):
 
 
 def test_tflite_int8_io(trained, data, tmp_path):
-    from vqvae_tf.export import metadata, saved_model, tflite
+    from vqvae_tf.export import saved_model, tflite
 
     train, images = data
     saved_model.write_saved_model(trained, tmp_path / "sm")
@@ -330,8 +359,9 @@ def test_tflite_int8_io(trained, data, tmp_path):
         content = tflite.convert(tmp_path / "sm", signatures, "int8", calibration, int8_io=True)
         paths[name] = tmp_path / f"{name}.tflite"
         atomic.write_bytes(paths[name], content)
-        metadata.write_json(paths[name].with_suffix(".json"),
-                            metadata.sidecar(fields, "tflite", name, signatures, "int8", True))
+        metadata.write_json(
+            paths[name].with_suffix(".json"), metadata.sidecar(fields, "tflite", name, signatures, "int8", True)
+        )
     encoder, decoder = LiteEncoder(paths["encoder"]), LiteDecoder(paths["decoder"])
     assert encoder._input_detail["dtype"] == np.int8 and decoder._output_detail["dtype"] == np.int8
     codes = trained.codes(images).numpy()
@@ -376,8 +406,17 @@ def test_every_quantizer_exports(kind, l2_normalize, tmp_path):
         except ValueError as error:  # rejected by design: it must say so at construction
             assert "l2_normalize" in str(error)
             return
-    model = VQVAE(input_channels=3, downsample=4, hidden_units=16, residual_units=8, num_residual_blocks=1,
-                  num_codes=SWEEP_CODES, code_dim=8, quantizer=kind, quantizer_config={"l2_normalize": l2_normalize})
+    model = VQVAE(
+        input_channels=3,
+        downsample=4,
+        hidden_units=16,
+        residual_units=8,
+        num_residual_blocks=1,
+        num_codes=SWEEP_CODES,
+        code_dim=8,
+        quantizer=kind,
+        quantizer_config={"l2_normalize": l2_normalize},
+    )
     images = np.random.default_rng(0).random((2, 16, 24, 3), dtype=np.float32)
     model(images)
     codes = model.codes(images).numpy()
@@ -394,8 +433,16 @@ def test_every_quantizer_exports(kind, l2_normalize, tmp_path):
 # --------------------------------------------------------------- bad inputs
 @pytest.fixture(scope="module")
 def small_model():
-    model = VQVAE(input_channels=3, downsample=4, hidden_units=8, residual_units=4, num_residual_blocks=0,
-                  num_codes=8, code_dim=4, quantizer="vq")
+    model = VQVAE(
+        input_channels=3,
+        downsample=4,
+        hidden_units=8,
+        residual_units=4,
+        num_residual_blocks=0,
+        num_codes=8,
+        code_dim=4,
+        quantizer="vq",
+    )
     model(np.zeros((1, 8, 8, 3), np.float32))
     return model
 
@@ -408,12 +455,18 @@ def test_bad_inputs_raise_export_error(small_model, tmp_path):
         (dict(formats=("onnx",), opset=19), "opset must be one of 15, 16, 17, 18"),
         (dict(formats=("tflite",), quantizations=("int8",)), "needs representative_data"),
         (dict(formats=("tflite",), quantizations=("int8",), representative_data=np.zeros((0, 8, 8, 3))), "empty"),
-        (dict(formats=("tflite",), quantizations=("int8",), representative_data=np.zeros((2, 8, 8, 1))),
-         "must be shaped"),
-        (dict(formats=("tflite",), quantizations=("int8",), representative_data=np.zeros((2, 10, 8, 3))),
-         "multiples of downsample=4"),
-        (dict(formats=("tflite",), quantizations=("int8",), representative_data=np.full((2, 8, 8, 3), 255.0)),
-         "must lie in [0, 1]"),
+        (
+            dict(formats=("tflite",), quantizations=("int8",), representative_data=np.zeros((2, 8, 8, 1))),
+            "must be shaped",
+        ),
+        (
+            dict(formats=("tflite",), quantizations=("int8",), representative_data=np.zeros((2, 10, 8, 3))),
+            "multiples of downsample=4",
+        ),
+        (
+            dict(formats=("tflite",), quantizations=("int8",), representative_data=np.full((2, 8, 8, 3), 255.0)),
+            "must lie in [0, 1]",
+        ),
     ]
     for kwargs, message in cases:
         kwargs = {"model_or_path": small_model, "out_dir": tmp_path / "out", **kwargs}
@@ -458,18 +511,37 @@ def test_interrupted_export_leaves_nothing(small_model, tmp_path, monkeypatch):
 def test_cli(small_model, tmp_path):
     small_model.save(tmp_path / "model.keras")
     np.savez(tmp_path / "rep.npz", images=np.random.default_rng(0).integers(0, 255, (8, 8, 8, 3), dtype=np.uint8))
-    ok = subprocess.run([sys.executable, "-m", "export", "--model", str(tmp_path / "model.keras"),
-                         "--out", str(tmp_path / "out"), "--formats", "tflite", "--quantize", "int8",
-                         "--representative", f"npz:{tmp_path / 'rep.npz'}"],
-                        env=ENV, cwd=REPO, capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            "--model",
+            str(tmp_path / "model.keras"),
+            "--out",
+            str(tmp_path / "out"),
+            "--formats",
+            "tflite",
+            "--quantize",
+            "int8",
+            "--representative",
+            f"npz:{tmp_path / 'rep.npz'}",
+        ],
+        env=ENV,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert (tmp_path / "out/tflite/encoder_int8.tflite").is_file()
     # Bad input is caught before TensorFlow is imported, so these are quick.
     for argv, message in [
         (["--model", str(tmp_path / "nope.keras"), "--out", str(tmp_path / "o2")], "does not exist"),
         (["--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "o2"), "--formats", "pb"], "--formats"),
-        (["--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "o2"), "--quantize", "int8"],
-         "needs --representative"),
+        (
+            ["--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "o2"), "--quantize", "int8"],
+            "needs --representative",
+        ),
         (["--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "out")], "already exists"),
     ]:
         bad = subprocess.run([sys.executable, "-m", "export", *argv], env=ENV, cwd=REPO, capture_output=True, text=True)
@@ -526,5 +598,15 @@ assert codes.shape == (1, 2, 2) and codes.dtype == np.int32
 def test_lite_runtime_runs_without_tensorflow(exported):
     # The package __init__ registers Keras classes when TensorFlow is
     # installed; the module itself must need neither TensorFlow nor Keras.
-    subprocess.run([sys.executable, "-c", NO_TENSORFLOW, str(REPO / "vqvae_tf/codec/lite_runtime.py"),
-                    str(exported / "tflite/encoder_int8.tflite")], check=True, env=ENV, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_TENSORFLOW,
+            str(REPO / "vqvae_tf/codec/lite_runtime.py"),
+            str(exported / "tflite/encoder_int8.tflite"),
+        ],
+        check=True,
+        env=ENV,
+        capture_output=True,
+    )

@@ -22,8 +22,18 @@ def images(n=8, size=8, channels=1, seed=0):
 
 def tiny_vae(**kwargs):
     keras.utils.set_random_seed(0)
-    kwargs = dict(input_channels=1, downsample=2, hidden_units=8, residual_units=4, num_residual_blocks=1,
-                  latent_dim=3, seed=1) | kwargs
+    kwargs = (
+        dict(
+            input_channels=1,
+            downsample=2,
+            hidden_units=8,
+            residual_units=4,
+            num_residual_blocks=1,
+            latent_dim=3,
+            seed=1,
+        )
+        | kwargs
+    )
     return GaussianVAE(**kwargs)
 
 
@@ -33,7 +43,7 @@ def test_discretized_gaussian_hand_worked():
     x = np.array([0.0, 100 / 255.0, 1.0], np.float32)
     log_p = discretized_gaussian_log_prob(x, x, std).numpy()
     interior = phi(1.0) - phi(-1.0)  # 0.682689...
-    edge = phi(1.0)                        # the first/last bins are open
+    edge = phi(1.0)  # the first/last bins are open
     np.testing.assert_allclose(np.exp(log_p), [edge, interior, edge], rtol=1e-5)
     # bits/dim of those three dimensions, as the model reports it.
     bits = -log_p.sum() / (3 * math.log(2))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.layer_registry import LAYERS, layer_id
 from tests.layer_checks import run_layer_test
+from tests.layer_registry import LAYERS, layer_id
 from vqvae_tf.models.metrics import DeadCodes
 from vqvae_tf.models.networks import Decoder, Encoder
 
@@ -82,8 +82,9 @@ def test_subpixel_conv_transpose_matches_keras(rank, activation):
             weights = tf.constant(rng.standard_normal(expected.shape).astype("float32"))
             expected_loss, got_loss = tf.reduce_sum(expected * weights), tf.reduce_sum(got * weights)
         np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
-        for want, have in zip(tape.gradient(expected_loss, [x] + layer.weights),
-                              tape.gradient(got_loss, [x] + layer.weights)):
+        for want, have in zip(
+            tape.gradient(expected_loss, [x] + layer.weights), tape.gradient(got_loss, [x] + layer.weights)
+        ):
             np.testing.assert_allclose(have.numpy(), want.numpy(), rtol=1e-5, atol=1e-4)
 
 
@@ -92,8 +93,9 @@ def test_subpixel_conv_transpose_matches_keras(rank, activation):
 def test_decoder_equals_transposed_convolutions(rank, downsample, monkeypatch):
     from vqvae_tf.models import networks
 
-    decoder = Decoder(downsample=downsample, hidden_units=8, residual_units=4, num_residual_blocks=1,
-                      output_channels=3, rank=rank)
+    decoder = Decoder(
+        downsample=downsample, hidden_units=8, residual_units=4, num_residual_blocks=1, output_channels=3, rank=rank
+    )
     codes = np.random.default_rng(downsample).standard_normal((2,) + (3,) * rank + (5,)).astype("float32")
     got = decoder(codes).numpy()
     assert got.shape == (2,) + (3 * downsample,) * rank + (3,)
@@ -111,7 +113,10 @@ def test_subpixel_conv_transpose_rejects_other_convolutions():
     from vqvae_tf.models.subpixel import subpixel_conv_transpose
 
     x = np.zeros((1, 4, 4, 2), "float32")
-    for kwargs in (dict(kernel_size=3, strides=2, padding="same"), dict(kernel_size=4, strides=1, padding="same"),
-                   dict(kernel_size=4, strides=2, padding="valid")):
+    for kwargs in (
+        dict(kernel_size=3, strides=2, padding="same"),
+        dict(kernel_size=4, strides=1, padding="same"),
+        dict(kernel_size=4, strides=2, padding="valid"),
+    ):
         with pytest.raises(ValueError, match="received layer"):
             subpixel_conv_transpose(keras.layers.Conv2DTranspose(3, **kwargs), x)

@@ -111,12 +111,10 @@ def test_saved_model_loads_in_a_fresh_process_after_importing_the_package(images
         f"""
         import numpy as np, keras, vqvae_tf
         m = keras.models.load_model({str(path)!r})
-        print(m.codes(np.load({str(tmp_path / 'x.npy')!r})).numpy().tolist())
+        print(m.codes(np.load({str(tmp_path / "x.npy")!r})).numpy().tolist())
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     np.testing.assert_array_equal(np.array(eval(out.stdout.strip().splitlines()[-1])), expected)
 
@@ -156,7 +154,11 @@ def test_sequence_model_trains_on_one_dimensional_signals():
         (np.zeros((2, 32, 32, 3), "uint8"), TypeError, "float images scaled to \\[0, 1\\]; received dtype uint8"),
         (np.zeros((2, 32, 32, 1), "float32"), ValueError, "3 input channels; received shape \\(2, 32, 32, 1\\)"),
         (np.zeros((2, 32, 32), "float32"), ValueError, "\\(batch, height, width, channels\\); received shape"),
-        (np.zeros((2, 30, 32, 3), "float32"), ValueError, "multiples of downsample=4; received shape \\(2, 30, 32, 3\\)"),
+        (
+            np.zeros((2, 30, 32, 3), "float32"),
+            ValueError,
+            "multiples of downsample=4; received shape \\(2, 30, 32, 3\\)",
+        ),
         (np.full((2, 32, 32, 3), np.nan, "float32"), ValueError, "non-finite values"),
     ],
 )

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vqvae_tf.priors.pixelcnn import GatedPixelCNN
 from vqvae_tf.priors.likelihood import bits_per_dim, nll_per_code, vqvae_bits_per_dim
+from vqvae_tf.priors.pixelcnn import GatedPixelCNN
 from vqvae_tf.priors.transformer import TransformerPrior
 from vqvae_tf.priors.unigram import UnigramPrior
 
@@ -176,9 +176,7 @@ def test_sampling_contract(kind, num_classes):
     assert np.all(chosen >= third_best)
 
 
-@pytest.mark.parametrize(
-    "num_classes, options", [(0, {"temperature": 1.0}), (3, {"temperature": 0.7, "top_k": 4})]
-)
+@pytest.mark.parametrize("num_classes, options", [(0, {"temperature": 1.0}), (3, {"temperature": 0.7, "top_k": 4})])
 def test_transformer_cache_and_no_cache_draw_identical_samples(num_classes, options):
     model = built(make_transformer(num_classes))
     labels = np.array([2, 0, 1]) if num_classes else None

@@ -152,9 +152,9 @@ def test_jit_compile_blocked_equals_jit_one_shot():
         input_signature=signature,
         jit_compile=True,
     )(vectors).numpy()
-    one_shot = tf.function(
-        lambda x: nearest_codes(x, codebook, memory_budget_bytes=None), jit_compile=True
-    )(vectors).numpy()
+    one_shot = tf.function(lambda x: nearest_codes(x, codebook, memory_budget_bytes=None), jit_compile=True)(
+        vectors
+    ).numpy()
     np.testing.assert_array_equal(blocked, one_shot)
     _assert_matches_numpy(blocked, vectors, codebook)
 
@@ -190,7 +190,9 @@ def test_auto_budget_chunks_static_shapes_only():
 
     def graph_ops(batch):
         fn = tf.function(lambda x: nearest_codes(x, codebook))
-        return {op.type for op in fn.get_concrete_function(tf.TensorSpec([batch, 4], tf.float32)).graph.get_operations()}
+        return {
+            op.type for op in fn.get_concrete_function(tf.TensorSpec([batch, 4], tf.float32)).graph.get_operations()
+        }
 
     # 2**19 rows x 256 codes x 4 bytes = 512 MiB > the 256 MiB default.
     assert "While" in graph_ops(2**19) or "StatelessWhile" in graph_ops(2**19)

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from vqvae_tf.models.vqvae import VQVAE
+from vqvae_tf.quantizers.ema import VectorQuantizerEMA
 from vqvae_tf.quantizers.fsq import FiniteScalarQuantizer, levels_for_codes
 from vqvae_tf.quantizers.gumbel import GumbelQuantizer, GumbelTemperatureSchedule
-from vqvae_tf.quantizers.ema import VectorQuantizerEMA
 from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
-from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
 from vqvae_tf.quantizers.residual import ResidualVectorQuantizer
 from vqvae_tf.quantizers.rotation import rotate_to_codes
-from vqvae_tf.models.vqvae import VQVAE
+from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer
 
 
 @pytest.fixture
@@ -97,7 +97,9 @@ def test_lookup_dim_projects_searches_and_projects_back(rng):
     latent = x.reshape(-1, 6) @ w_in + b_in
     idx = np_nearest(latent, codebook)
     np.testing.assert_array_equal(out["indices"].numpy().reshape(-1), idx)
-    np.testing.assert_allclose(out["quantized"].numpy().reshape(-1, 6), codebook[idx] @ w_out + b_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        out["quantized"].numpy().reshape(-1, 6), codebook[idx] @ w_out + b_out, rtol=1e-5, atol=1e-5
+    )
     mse = ((latent - codebook[idx]) ** 2).mean()  # losses live in the lookup space
     np.testing.assert_allclose(float(out["commitment_loss"]), mse, rtol=1e-5)
     np.testing.assert_allclose(float(out["loss"]), 1.5 * mse, rtol=1e-5)
@@ -122,7 +124,9 @@ def test_lookup_dim_ema_averages_in_the_lookup_space_and_kmeans_inits_there(rng)
 
 # ------------------------------------------------------------- residual VQ
 def test_residual_forward_matches_numpy_stage_by_stage(rng):
-    rvq = ResidualVectorQuantizer(num_codes=8, code_dim=3, num_stages=3, stage_quantizer="vq", commitment_cost=0.3, seed=0)
+    rvq = ResidualVectorQuantizer(
+        num_codes=8, code_dim=3, num_stages=3, stage_quantizer="vq", commitment_cost=0.3, seed=0
+    )
     x = rng.standard_normal((4, 5, 3)).astype("float32")
     out = rvq(x)
     residual, total, idx_all, loss = x.reshape(-1, 3).astype(np.float64), 0.0, [], 0.0
@@ -155,7 +159,9 @@ def test_residual_straight_through_gradient_is_the_identity(rng):
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_residual_more_stages_lower_error_after_kmeans(shared, rng):
-    rvq = ResidualVectorQuantizer(num_codes=16, code_dim=4, num_stages=4, shared_codebook=shared, kmeans_init=True, seed=2)
+    rvq = ResidualVectorQuantizer(
+        num_codes=16, code_dim=4, num_stages=4, shared_codebook=shared, kmeans_init=True, seed=2
+    )
     x = rng.standard_normal((2000, 4)).astype("float32")
     rvq.initialize_codebook(x)
     assert bool(rvq.initialized.numpy())
@@ -195,8 +201,9 @@ def test_residual_shared_codebook_updates_once_from_every_stage(rng):
 
 
 def test_residual_lookup_dim_projects_once_around_the_stack(rng):
-    rvq = ResidualVectorQuantizer(num_codes=8, code_dim=6, num_stages=2, lookup_dim=3, stage_quantizer="vq",
-                                  commitment_cost=0.5, seed=5)
+    rvq = ResidualVectorQuantizer(
+        num_codes=8, code_dim=6, num_stages=2, lookup_dim=3, stage_quantizer="vq", commitment_cost=0.5, seed=5
+    )
     x = rng.standard_normal((4, 5, 6)).astype("float32")
     z = tf.Variable(x)
     with tf.GradientTape() as tape:
@@ -409,8 +416,17 @@ def test_gumbel_temperature_schedule_moves_the_variable_during_fit(rng):
 )
 def test_vqvae_fits_one_epoch_with_each_quantizer(kind, config, rng, tmp_path):
     keras.utils.set_random_seed(0)
-    model = VQVAE(input_channels=1, downsample=2, hidden_units=8, residual_units=4, num_residual_blocks=1,
-                  num_codes=16, code_dim=4, quantizer=kind, quantizer_config=config)
+    model = VQVAE(
+        input_channels=1,
+        downsample=2,
+        hidden_units=8,
+        residual_units=4,
+        num_residual_blocks=1,
+        num_codes=16,
+        code_dim=4,
+        quantizer=kind,
+        quantizer_config=config,
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     images = rng.random((16, 8, 8, 1)).astype("float32")
     history = model.fit(images, batch_size=8, epochs=1, verbose=0)
@@ -432,8 +448,19 @@ def _save(model, tmp_path):
 
 
 def test_vqvae_decode_codes_checks_the_stage_axis():
-    model = VQVAE(input_channels=1, downsample=2, hidden_units=8, residual_units=4, num_residual_blocks=0,
-                  num_codes=8, code_dim=4, quantizer="residual", quantizer_config=dict(num_stages=3))
+    model = VQVAE(
+        input_channels=1,
+        downsample=2,
+        hidden_units=8,
+        residual_units=4,
+        num_residual_blocks=0,
+        num_codes=8,
+        code_dim=4,
+        quantizer="residual",
+        quantizer_config=dict(num_stages=3),
+    )
     model(np.zeros((1, 4, 4, 1), "float32"))
-    with pytest.raises(ValueError, match=r"rank 4 \(batch \+ 2 spatial axes \+ 1 code axis\); received shape \(1, 2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"rank 4 \(batch \+ 2 spatial axes \+ 1 code axis\); received shape \(1, 2, 2\)"
+    ):
         model.decode_codes(np.zeros((1, 2, 2), "int32"))

@@ -22,11 +22,14 @@ LAYER_CASES = ["residual_ema_dropout_restart", "residual_shared_ema", "ema_looku
 def report():
     out = subprocess.run(
         [sys.executable, str(REPO / "tests" / "children" / "mirrored_quantizer_family.py")],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    line = [l for l in out.stdout.splitlines() if l.startswith("REPORT ")][-1]
-    return json.loads(line[len("REPORT "):])
+    line = [text for text in out.stdout.splitlines() if text.startswith("REPORT ")][-1]
+    return json.loads(line[len("REPORT ") :])
 
 
 @pytest.mark.parametrize("name", LAYER_CASES)
@@ -60,9 +63,7 @@ def test_model_fit_matches_one_device(report, name):
     for key in case["single"]:
         np.testing.assert_allclose(case["mirrored"][key], case["single"][key], atol=TOLERANCE, err_msg=key)
     for key in case["single_history"]:
-        np.testing.assert_allclose(
-            case["mirrored_history"][key], case["single_history"][key], atol=1e-4, err_msg=key
-        )
+        np.testing.assert_allclose(case["mirrored_history"][key], case["single_history"][key], atol=1e-4, err_msg=key)
     if name == "model_residual":  # the projection pair around the stages was compared too
         assert any(k.endswith("in_projection_kernel") for k in case["single"])
         assert any(k.endswith("out_projection_kernel") for k in case["single"])

@@ -16,11 +16,14 @@ TOLERANCE = 1e-5  # absolute; float32 all-reduce sums in another order
 def report():
     out = subprocess.run(
         [sys.executable, str(REPO / "tests" / "children" / "mirrored_quantizers.py")],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    line = [l for l in out.stdout.splitlines() if l.startswith("REPORT ")][-1]
-    return json.loads(line[len("REPORT "):])
+    line = [text for text in out.stdout.splitlines() if text.startswith("REPORT ")][-1]
+    return json.loads(line[len("REPORT ") :])
 
 
 @pytest.mark.parametrize("name", ["ema", "ema_restart", "vq_restart_cosine"])
@@ -49,4 +52,6 @@ def test_model_fit_with_kmeans_init_and_restarts_matches_one_device(report):
     for key in case["single"]:
         np.testing.assert_allclose(case["mirrored"][key], case["single"][key], atol=TOLERANCE, err_msg=key)
     for key in case["single_metrics"]:
-        np.testing.assert_allclose(case["mirrored_metrics"][key], case["single_metrics"][key], atol=TOLERANCE, err_msg=key)
+        np.testing.assert_allclose(
+            case["mirrored_metrics"][key], case["single_metrics"][key], atol=TOLERANCE, err_msg=key
+        )

@@ -131,8 +131,7 @@ def test_ema_codebook_follows_the_numpy_formula(rng):
     vq = VectorQuantizerEMA(num_codes=16, code_dim=3, decay=0.9, epsilon=1e-5)
     centers = rng.standard_normal((16, 3)) * 2
     batches = [
-        (centers[rng.integers(0, 16, 200)] + 0.1 * rng.standard_normal((200, 3))).astype("float32")
-        for _ in range(5)
+        (centers[rng.integers(0, 16, 200)] + 0.1 * rng.standard_normal((200, 3))).astype("float32") for _ in range(5)
     ]
     vq.build((None, 3))
     start = vq.codebook.numpy().astype(np.float64)

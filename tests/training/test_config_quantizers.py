@@ -3,15 +3,24 @@
 import numpy as np
 import pytest
 
-from vqvae_tf.training import config as cfg
-from vqvae_tf.quantizers.registry import QUANTIZERS
 from vqvae_tf.models.vqvae import VQVAE
+from vqvae_tf.quantizers.registry import QUANTIZERS
+from vqvae_tf.training import config as cfg
 
 
 @pytest.mark.parametrize("name", cfg.QUANTIZERS)
 def test_each_quantizer_builds_a_working_model_from_the_config(name):
-    config = cfg.TrainConfig(quantizer=name, num_codes=64, code_dim=8, hidden_units=8, residual_units=4,
-                             num_residual_blocks=1, image_size=16, num_stages=2, quantizer_dropout=0.5)
+    config = cfg.TrainConfig(
+        quantizer=name,
+        num_codes=64,
+        code_dim=8,
+        hidden_units=8,
+        residual_units=4,
+        num_residual_blocks=1,
+        image_size=16,
+        num_stages=2,
+        quantizer_dropout=0.5,
+    )
     model = VQVAE(**config.model_kwargs(channels=3, data_variance=0.05))
     assert type(model.quantizer) is QUANTIZERS[name]
     images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")

@@ -42,7 +42,14 @@ def run_children(commands, log_dir):
     try:
         for i, (args, env) in enumerate(commands):
             log = open(log_dir / f"child{i}.log", "wb")
-            procs.append((subprocess.Popen([sys.executable, str(CHILD), *args], env=env, stdout=log, stderr=subprocess.STDOUT), log))
+            procs.append(
+                (
+                    subprocess.Popen(
+                        [sys.executable, str(CHILD), *args], env=env, stdout=log, stderr=subprocess.STDOUT
+                    ),
+                    log,
+                )
+            )
         codes = [proc.wait(timeout=TIMEOUT) for proc, _ in procs]
     finally:
         for proc, log in procs:

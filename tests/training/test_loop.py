@@ -18,14 +18,27 @@ sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402  (the entry point at the repo root)
 from vqvae_tf.training import callbacks as cb  # noqa: E402
-from vqvae_tf.utils.atomic import PARTIAL_MARKER, atomic_output  # noqa: E402
 from vqvae_tf.training.config import ConfigError, TrainConfig  # noqa: E402
-from vqvae_tf.utils.image_grid import comparison_grid, save_comparison_grid  # noqa: E402
 from vqvae_tf.training.loop import train_and_evaluate  # noqa: E402
+from vqvae_tf.utils.atomic import PARTIAL_MARKER, atomic_output  # noqa: E402
+from vqvae_tf.utils.image_grid import comparison_grid, save_comparison_grid  # noqa: E402
 
-TINY = dict(image_size=16, hidden_units=16, residual_units=8, num_codes=32, code_dim=8, epochs=2,
-            steps_per_epoch=3, validation_steps=2, batch_size=8, warmup_steps=1, export=False,
-            mixed_precision="none", num_samples=4, verbose=0)
+TINY = dict(
+    image_size=16,
+    hidden_units=16,
+    residual_units=8,
+    num_codes=32,
+    code_dim=8,
+    epochs=2,
+    steps_per_epoch=3,
+    validation_steps=2,
+    batch_size=8,
+    warmup_steps=1,
+    export=False,
+    mixed_precision="none",
+    num_samples=4,
+    verbose=0,
+)
 
 
 def tiny(**overrides):
@@ -52,20 +65,23 @@ def test_config_json_round_trip(tmp_path):
     assert not partial_files(tmp_path)
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("image_size", 18, "multiple of downsample=4"),
-    ("downsample", 3, "`downsample` must be one of 2, 4, 8, 16"),
-    ("epochs", 0, "`epochs` must be an int >= 1"),
-    ("learning_rate", 0.0, "`learning_rate` must be a finite number > 0"),
-    ("decay", 1.0, "`decay` must be a finite number >= 0 and < 1"),
-    ("quantizer", "kmeans", "`quantizer` must be one of 'vq', 'ema', 'residual', 'fsq', 'gumbel'"),
-    ("strategy", "gpu_farm", "`strategy` must be one of"),
-    ("export_formats", ("zip",), "export_formats must be a non-empty subset"),
-    ("export_quantizations", ("int4",), "export_quantizations must be a non-empty subset"),
-    ("kmeans_init", "yes", "kmeans_init must be a bool"),
-    ("lookup_dim", -1, "`lookup_dim` must be an int >= 0"),
-    ("augment", "yes", "augment must be a bool or None"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("image_size", 18, "multiple of downsample=4"),
+        ("downsample", 3, "`downsample` must be one of 2, 4, 8, 16"),
+        ("epochs", 0, "`epochs` must be an int >= 1"),
+        ("learning_rate", 0.0, "`learning_rate` must be a finite number > 0"),
+        ("decay", 1.0, "`decay` must be a finite number >= 0 and < 1"),
+        ("quantizer", "kmeans", "`quantizer` must be one of 'vq', 'ema', 'residual', 'fsq', 'gumbel'"),
+        ("strategy", "gpu_farm", "`strategy` must be one of"),
+        ("export_formats", ("zip",), "export_formats must be a non-empty subset"),
+        ("export_quantizations", ("int4",), "export_quantizations must be a non-empty subset"),
+        ("kmeans_init", "yes", "kmeans_init must be a bool"),
+        ("lookup_dim", -1, "`lookup_dim` must be an int >= 0"),
+        ("augment", "yes", "augment must be a bool or None"),
+    ],
+)
 def test_config_rejects_bad_values(field, value, words):
     with pytest.raises(ConfigError, match=re.escape(words) + ".*received"):
         tiny(**{field: value})
@@ -152,8 +168,16 @@ def test_train_and_evaluate_returns_history_and_writes_outputs(finished_run):
     assert len(result["history"]["val_loss"]) == 2
     assert {"loss", "val_loss", "val_psnr", "val_perplexity", "val_dead_codes"} <= set(result["final"])
     assert all(math.isfinite(v) for v in result["final"].values())
-    for name in ("config.json", "model.keras", "best.keras", "history.csv", "backup/latest.weights.h5",
-                 "samples/epoch_001.png", "samples/epoch_002.png", "samples/latest.png"):
+    for name in (
+        "config.json",
+        "model.keras",
+        "best.keras",
+        "history.csv",
+        "backup/latest.weights.h5",
+        "samples/epoch_001.png",
+        "samples/epoch_002.png",
+        "samples/latest.png",
+    ):
         assert (workdir / name).is_file(), name
     for sub in ("train", "validation", "samples", "code_usage"):
         assert list((workdir / "tensorboard" / sub).glob("events.out.tfevents.*")), sub
@@ -269,16 +293,19 @@ def _folder(tmp_path, sizes=(), corrupt=0):
     return folder
 
 
-@pytest.mark.parametrize("case, words", [
-    ("missing_path", "does not exist"),
-    ("empty_folder", "no image files"),
-    ("corrupt_images", "corrupt or unreadable"),
-    ("small_images", "smaller than"),
-    ("unknown_scheme", "unknown dataset scheme 'webdataset'"),
-    ("bad_workdir", "is not writable"),
-    ("tpu", "TPU"),
-    ("bad_value", "image_size must be a multiple of downsample=4"),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("missing_path", "does not exist"),
+        ("empty_folder", "no image files"),
+        ("corrupt_images", "corrupt or unreadable"),
+        ("small_images", "smaller than"),
+        ("unknown_scheme", "unknown dataset scheme 'webdataset'"),
+        ("bad_workdir", "is not writable"),
+        ("tpu", "TPU"),
+        ("bad_value", "image_size must be a multiple of downsample=4"),
+    ],
+)
 def test_bad_input_gives_one_line_and_exit_code_2(case, words, tmp_path, caplog):
     workdir = tmp_path / "run"
     overrides = {}
@@ -312,9 +339,22 @@ def test_residual_quantizer_with_lookup_dim_trains_on_photos(tmp_path):
     # this run then ended with vq_loss 0.028 and val_psnr 14.3 dB (a full-size
     # d8 model: vq_loss 187 in its first epoch). Projected once around the
     # stack, it ends with vq_loss 0.001 and 18.4 dB.
-    config = tiny(dataset="photos", quantizer="residual", num_stages=2, lookup_dim=8, downsample=8, image_size=32,
-                  hidden_units=64, residual_units=32, num_codes=512, code_dim=64, epochs=2, steps_per_epoch=100,
-                  validation_steps=4, warmup_steps=10)
+    config = tiny(
+        dataset="photos",
+        quantizer="residual",
+        num_stages=2,
+        lookup_dim=8,
+        downsample=8,
+        image_size=32,
+        hidden_units=64,
+        residual_units=32,
+        num_codes=512,
+        code_dim=64,
+        epochs=2,
+        steps_per_epoch=100,
+        validation_steps=4,
+        warmup_steps=10,
+    )
     final = train_and_evaluate(config, tmp_path)["final"]
     assert final["vq_loss"] < 0.005, final
     assert final["val_psnr"] > 16.5, final

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqvae_tf.utils.atomic import save_model
-from vqvae_tf.priors.loading import load_prior
-from vqvae_tf.training.config import ConfigError, TrainConfig
 from vqvae_tf.data.datasets import make_datasets
+from vqvae_tf.priors.loading import load_prior
 from vqvae_tf.training.code_files import extract_codes, load_codes
+from vqvae_tf.training.config import ConfigError, TrainConfig
+from vqvae_tf.training.loop import build_model
 from vqvae_tf.training.prior_config import PriorConfig
 from vqvae_tf.training.prior_training import train_prior
-from vqvae_tf.training.loop import build_model
+from vqvae_tf.utils.atomic import save_model
 
 REPO = Path(__file__).resolve().parents[2]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
@@ -29,9 +29,20 @@ NUM_CODES = 16
 def vqvae_run(tmp_path_factory):
     """A training-run workdir (model.keras + config.json) of a tiny VQ-VAE, 50 steps on MNIST."""
     workdir = tmp_path_factory.mktemp("vqvae_run")
-    config = TrainConfig(dataset=f"mnist:{MNIST_DIR}", image_size=28, batch_size=32, num_codes=NUM_CODES,
-                         code_dim=8, hidden_units=16, residual_units=8, num_residual_blocks=1, export=False,
-                         mixed_precision="none", lr_schedule="constant", learning_rate=2e-3)
+    config = TrainConfig(
+        dataset=f"mnist:{MNIST_DIR}",
+        image_size=28,
+        batch_size=32,
+        num_codes=NUM_CODES,
+        code_dim=8,
+        hidden_units=16,
+        residual_units=8,
+        num_residual_blocks=1,
+        export=False,
+        mixed_precision="none",
+        lr_schedule="constant",
+        learning_rate=2e-3,
+    )
     bundle = make_datasets(config.dataset, image_size=config.image_size, batch_size=config.batch_size)
     keras.utils.set_random_seed(0)
     model = build_model(config, bundle.channels, bundle.data_variance)
@@ -44,8 +55,17 @@ def vqvae_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prior_run(vqvae_run, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("prior_run")
-    config = PriorConfig(kind="pixelcnn", conditional=True, channels=16, num_layers=2, steps=40, batch_size=32,
-                         learning_rate=3e-3, train_batches=24, num_samples=3)
+    config = PriorConfig(
+        kind="pixelcnn",
+        conditional=True,
+        channels=16,
+        num_layers=2,
+        steps=40,
+        batch_size=32,
+        learning_rate=3e-3,
+        train_batches=24,
+        num_samples=3,
+    )
     metrics = train_prior(config, vqvae_run[0], workdir)
     return workdir, metrics
 
@@ -75,8 +95,14 @@ def test_extract_codes_round_trip(vqvae_run, tmp_path):
 
 def test_train_prior_writes_outputs(prior_run):
     workdir, metrics = prior_run
-    for name in ("prior.keras", "prior_metrics.json", "samples.png", "prior_config.json", "codes_train.npz",
-                 "codes_validation.npz"):
+    for name in (
+        "prior.keras",
+        "prior_metrics.json",
+        "samples.png",
+        "prior_config.json",
+        "codes_train.npz",
+        "codes_validation.npz",
+    ):
         assert (workdir / name).is_file(), name
     assert not [p for p in workdir.iterdir() if ".partial-" in p.name]
     saved = json.loads((workdir / "prior_metrics.json").read_text())
@@ -111,12 +137,14 @@ def test_train_prior_errors(vqvae_run, tmp_path):
 
 
 def test_prior_config_checks_name_the_field_and_the_value():
-    for kwargs, pattern in ((dict(conditional=1), "`conditional` must be a bool; received 1"),
-                            (dict(channels=True), "`channels` must be an int >= 1; received True"),
-                            (dict(train_batches=0), "`train_batches` must be an int >= 1; received 0"),
-                            (dict(learning_rate=0.0), "`learning_rate` must be a finite number > 0; received 0.0"),
-                            (dict(dropout=1.0), r"`dropout` must be a finite number >= 0 and < 1; received 1.0"),
-                            (dict(kernel_size=4), "`kernel_size` must be odd; received 4")):
+    for kwargs, pattern in (
+        (dict(conditional=1), "`conditional` must be a bool; received 1"),
+        (dict(channels=True), "`channels` must be an int >= 1; received True"),
+        (dict(train_batches=0), "`train_batches` must be an int >= 1; received 0"),
+        (dict(learning_rate=0.0), "`learning_rate` must be a finite number > 0; received 0.0"),
+        (dict(dropout=1.0), r"`dropout` must be a finite number >= 0 and < 1; received 1.0"),
+        (dict(kernel_size=4), "`kernel_size` must be odd; received 4"),
+    ):
         with pytest.raises(ConfigError, match=pattern):
             PriorConfig(**kwargs)
     with pytest.raises(ConfigError, match=r"unknown prior config fields \['colour'\]"):
@@ -127,8 +155,19 @@ def test_prior_config_checks_name_the_field_and_the_value():
 def test_prior_training_keeps_the_old_module_names():
     from vqvae_tf.training import prior_training
 
-    old_names = ["PRIOR_KINDS", "PriorConfig", "build_prior", "extract_codes", "fit_decoder_scale", "load_codes",
-                 "reconstruction_nats", "sample_images", "save_image_grid", "train_prior", "DEFAULT_TRAIN_BATCHES"]
+    old_names = [
+        "PRIOR_KINDS",
+        "PriorConfig",
+        "build_prior",
+        "extract_codes",
+        "fit_decoder_scale",
+        "load_codes",
+        "reconstruction_nats",
+        "sample_images",
+        "save_image_grid",
+        "train_prior",
+        "DEFAULT_TRAIN_BATCHES",
+    ]
     assert all(hasattr(prior_training, name) for name in old_names)
 
 
@@ -148,22 +187,25 @@ def test_sample_grid_is_row_major_and_upscaled(tmp_path):
 
 def _run_cli(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "vqvae_tf.sample", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vqvae_tf.sample", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
 
 
 def test_sample_cli_writes_png(vqvae_run, prior_run, tmp_path):
     out = tmp_path / "grid.png"
-    result = _run_cli(f"--workdir={vqvae_run[0]}", f"--prior={prior_run[0]}", "--num=4", "--labels=3,7",
-                      "--top_k=4", f"--out={out}")
+    result = _run_cli(
+        f"--workdir={vqvae_run[0]}", f"--prior={prior_run[0]}", "--num=4", "--labels=3,7", "--top_k=4", f"--out={out}"
+    )
     assert result.returncode == 0, result.stderr
     with Image.open(out) as grid:
         assert grid.size[1] > 2 * 64 and grid.size[1] < 3 * 64  # two rows: labels 3 and 7
 
 
 def test_sample_cli_bad_argument_exits_2(vqvae_run, prior_run, tmp_path):
-    result = _run_cli(f"--workdir={vqvae_run[0]}", f"--prior={prior_run[0]}", f"--out={tmp_path / 'g.png'}",
-                      "--labels=11")
+    result = _run_cli(
+        f"--workdir={vqvae_run[0]}", f"--prior={prior_run[0]}", f"--out={tmp_path / 'g.png'}", "--labels=11"
+    )
     assert result.returncode == 2
     assert "--labels must be in [0, 10)" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "g.png").exists()
@@ -172,8 +214,7 @@ def test_sample_cli_bad_argument_exits_2(vqvae_run, prior_run, tmp_path):
 def test_sample_argument_errors_in_process(vqvae_run, prior_run, tmp_path):
     from vqvae_tf.training import sample
 
-    common = dict(workdir=vqvae_run[0], prior_dir=prior_run[0], num=2, temperature=1.0, seed=0,
-                  out=tmp_path / "g.png")
+    common = dict(workdir=vqvae_run[0], prior_dir=prior_run[0], num=2, temperature=1.0, seed=0, out=tmp_path / "g.png")
     with pytest.raises(ValueError, match="integers"):
         sample._parse_labels(["0", "x"])
     with pytest.raises(ValueError, match="top_k"):
@@ -190,7 +231,7 @@ def test_stage_tokens_lay_stages_side_by_side_and_back():
     codes = np.random.default_rng(0).integers(0, 16, (3, 4, 5, 2))
     tokens = stages_to_tokens(codes, 16)
     assert tokens.shape == (3, 4, 10) and tokens.dtype == np.int32
-    np.testing.assert_array_equal(tokens[:, :, 0::2], codes[..., 0])       # coarse stage first,
+    np.testing.assert_array_equal(tokens[:, :, 0::2], codes[..., 0])  # coarse stage first,
     np.testing.assert_array_equal(tokens[:, :, 1::2], codes[..., 1] + 16)  # then its own vocabulary
     np.testing.assert_array_equal(tokens_to_stages(tokens, 16, 2), codes)
     with pytest.raises(ValueError, match=r"\(N, h, w \* 2\); received shape \(3, 4, 9\)"):
@@ -202,18 +243,38 @@ def test_stage_tokens_lay_stages_side_by_side_and_back():
 def test_train_prior_on_a_residual_vqvae_models_every_stage(tmp_path):
     from vqvae_tf.training.prior_samples import sample_images
 
-    config = TrainConfig(dataset=f"mnist:{MNIST_DIR}", image_size=28, batch_size=32, num_codes=NUM_CODES,
-                         code_dim=8, hidden_units=16, residual_units=8, num_residual_blocks=1, export=False,
-                         quantizer="residual", num_stages=2, mixed_precision="none", lr_schedule="constant",
-                         learning_rate=2e-3)
+    config = TrainConfig(
+        dataset=f"mnist:{MNIST_DIR}",
+        image_size=28,
+        batch_size=32,
+        num_codes=NUM_CODES,
+        code_dim=8,
+        hidden_units=16,
+        residual_units=8,
+        num_residual_blocks=1,
+        export=False,
+        quantizer="residual",
+        num_stages=2,
+        mixed_precision="none",
+        lr_schedule="constant",
+        learning_rate=2e-3,
+    )
     bundle = make_datasets(config.dataset, image_size=28, batch_size=32)
     keras.utils.set_random_seed(0)
     model = build_model(config, bundle.channels, bundle.data_variance)
     model.fit(bundle.train, steps_per_epoch=30, epochs=1, verbose=0)
     save_model(model, tmp_path / "model.keras")
     config.save(tmp_path / "config.json")
-    prior_config = PriorConfig(kind="pixelcnn", channels=16, num_layers=2, steps=60, batch_size=32,
-                               learning_rate=3e-3, train_batches=8, num_samples=2)
+    prior_config = PriorConfig(
+        kind="pixelcnn",
+        channels=16,
+        num_layers=2,
+        steps=60,
+        batch_size=32,
+        learning_rate=3e-3,
+        train_batches=8,
+        num_samples=2,
+    )
     metrics = train_prior(prior_config, tmp_path, tmp_path / "prior")
     codes, _ = load_codes(tmp_path / "prior" / "codes_validation.npz")
     assert codes.shape[1:] == (7, 7, 2)  # the cache keeps the VQ-VAE's maps

@@ -16,11 +16,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from vqvae_tf.utils.atomic import PARTIAL_MARKER  # noqa: E402
 from vqvae_tf.training.config import TrainConfig  # noqa: E402
+from vqvae_tf.utils.atomic import PARTIAL_MARKER  # noqa: E402
 
-TINY_FLAGS = ["--image_size=16", "--hidden_units=16", "--residual_units=8", "--num_codes=32", "--code_dim=8",
-              "--batch_size=8", "--validation_steps=2", "--warmup_steps=1", "--num_samples=4"]
+TINY_FLAGS = [
+    "--image_size=16",
+    "--hidden_units=16",
+    "--residual_units=8",
+    "--num_codes=32",
+    "--code_dim=8",
+    "--batch_size=8",
+    "--validation_steps=2",
+    "--warmup_steps=1",
+    "--num_samples=4",
+]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 # Final val_loss of a run killed and resumed vs. an uninterrupted one: the
 # data stream is the same, but tf.data may reorder nearby batches and the
@@ -35,8 +44,9 @@ def train_cmd(workdir, *flags):
 
 
 def run(workdir, *flags, timeout=300):
-    return subprocess.run(train_cmd(workdir, *flags), cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        train_cmd(workdir, *flags), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def history(workdir):
@@ -56,9 +66,17 @@ def test_end_to_end_outputs_reload_and_export(tmp_path):
     done = run(workdir, "--epochs=2", "--steps_per_epoch=3", *export_flags)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Epoch 2/2" in done.stdout  # Keras progress output on the console
-    for name in ("config.json", "model.keras", "best.keras", "history.csv", "backup/latest.weights.h5",
-                 "backup/training_metadata.json", "samples/epoch_001.png", "samples/epoch_002.png",
-                 "samples/latest.png"):
+    for name in (
+        "config.json",
+        "model.keras",
+        "best.keras",
+        "history.csv",
+        "backup/latest.weights.h5",
+        "backup/training_metadata.json",
+        "samples/epoch_001.png",
+        "samples/epoch_002.png",
+        "samples/latest.png",
+    ):
         assert (workdir / name).is_file(), name
     assert list((workdir / "tensorboard").rglob("events.out.tfevents.*"))
     assert any((workdir / "export").rglob("saved_model.pb"))
@@ -82,9 +100,22 @@ def test_end_to_end_outputs_reload_and_export(tmp_path):
     assert any((workdir / "export").rglob("saved_model.pb"))
     assert not partial_files(workdir) and not list(workdir.glob(".export.*"))
     # Second stage: a prior over this VQ-VAE's codes.
-    prior = subprocess.run([sys.executable, str(ROOT / "train.py"), f"--workdir={workdir}", "--stage=prior",
-                            "--prior_steps=4", "--prior_layers=1", "--batch_size=8"],
-                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    prior = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            f"--workdir={workdir}",
+            "--stage=prior",
+            "--prior_steps=4",
+            "--prior_layers=1",
+            "--batch_size=8",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert prior.returncode == 0, prior.stderr[-3000:]
     for name in ("prior.keras", "prior_metrics.json", "samples.png"):
         assert (workdir / "prior" / name).is_file(), name
@@ -94,8 +125,9 @@ def test_end_to_end_outputs_reload_and_export(tmp_path):
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     flags = ("--epochs=4", "--steps_per_epoch=4", "--noexport", "--mixed_precision=none")
     killed = tmp_path / "killed"
-    process = subprocess.Popen(train_cmd(killed, *flags), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        train_cmd(killed, *flags), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     metadata = killed / "backup" / "training_metadata.json"
     deadline = time.monotonic() + 240
     while not metadata.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -117,16 +149,25 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_prior_stage_without_a_trained_vqvae_is_one_line_error(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), f"--workdir={tmp_path / 'none'}",
-                             "--stage=prior"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), f"--workdir={tmp_path / 'none'}", "--stage=prior"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "model.keras" in result.stderr
 
 
-@pytest.mark.parametrize("flags, code, words", [
-    (["--dataset=webdataset:/data"], 2, "unknown dataset scheme 'webdataset'"),
-    (["--image_size=18"], 1, "--image_size must be a multiple of --downsample"),
-])
+@pytest.mark.parametrize(
+    "flags, code, words",
+    [
+        (["--dataset=webdataset:/data"], 2, "unknown dataset scheme 'webdataset'"),
+        (["--image_size=18"], 1, "--image_size must be a multiple of --downsample"),
+    ],
+)
 def test_cli_errors_are_one_line_without_traceback(tmp_path, flags, code, words):
     done = run(tmp_path / "run", *flags, timeout=120)
     assert done.returncode == code
@@ -150,8 +191,9 @@ from vqvae_tf.training.config import TrainConfig
 distribute.make_strategy = lambda name: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 sys.exit(train.run(lambda: TrainConfig(batch_size=7, strategy="mirrored"), {str(tmp_path / "run")!r}))
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "global batch size 7 is not divisible by the 2 replicas" in done.stderr
     assert "Traceback" not in done.stderr

@@ -36,10 +36,31 @@ from vqvae_tf.codec.model import (
 )
 
 __all__ = [
-    "DEFAULT_HALO", "DEFAULT_MODEL", "DEFAULT_TILE", "MANIFEST", "MAX_PIXELS", "METHODS", "PRETRAINED_DIR",
-    "BitstreamError", "CodecError", "CodecModel", "compress", "compress_image", "decode_stream",
-    "decompress", "decompress_bytes", "describe", "encode_codes", "encode_stream", "load_model", "main",
-    "read_header", "read_image", "shipped_models", "stream_model_id", "write_png",
+    "DEFAULT_HALO",
+    "DEFAULT_MODEL",
+    "DEFAULT_TILE",
+    "MANIFEST",
+    "MAX_PIXELS",
+    "METHODS",
+    "PRETRAINED_DIR",
+    "BitstreamError",
+    "CodecError",
+    "CodecModel",
+    "compress",
+    "compress_image",
+    "decode_stream",
+    "decompress",
+    "decompress_bytes",
+    "describe",
+    "encode_codes",
+    "encode_stream",
+    "load_model",
+    "main",
+    "read_header",
+    "read_image",
+    "shipped_models",
+    "stream_model_id",
+    "write_png",
 ]
 
 

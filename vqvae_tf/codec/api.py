@@ -106,8 +106,9 @@ def _to_model_channels(image: np.ndarray, model: CodecModel) -> np.ndarray:
 # --------------------------------------------------------------------------- codec
 
 
-def compress_image(image, model=None, method: str = "packed", *, prior=None, tile: int = DEFAULT_TILE,
-                   halo: int = DEFAULT_HALO) -> bytes:
+def compress_image(
+    image, model=None, method: str = "packed", *, prior=None, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO
+) -> bytes:
     """Compresses a uint8 image to a `.vqz` stream.
 
     Args:
@@ -136,15 +137,21 @@ def compress_image(image, model=None, method: str = "packed", *, prior=None, til
     codes = encode_codes(image, model, tile=tile, halo=halo)
     try:
         return encode_stream(
-            codes, num_codes=model.num_codes, model_id=model.stream_id, image_shape=image.shape,
-            method=method, code_probabilities=probabilities, prior=prior_model,
+            codes,
+            num_codes=model.num_codes,
+            model_id=model.stream_id,
+            image_shape=image.shape,
+            method=method,
+            code_probabilities=probabilities,
+            prior=prior_model,
         )
     except BitstreamError as error:
         raise CodecError(f"cannot encode the codes: {error}") from None
 
 
-def encode_codes(image: np.ndarray, model: CodecModel, *, tile: int = DEFAULT_TILE,
-                 halo: int = DEFAULT_HALO) -> np.ndarray:
+def encode_codes(
+    image: np.ndarray, model: CodecModel, *, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO
+) -> np.ndarray:
     """The code map of a uint8 `(H, W, C)` image: padded, tiled, encoded."""
     factor = model.downsample
     tile_codes = _tile_codes(tile, factor)
@@ -160,8 +167,15 @@ def _tile_codes(tile, factor: int) -> int:
     return int(tile) // factor
 
 
-def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
-                     max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decompress_bytes(
+    data: bytes,
+    model=None,
+    *,
+    prior=None,
+    tile: int = DEFAULT_TILE,
+    halo: int = DEFAULT_HALO,
+    max_pixels: int = MAX_PIXELS,
+) -> np.ndarray:
     """Decodes a `.vqz` stream to a uint8 image `(H, W)` (gray) or `(H, W, C)`.
 
     Args:
@@ -188,8 +202,10 @@ def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT
     height, width, channels = header.image_shape
     expected_codes = (math.ceil(height / factor), math.ceil(width / factor)) + model.code_shape
     if header.code_shape != expected_codes:
-        raise CodecError(f"stream has a code map of shape {header.code_shape}; an image of {height}x{width} "
-                         f"needs {expected_codes} with model {model.name!r}")
+        raise CodecError(
+            f"stream has a code map of shape {header.code_shape}; an image of {height}x{width} "
+            f"needs {expected_codes} with model {model.name!r}"
+        )
     if header.num_codes != model.num_codes:
         raise CodecError(f"stream has {header.num_codes} codes; model {model.name!r} has {model.num_codes}")
     if channels not in (1, model.channels):
@@ -200,8 +216,13 @@ def decompress_bytes(data: bytes, model=None, *, prior=None, tile: int = DEFAULT
     elif header.method == Method.PRIOR:
         prior_model = model.prior(prior)
     try:
-        stream = decode_stream(data, expected_model_id=model.stream_id, code_probabilities=probabilities,
-                               prior=prior_model, max_pixels=max_pixels)
+        stream = decode_stream(
+            data,
+            expected_model_id=model.stream_id,
+            code_probabilities=probabilities,
+            prior=prior_model,
+            max_pixels=max_pixels,
+        )
     except BitstreamError as error:
         raise CodecError(f"cannot decode the stream: {error}") from None
     tile_codes = _tile_codes(tile, factor)
@@ -229,8 +250,10 @@ def _model_for(header: Header, model) -> CodecModel:
         candidate = load_model(name)
         if candidate.stream_id == header.model_id:
             return candidate
-    raise CodecError(f"stream was made by model {_show_id(header.model_id)}, which is not a shipped model "
-                     f"({', '.join(shipped_models()) or 'none'}); pass --model with its directory")
+    raise CodecError(
+        f"stream was made by model {_show_id(header.model_id)}, which is not a shipped model "
+        f"({', '.join(shipped_models()) or 'none'}); pass --model with its directory"
+    )
 
 
 def _show_id(raw: bytes) -> str:
@@ -249,8 +272,14 @@ def compress(input_path, output_path, model=None, method: str = "packed", prior=
     data = compress_image(image, model, method, prior=prior)
     write_output(output_path, data)
     header = read_header(data)
-    return dict(bytes=len(data), bits_per_pixel=8 * len(data) / (image.shape[0] * image.shape[1]),
-                image_shape=header.image_shape, code_shape=header.code_shape, model=model.name, method=method)
+    return dict(
+        bytes=len(data),
+        bits_per_pixel=8 * len(data) / (image.shape[0] * image.shape[1]),
+        image_shape=header.image_shape,
+        code_shape=header.code_shape,
+        model=model.name,
+        method=method,
+    )
 
 
 def decompress(input_path, output_path, model=None, prior=None) -> tuple:
@@ -282,10 +311,16 @@ def describe(path) -> dict:
     height, width, channels = header.image_shape
     matching = [name for name in shipped_models() if load_model(name).stream_id == header.model_id]
     return dict(
-        file=str(path), bytes=header.total_length, version=header.version,
-        method=header.method.name.lower(), model_id=_show_id(header.model_id),
-        shipped_model=matching[0] if matching else None, image_shape=[height, width, channels],
-        code_shape=list(header.code_shape), num_codes=header.num_codes,
-        payload_bytes=header.payload_length, bits_per_pixel=round(8 * header.total_length / (height * width), 5),
+        file=str(path),
+        bytes=header.total_length,
+        version=header.version,
+        method=header.method.name.lower(),
+        model_id=_show_id(header.model_id),
+        shipped_model=matching[0] if matching else None,
+        image_shape=[height, width, channels],
+        code_shape=list(header.code_shape),
+        num_codes=header.num_codes,
+        payload_bytes=header.payload_length,
+        bits_per_pixel=round(8 * header.total_length / (height * width), 5),
         **({"prior": header.prior_params} if header.method == Method.PRIOR else {}),
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from vqvae_tf.codec.api import METHODS, compress, decompress, describe
 from vqvae_tf.codec.images import write_output
@@ -43,8 +43,10 @@ def _model_flag(FLAGS, default=False):
 def _compress(args, FLAGS):
     result = compress(args[0], args[1], _model_flag(FLAGS, default=True), FLAGS.method, FLAGS.prior)
     height, width, channels = result["image_shape"]
-    print(f"{args[1]}: {result['bytes']} bytes, {result['bits_per_pixel']:.4f} bpp "
-          f"({height}x{width}x{channels}, model {result['model']}, {result['method']})")
+    print(
+        f"{args[1]}: {result['bytes']} bytes, {result['bits_per_pixel']:.4f} bpp "
+        f"({height}x{width}x{channels}, model {result['model']}, {result['method']})"
+    )
 
 
 def _decompress(args, FLAGS):
@@ -78,17 +80,26 @@ PACKAGING_COMMANDS = {"package": ("EXPORT_TFLITE_DIR", "OUT_DIR"), "add-prior": 
 def define_flags():
     from absl import flags
 
-    flags.DEFINE_string("model", None, "Codec model: shipped name or directory (default: "
-                        f"{DEFAULT_MODEL} to compress, the file's own model to decompress).")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "Codec model: shipped name or directory (default: "
+        f"{DEFAULT_MODEL} to compress, the file's own model to decompress).",
+    )
     flags.DEFINE_enum("method", "packed", list(METHODS), "Payload coding of compress; 'prior' needs TensorFlow.")
-    flags.DEFINE_string("prior", None, "compress/decompress --method prior: a prior.keras (default: the "
-                        "model's own prior.keras; the shipped d8k512 has one). Needs TensorFlow.")
+    flags.DEFINE_string(
+        "prior",
+        None,
+        "compress/decompress --method prior: a prior.keras (default: the "
+        "model's own prior.keras; the shipped d8k512 has one). Needs TensorFlow.",
+    )
     flags.DEFINE_integer("threads", 2, "Interpreter threads.", lower_bound=1)
     flags.DEFINE_string("encoder", "int8", "package: encoder quantization to ship.")
     flags.DEFINE_string("decoder", "float16", "package: decoder quantization to ship.")
     flags.DEFINE_string("command", "", "package, add-prior: the training command to record.")
-    flags.DEFINE_bool("overwrite", False, "package: replace an existing output directory; add-prior: replace "
-                      "the model's prior.")
+    flags.DEFINE_bool(
+        "overwrite", False, "package: replace an existing output directory; add-prior: replace the model's prior."
+    )
     flags.DEFINE_string("json", None, "eval: also write the results as JSON here.")
     return flags.FLAGS
 

@@ -27,8 +27,17 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMATS", "evaluate_folder", "evaluate_image", "format_table", "match_quality", "ms_ssim",
-           "pillow_decode", "pillow_encode", "psnr"]
+__all__ = [
+    "FORMATS",
+    "evaluate_folder",
+    "evaluate_image",
+    "format_table",
+    "match_quality",
+    "ms_ssim",
+    "pillow_decode",
+    "pillow_encode",
+    "psnr",
+]
 
 FORMATS = ("JPEG", "WEBP")
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -41,7 +50,7 @@ def psnr(reference: np.ndarray, image: np.ndarray) -> float:
     if reference.shape != image.shape:
         raise ValueError(f"psnr needs equal shapes; received {reference.shape} and {image.shape}")
     mse = float(np.mean((reference.astype(np.float64) - image.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
+    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
 def _ssim_terms(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -54,16 +63,16 @@ def _ssim_terms(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
     def blur(a):
         # VALID filtering: only windows fully inside the image.
-        a = correlate1d(a, taps, axis=0, mode="constant")[size // 2:a.shape[0] - size // 2]
-        return correlate1d(a, taps, axis=1, mode="constant")[:, size // 2:a.shape[1] - size // 2]
+        a = correlate1d(a, taps, axis=0, mode="constant")[size // 2 : a.shape[0] - size // 2]
+        return correlate1d(a, taps, axis=1, mode="constant")[:, size // 2 : a.shape[1] - size // 2]
 
     c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
     mu_x, mu_y = blur(x), blur(y)
-    sigma_xx = blur(x * x) - mu_x ** 2
-    sigma_yy = blur(y * y) - mu_y ** 2
+    sigma_xx = blur(x * x) - mu_x**2
+    sigma_yy = blur(y * y) - mu_y**2
     sigma_xy = blur(x * y) - mu_x * mu_y
     cs = (2 * sigma_xy + c2) / (sigma_xx + sigma_yy + c2)
-    luminance = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
     return float(np.mean(luminance * cs)), float(np.mean(cs))
 
 
@@ -106,7 +115,8 @@ def pillow_encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     if fmt == "WEBP":
         options["method"] = 6  # slowest, best rate-distortion: the strongest baseline
     Image.fromarray(np.squeeze(image, axis=2) if image.ndim == 3 and image.shape[2] == 1 else image).save(
-        buffer, format=fmt, **options)
+        buffer, format=fmt, **options
+    )
     return buffer.getvalue()
 
 
@@ -146,8 +156,13 @@ def match_quality(image: np.ndarray, fmt: str, target_bpp: float) -> dict:
             high = middle - 1
     quality = best if best is not None else _QUALITY_RANGE[0]
     decoded = pillow_decode(cache[quality] if quality in cache else pillow_encode(image, fmt, quality), image)
-    return dict(quality=quality, bits_per_pixel=size(quality), psnr=psnr(image, decoded),
-                ms_ssim=ms_ssim(image, decoded), reached=best is not None)
+    return dict(
+        quality=quality,
+        bits_per_pixel=size(quality),
+        psnr=psnr(image, decoded),
+        ms_ssim=ms_ssim(image, decoded),
+        reached=best is not None,
+    )
 
 
 def evaluate_image(image: np.ndarray, model, method: str = "packed", name: str = "") -> dict:
@@ -162,10 +177,17 @@ def evaluate_image(image: np.ndarray, model, method: str = "packed", name: str =
     decode_seconds = time.perf_counter() - start
     reference = image if image.ndim == 3 or decoded.ndim == 2 else image[:, :, None]
     bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
-    row = dict(image=name, height=int(image.shape[0]), width=int(image.shape[1]), method=method,
-               bits_per_pixel=bpp, psnr=psnr(reference, decoded.reshape(reference.shape)),
-               ms_ssim=ms_ssim(reference, decoded.reshape(reference.shape)), encode_seconds=encode_seconds,
-               decode_seconds=decode_seconds)
+    row = dict(
+        image=name,
+        height=int(image.shape[0]),
+        width=int(image.shape[1]),
+        method=method,
+        bits_per_pixel=bpp,
+        psnr=psnr(reference, decoded.reshape(reference.shape)),
+        ms_ssim=ms_ssim(reference, decoded.reshape(reference.shape)),
+        encode_seconds=encode_seconds,
+        decode_seconds=decode_seconds,
+    )
     for fmt in FORMATS:
         row[fmt.lower()] = match_quality(image, fmt, bpp)
     return row
@@ -183,21 +205,26 @@ def evaluate_folder(directory, model, method: str = "packed") -> list[dict]:
     if not files:
         raise ValueError(f"image folder {directory} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
     model = codec.load_model(model)
-    return [evaluate_image(codec.read_image(path), model, method, name=str(path.relative_to(directory)))
-            for path in files]
+    return [
+        evaluate_image(codec.read_image(path), model, method, name=str(path.relative_to(directory))) for path in files
+    ]
 
 
 def format_table(rows: list[dict]) -> str:
     """A fixed-width text table of `evaluate_*` rows plus their mean."""
-    header = (f"{'image':<24} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7} | {'JPEG q':>6} {'bpp':>6} {'PSNR':>6} "
-              f"{'MS-SSIM':>7} | {'WebP q':>6} {'bpp':>6} {'PSNR':>6} {'MS-SSIM':>7}")
+    header = (
+        f"{'image':<24} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7} | {'JPEG q':>6} {'bpp':>6} {'PSNR':>6} "
+        f"{'MS-SSIM':>7} | {'WebP q':>6} {'bpp':>6} {'PSNR':>6} {'MS-SSIM':>7}"
+    )
     lines = [header, "-" * len(header)]
 
     def line(name, r, j, w):
         flag = lambda m: "" if m.get("reached", True) else "*"  # noqa: E731
-        return (f"{name[:24]:<24} {r['bits_per_pixel']:7.4f} {r['psnr']:6.2f} {r['ms_ssim']:7.4f} | "
-                f"{str(j['quality']) + flag(j):>6} {j['bits_per_pixel']:6.3f} {j['psnr']:6.2f} {j['ms_ssim']:7.4f} | "
-                f"{str(w['quality']) + flag(w):>6} {w['bits_per_pixel']:6.3f} {w['psnr']:6.2f} {w['ms_ssim']:7.4f}")
+        return (
+            f"{name[:24]:<24} {r['bits_per_pixel']:7.4f} {r['psnr']:6.2f} {r['ms_ssim']:7.4f} | "
+            f"{str(j['quality']) + flag(j):>6} {j['bits_per_pixel']:6.3f} {j['psnr']:6.2f} {j['ms_ssim']:7.4f} | "
+            f"{str(w['quality']) + flag(w):>6} {w['bits_per_pixel']:6.3f} {w['psnr']:6.2f} {w['ms_ssim']:7.4f}"
+        )
 
     for row in rows:
         lines.append(line(row["image"], row, row["jpeg"], row["webp"]))
@@ -205,8 +232,13 @@ def format_table(rows: list[dict]) -> str:
         mean = lambda key, sub=None: float(np.nanmean([(r[sub] if sub else r)[key] for r in rows]))  # noqa: E731
         keys = ("bits_per_pixel", "psnr", "ms_ssim")
         lines.append("-" * len(header))
-        lines.append(line("mean", {k: mean(k) for k in keys},
-                          dict({k: mean(k, "jpeg") for k in keys}, quality="-"),
-                          dict({k: mean(k, "webp") for k in keys}, quality="-")))
+        lines.append(
+            line(
+                "mean",
+                {k: mean(k) for k in keys},
+                dict({k: mean(k, "jpeg") for k in keys}, quality="-"),
+                dict({k: mean(k, "webp") for k in keys}, quality="-"),
+            )
+        )
     lines.append("* the baseline cannot go this low: its quality 1 is shown, at a higher bpp")
     return "\n".join(lines)

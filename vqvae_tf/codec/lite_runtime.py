@@ -82,11 +82,9 @@ class _LiteModel:
         return self._runner(**{self._input: value})[self._output]
 
     def _check_spatial(self, shape, factor, what):
-        spatial = shape[1:1 + self.rank]
+        spatial = shape[1 : 1 + self.rank]
         if any(s < 1 for s in spatial) or any(s % factor for s in spatial):
-            raise ValueError(
-                f"{what} sizes must be positive multiples of {factor}; received shape {tuple(shape)}"
-            )
+            raise ValueError(f"{what} sizes must be positive multiples of {factor}; received shape {tuple(shape)}")
 
     def __repr__(self):
         return f"{type(self).__name__}({str(self.path)!r}, quantization={self.metadata.get('quantization')!r})"
@@ -156,7 +154,7 @@ class LiteDecoder(_LiteModel):
         single = codes.ndim == self.rank + axes
         if single:
             codes = codes[None]
-        if codes.ndim != self.rank + 1 + axes or codes.shape[codes.ndim - axes:] != self.code_shape:
+        if codes.ndim != self.rank + 1 + axes or codes.shape[codes.ndim - axes :] != self.code_shape:
             extra = "".join(f", {n}" for n in self.code_shape)
             raise ValueError(
                 f"decode expects code maps shaped (B, h, w{extra}) or (h, w{extra}); received shape {np.shape(codes)}"

@@ -29,8 +29,18 @@ from vqvae_tf.codec.bitstream.header import MODEL_ID_SIZE, make_model_id
 from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
 from vqvae_tf.utils.checks import check_int
 
-__all__ = ["COUNTS", "PRIOR", "CodecError", "CodecModel", "DEFAULT_MODEL", "MANIFEST", "PRETRAINED_DIR",
-           "load_model", "shipped_models", "stream_model_id"]
+__all__ = [
+    "COUNTS",
+    "PRIOR",
+    "CodecError",
+    "CodecModel",
+    "DEFAULT_MODEL",
+    "MANIFEST",
+    "PRETRAINED_DIR",
+    "load_model",
+    "shipped_models",
+    "stream_model_id",
+]
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 #: Shipped model used when no `--model` is given (see pretrained/README.md).
@@ -155,15 +165,18 @@ class CodecModel:
             raise FileNotFoundError(f"prior {path} not found")
         sidecar = _read_json(path.with_suffix(".json")) if path.with_suffix(".json").is_file() else {}
         if sidecar.get("model_id", self.model_id) != self.model_id:
-            raise CodecError(f"prior {path} was trained for model {sidecar['model_id']!r}, not for "
-                             f"{self.name!r} ({self.model_id})")
+            raise CodecError(
+                f"prior {path} was trained for model {sidecar['model_id']!r}, not for {self.name!r} ({self.model_id})"
+            )
         try:
             import tensorflow  # noqa: F401  (a clear message if the prior's backend is missing)
 
             from vqvae_tf.priors.loading import load_prior
         except ImportError as error:
-            raise CodecError(f"the 'prior' method runs a Keras prior and needs TensorFlow ({error}); "
-                             "install tensorflow, or use --method packed|static, which do not") from None
+            raise CodecError(
+                f"the 'prior' method runs a Keras prior and needs TensorFlow ({error}); "
+                "install tensorflow, or use --method packed|static, which do not"
+            ) from None
         try:
             prior = load_prior(path)
         except (ValueError, TypeError, OSError, KeyError) as error:
@@ -174,13 +187,16 @@ class CodecModel:
         # Checked first: a residual model's prior models S * K tokens, so the
         # codebook-size check below would blame the wrong thing.
         if self.code_shape:
-            raise CodecError(f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
-                             "method codes (h, w) maps; use --method packed|static")
+            raise CodecError(
+                f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
+                "method codes (h, w) maps; use --method packed|static"
+            )
         if num_codes != self.num_codes:
             raise CodecError(f"prior {path} models {num_codes} codes; model {self.name!r} has {self.num_codes}")
         if num_classes:
-            raise CodecError(f"prior {path} is class-conditional ({num_classes} classes); the codec needs an "
-                             "unconditional prior")
+            raise CodecError(
+                f"prior {path} is class-conditional ({num_classes} classes); the codec needs an unconditional prior"
+            )
         self._priors[path] = prior
         return prior
 
@@ -242,10 +258,12 @@ def load_model(model=None, num_threads: int = 2) -> CodecModel:
             f"codec model {str(model)!r} not found: expected a directory or a shipped model name ({shipped})"
         )
     manifest = _read_json(directory / MANIFEST) if (directory / MANIFEST).is_file() else {}
-    encoder_path = directory / manifest["encoder"] if "encoder" in manifest else _pick(directory, "encoder",
-                                                                                       _ENCODER_ORDER)
-    decoder_path = directory / manifest["decoder"] if "decoder" in manifest else _pick(directory, "decoder",
-                                                                                       _DECODER_ORDER)
+    encoder_path = (
+        directory / manifest["encoder"] if "encoder" in manifest else _pick(directory, "encoder", _ENCODER_ORDER)
+    )
+    decoder_path = (
+        directory / manifest["decoder"] if "decoder" in manifest else _pick(directory, "decoder", _DECODER_ORDER)
+    )
     from vqvae_tf.codec.lite_runtime import read_sidecar
 
     for path in (encoder_path, decoder_path):
@@ -263,10 +281,16 @@ def load_model(model=None, num_threads: int = 2) -> CodecModel:
     if encoder_meta.get("rank", 2) != 2:
         raise CodecError(f"codec model {directory} has rank {encoder_meta.get('rank')}; the image codec needs 2")
     result = CodecModel(
-        name=directory.name, directory=directory, encoder_path=encoder_path, decoder_path=decoder_path,
-        model_id=str(encoder_meta["model_id"]), downsample=int(encoder_meta["downsample"]),
-        num_codes=int(encoder_meta["num_codes"]), channels=int(encoder_meta["input_channels"]),
-        code_shape=tuple(int(n) for n in encoder_meta.get("code_shape", ())), num_threads=num_threads,
+        name=directory.name,
+        directory=directory,
+        encoder_path=encoder_path,
+        decoder_path=decoder_path,
+        model_id=str(encoder_meta["model_id"]),
+        downsample=int(encoder_meta["downsample"]),
+        num_codes=int(encoder_meta["num_codes"]),
+        channels=int(encoder_meta["input_channels"]),
+        code_shape=tuple(int(n) for n in encoder_meta.get("code_shape", ())),
+        num_threads=num_threads,
     )
     if (directory / COUNTS).is_file():
         result.counts = _read_counts(directory / COUNTS, result)

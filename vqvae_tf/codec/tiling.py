@@ -83,10 +83,10 @@ def encode_tiled(encode, image: np.ndarray, factor: int, tile: int, halo: int) -
     codes = None
     for r0, r1, ri0, ri1 in spans(rows, tile, halo):
         for c0, c1, ci0, ci1 in spans(cols, tile, halo):
-            part = encode(image[ri0 * factor:ri1 * factor, ci0 * factor:ci1 * factor])
+            part = encode(image[ri0 * factor : ri1 * factor, ci0 * factor : ci1 * factor])
             if codes is None:
                 codes = np.empty((rows, cols) + part.shape[2:], dtype=part.dtype)
-            codes[r0:r1, c0:c1] = part[r0 - ri0:r1 - ri0, c0 - ci0:c1 - ci0]
+            codes[r0:r1, c0:c1] = part[r0 - ri0 : r1 - ri0, c0 - ci0 : c1 - ci0]
     return codes
 
 
@@ -111,8 +111,8 @@ def decode_tiled(decode, codes: np.ndarray, factor: int, channels: int, tile: in
     for r0, r1, ri0, ri1 in spans(rows, tile, halo):
         for c0, c1, ci0, ci1 in spans(cols, tile, halo):
             part = decode(codes[ri0:ri1, ci0:ci1])
-            keep = part[(r0 - ri0) * factor:(r1 - ri0) * factor, (c0 - ci0) * factor:(c1 - ci0) * factor]
-            image[r0 * factor:r1 * factor, c0 * factor:c1 * factor] = to_uint8(keep)
+            keep = part[(r0 - ri0) * factor : (r1 - ri0) * factor, (c0 - ci0) * factor : (c1 - ci0) * factor]
+            image[r0 * factor : r1 * factor, c0 * factor : c1 * factor] = to_uint8(keep)
     return image
 
 

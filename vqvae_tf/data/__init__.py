@@ -19,6 +19,15 @@ from vqvae_tf.data.mnist import read_idx
 from vqvae_tf.data.tfrecords import TFRECORD_FEATURES, write_tfrecords
 
 __all__ = [
-    "AUTOTUNE", "PHOTOS_VALIDATION", "SCHEMES", "TFRECORD_FEATURES", "DatasetBundle", "DatasetError",
-    "load_photo", "make_datasets", "photo_names", "read_idx", "write_tfrecords",
+    "AUTOTUNE",
+    "PHOTOS_VALIDATION",
+    "SCHEMES",
+    "TFRECORD_FEATURES",
+    "DatasetBundle",
+    "DatasetError",
+    "load_photo",
+    "make_datasets",
+    "photo_names",
+    "read_idx",
+    "write_tfrecords",
 ]

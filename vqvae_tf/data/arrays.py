@@ -20,14 +20,20 @@ import numpy as np
 import tensorflow as tf
 
 from vqvae_tf.data import image_arrays
-from vqvae_tf.data.bundle import (AUTOTUNE, DatasetBundle, finish, in_memory_options, pixel_variance,
-                                  step_seed, validation_from_arrays)
+from vqvae_tf.data.bundle import (
+    AUTOTUNE,
+    DatasetBundle,
+    finish,
+    in_memory_options,
+    pixel_variance,
+    step_seed,
+    validation_from_arrays,
+)
 from vqvae_tf.data.crops import gather_crops
 from vqvae_tf.data.errors import DatasetError
 
 
-def array_bundle(train_x, train_y, val_x, val_y, config, name, num_classes=None,
-                 default_flip=False):
+def array_bundle(train_x, train_y, val_x, val_y, config, name, num_classes=None, default_flip=False):
     """Bundle for fixed-size in-memory images (mnist, digits, npz, npy)."""
     size = config.image_size
     if config.with_labels and train_y is None:
@@ -45,29 +51,37 @@ def array_bundle(train_x, train_y, val_x, val_y, config, name, num_classes=None,
     labels = tf.constant(train_y if train_y is not None else np.full(n, -1, np.int32))
 
     def make_batch(step, index):
-        crops = gather_crops(flat, offsets, heights, widths, index, step_seed(config, step), size, channels,
-                             flip)
+        crops = gather_crops(flat, offsets, heights, widths, index, step_seed(config, step), size, channels, flip)
         return crops, tf.gather(labels, index)
 
     # A full permutation of indices each epoch: exact shuffling at no memory cost.
-    train = (tf.data.Dataset.range(n)
-             .shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
-             .repeat().batch(config.batch_size, drop_remainder=True).enumerate()
-             .map(make_batch, num_parallel_calls=AUTOTUNE))
+    train = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(config.batch_size, drop_remainder=True)
+        .enumerate()
+        .map(make_batch, num_parallel_calls=AUTOTUNE)
+    )
     train = in_memory_options(finish(train, config, train=True))
     return DatasetBundle(
-        train=train, validation=validation_from_arrays(val_x, val_y, config),
-        channels=channels, image_size=size,
+        train=train,
+        validation=validation_from_arrays(val_x, val_y, config),
+        channels=channels,
+        image_size=size,
         description=f"{name}: {n} train / {len(val_x)} validation {source_h}x{source_w} "
-                    f"images as {size}x{size} (upscaled/padded if smaller, cropped if larger)",
-        data_variance=pixel_variance(train_x), num_train=n, num_validation=len(val_x),
-        num_classes=num_classes)
+        f"images as {size}x{size} (upscaled/padded if smaller, cropped if larger)",
+        data_variance=pixel_variance(train_x),
+        num_train=n,
+        num_validation=len(val_x),
+        num_classes=num_classes,
+    )
 
 
 def split_arrays(images, labels, config):
     """`(train images, train labels, validation images, validation labels)`; labels may be None."""
     train, val = image_arrays.split_indices(len(images), config.validation_fraction)
-    pick = (lambda a, i: None if a is None else a[i])
+    pick = lambda a, i: None if a is None else a[i]
     return images[train], pick(labels, train), images[val], pick(labels, val)
 
 
@@ -77,8 +91,7 @@ def digits_bundle(_, config):
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[..., None]
-    return array_bundle(*split_arrays(images, digits.target.astype(np.int32), config),
-                        config, "digits", num_classes=10)
+    return array_bundle(*split_arrays(images, digits.target.astype(np.int32), config), config, "digits", num_classes=10)
 
 
 def _load_array_file(path, kind):
@@ -99,8 +112,10 @@ def npz_bundle(path, config):
         else:
             image_key = next((k for k in ("images", "x") if k in keys), None)
             if image_key is None:
-                raise DatasetError(f"npz file {path!r} has keys {sorted(keys)}; expected images "
-                                   f"under 'images' or 'x', or 'x_train' and 'x_test'")
+                raise DatasetError(
+                    f"npz file {path!r} has keys {sorted(keys)}; expected images "
+                    f"under 'images' or 'x', or 'x_train' and 'x_test'"
+                )
             label_key = next((k for k in ("labels", "y") if k in keys), None)
             arrays = [data[image_key], data[label_key] if label_key else None]
     return _arrays_bundle(arrays, config, f"npz:{path}")
@@ -123,10 +138,12 @@ def _arrays_bundle(arrays, config, name):
     if len(checked) == 2:
         checked = list(split_arrays(*checked, config))
     if checked[0].shape[1:] != checked[2].shape[1:]:
-        raise DatasetError(f"{name}: train images {checked[0].shape[1:]} and validation "
-                           f"images {checked[2].shape[1:]} differ in shape")
-    num_classes = (int(max(checked[1].max(), checked[3].max())) + 1
-                   if checked[1] is not None and checked[3] is not None else None)
+        raise DatasetError(
+            f"{name}: train images {checked[0].shape[1:]} and validation images {checked[2].shape[1:]} differ in shape"
+        )
+    num_classes = (
+        int(max(checked[1].max(), checked[3].max())) + 1 if checked[1] is not None and checked[3] is not None else None
+    )
     if num_classes is None:
         checked[1] = checked[3] = None
     return array_bundle(*checked, config, name, num_classes=num_classes)

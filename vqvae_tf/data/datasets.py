@@ -41,14 +41,31 @@ from vqvae_tf.data.tfrecords import TFRECORD_FEATURES, tfrecord_bundle, write_tf
 from vqvae_tf.utils.checks import check_choice, check_int, check_number
 
 # The names this module exported before the sources had their own modules.
-__all__ = ["AUTOTUNE", "DatasetBundle", "DatasetError", "PHOTOS_VALIDATION", "SCHEMES",
-           "TFRECORD_FEATURES", "load_photo", "make_datasets", "photo_names",
-           "read_idx", "write_tfrecords"]
+__all__ = [
+    "AUTOTUNE",
+    "DatasetBundle",
+    "DatasetError",
+    "PHOTOS_VALIDATION",
+    "SCHEMES",
+    "TFRECORD_FEATURES",
+    "load_photo",
+    "make_datasets",
+    "photo_names",
+    "read_idx",
+    "write_tfrecords",
+]
 
 #: Scheme -> the function making its bundle from `(argument, DataConfig)`.
-_BUILDERS = {"photos": photos_bundle, "mnist": mnist_bundle, "digits": digits_bundle,
-             "folder": folder_bundle, "npz": npz_bundle, "npy": npy_bundle,
-             "tfrecord": tfrecord_bundle, "tfds": tfds_bundle}
+_BUILDERS = {
+    "photos": photos_bundle,
+    "mnist": mnist_bundle,
+    "digits": digits_bundle,
+    "folder": folder_bundle,
+    "npz": npz_bundle,
+    "npy": npy_bundle,
+    "tfrecord": tfrecord_bundle,
+    "tfds": tfds_bundle,
+}
 SCHEMES = tuple(_BUILDERS)
 # Sources of photographs: random crops, flips and (optionally) augmentation.
 _PHOTO_SCHEMES = ("photos", "folder", "tfrecord", "tfds")
@@ -56,12 +73,22 @@ _PHOTO_SCHEMES = ("photos", "folder", "tfrecord", "tfds")
 _BARE_SCHEMES = ("photos", "digits")
 
 
-def make_datasets(spec: str = "photos", *, image_size: int, batch_size: int,
-                  channels: int | None = None, seed: int = 0,
-                  validation_fraction: float = 0.2, shuffle_buffer: int = 10_000,
-                  with_labels: bool = False, deterministic: bool = False,
-                  validation_drop_remainder: bool = False, flip: bool | None = None,
-                  cache: bool | None = None, augment: bool | None = None) -> DatasetBundle:
+def make_datasets(
+    spec: str = "photos",
+    *,
+    image_size: int,
+    batch_size: int,
+    channels: int | None = None,
+    seed: int = 0,
+    validation_fraction: float = 0.2,
+    shuffle_buffer: int = 10_000,
+    with_labels: bool = False,
+    deterministic: bool = False,
+    validation_drop_remainder: bool = False,
+    flip: bool | None = None,
+    cache: bool | None = None,
+    augment: bool | None = None,
+) -> DatasetBundle:
     """Builds the train and validation pipelines for a dataset spec.
 
     Args:
@@ -105,36 +132,72 @@ def make_datasets(spec: str = "photos", *, image_size: int, batch_size: int,
     >>> bundle = make_datasets("digits", image_size=32, batch_size=16)
     >>> images = next(iter(bundle.train))   # (16, 32, 32, 1) float32
     """
-    config = _config(image_size, batch_size, channels, seed, validation_fraction, shuffle_buffer,
-                     with_labels, deterministic, validation_drop_remainder, flip, cache, augment)
+    config = _config(
+        image_size,
+        batch_size,
+        channels,
+        seed,
+        validation_fraction,
+        shuffle_buffer,
+        with_labels,
+        deterministic,
+        validation_drop_remainder,
+        flip,
+        cache,
+        augment,
+    )
     scheme, argument = _parse(spec, augment)
     return _checked(_BUILDERS[scheme](argument, config), config)
 
 
-def _config(image_size, batch_size, channels, seed, validation_fraction, shuffle_buffer, with_labels,
-            deterministic, validation_drop_remainder, flip, cache, augment):
+def _config(
+    image_size,
+    batch_size,
+    channels,
+    seed,
+    validation_fraction,
+    shuffle_buffer,
+    with_labels,
+    deterministic,
+    validation_drop_remainder,
+    flip,
+    cache,
+    augment,
+):
     """The checked arguments of `make_datasets` as a `DataConfig`."""
     return DataConfig(
         image_size=check_int("image_size", image_size, 1, error=DatasetError),
         batch_size=check_int("batch_size", batch_size, 1, error=DatasetError),
         channels=check_choice("channels", channels, (None, 1, 3), error=DatasetError),
         seed=check_int("seed", seed, 0, error=DatasetError),
-        validation_fraction=check_number("validation_fraction", validation_fraction, 0.0, 1.0,
-                                         inclusive_min=False, inclusive_max=False, error=DatasetError),
+        validation_fraction=check_number(
+            "validation_fraction",
+            validation_fraction,
+            0.0,
+            1.0,
+            inclusive_min=False,
+            inclusive_max=False,
+            error=DatasetError,
+        ),
         shuffle_buffer=check_int("shuffle_buffer", shuffle_buffer, 1, error=DatasetError),
-        with_labels=bool(with_labels), deterministic=bool(deterministic),
-        validation_drop_remainder=bool(validation_drop_remainder), flip=flip, cache=cache, augment=augment)
+        with_labels=bool(with_labels),
+        deterministic=bool(deterministic),
+        validation_drop_remainder=bool(validation_drop_remainder),
+        flip=flip,
+        cache=cache,
+        augment=augment,
+    )
 
 
 def _parse(spec, augment):
     """`(scheme, argument)` of a spec, checked against the known schemes."""
     scheme, _, argument = str(spec).partition(":")
     if scheme not in _BUILDERS:
-        raise DatasetError(f"unknown dataset scheme {scheme!r} in spec {spec!r}; known "
-                           f"schemes: {', '.join(SCHEMES)}")
+        raise DatasetError(f"unknown dataset scheme {scheme!r} in spec {spec!r}; known schemes: {', '.join(SCHEMES)}")
     if augment and scheme not in _PHOTO_SCHEMES:
-        raise DatasetError(f"augment=True applies to photo sources ({', '.join(_PHOTO_SCHEMES)}); "
-                           f"received dataset {spec!r}")
+        raise DatasetError(
+            f"augment=True applies to photo sources ({', '.join(_PHOTO_SCHEMES)}); received dataset {spec!r}"
+        )
     if scheme in _BARE_SCHEMES:
         if argument:
             raise DatasetError(f"dataset {scheme!r} takes no argument, got {spec!r}")
@@ -147,10 +210,14 @@ def _checked(bundle, config):
     """`bundle`, if its validation set gives at least one batch."""
     if bundle.num_validation == 0:
         raise DatasetError(f"{bundle.description}: the validation set is empty")
-    if (config.validation_drop_remainder and bundle.num_validation is not None
-            and bundle.num_validation < config.batch_size):
+    if (
+        config.validation_drop_remainder
+        and bundle.num_validation is not None
+        and bundle.num_validation < config.batch_size
+    ):
         raise DatasetError(
             f"{bundle.description}: batch_size {config.batch_size} is larger than the "
             f"{bundle.num_validation} validation examples, so dropping the remainder "
-            f"leaves no validation batch")
+            f"leaves no validation batch"
+        )
     return bundle

@@ -68,15 +68,14 @@ def photo_path(name: str) -> Path:
     package, relative = _PHOTO_FILES[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetError(f"photo {name!r} ships with the {package} package, "
-                           f"which is not installed")
+        raise DatasetError(f"photo {name!r} ships with the {package} package, which is not installed")
     path = Path(spec.submodule_search_locations[0]) / relative
     if not path.is_file():
         raise DatasetError(f"photo {name!r} is missing from the installed {package}: {path}")
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_photo(name: str) -> np.ndarray:
     """Bundled photo `name` as a read-only uint8 array (H, W, 3).
 

@@ -68,8 +68,7 @@ def scan_image_folder(directory: str | os.PathLike) -> tuple[list[ImageFile], tu
     root = Path(directory)
     if not root.is_dir():
         raise DatasetError(f"image folder {str(root)!r} does not exist or is not a directory")
-    paths = sorted(p for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:
         raise DatasetError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found in {str(root)!r}")
     top = {p.relative_to(root).parts[0] for p in paths if len(p.relative_to(root).parts) > 1}
@@ -85,14 +84,17 @@ def scan_image_folder(directory: str | os.PathLike) -> tuple[list[ImageFile], tu
             bad.append(f"{path.name} ({type(e).__name__})")
             continue
         label = class_names.index(path.relative_to(root).parts[0]) if labelled else -1
-        files.append(ImageFile(str(path), label, size[1], size[0],
-                               1 if mode in _GRAY_MODES else 3))
+        files.append(ImageFile(str(path), label, size[1], size[0], 1 if mode in _GRAY_MODES else 3))
     if bad:
-        logger.warning("skipped %d unreadable image file(s) in %s: %s%s", len(bad), root,
-                       ", ".join(bad[:5]), ", ..." if len(bad) > 5 else "")
+        logger.warning(
+            "skipped %d unreadable image file(s) in %s: %s%s",
+            len(bad),
+            root,
+            ", ".join(bad[:5]),
+            ", ..." if len(bad) > 5 else "",
+        )
     if not files:
-        raise DatasetError(f"all {len(paths)} image files in {str(root)!r} are corrupt or "
-                           f"unreadable (e.g. {bad[0]})")
+        raise DatasetError(f"all {len(paths)} image files in {str(root)!r} are corrupt or unreadable (e.g. {bad[0]})")
     return files, class_names
 
 
@@ -102,33 +104,42 @@ def folder_bundle(directory, config):
     size = config.image_size
     small = [f for f in files if min(f.height, f.width) < size]
     if small:
-        raise DatasetError(f"{len(small)} image(s) in {directory!r} are smaller than "
-                           f"image_size {size}, e.g. {small[0].path} is "
-                           f"{small[0].width}x{small[0].height}")
+        raise DatasetError(
+            f"{len(small)} image(s) in {directory!r} are smaller than "
+            f"image_size {size}, e.g. {small[0].path} is "
+            f"{small[0].width}x{small[0].height}"
+        )
     if config.with_labels and class_names is None:
-        raise DatasetError(f"folder {directory!r} has no class subfolders, but "
-                           f"with_labels=True was requested")
+        raise DatasetError(f"folder {directory!r} has no class subfolders, but with_labels=True was requested")
     channels = config.channels or max(f.channels for f in files)
     train_idx, val_idx = split_indices(len(files), config.validation_fraction)
     if len(train_idx) == 0:
-        raise DatasetError(f"folder {directory!r} has only {len(files)} usable image(s): "
-                           f"none left for training")
+        raise DatasetError(f"folder {directory!r} has only {len(files)} usable image(s): none left for training")
 
     def items(indices):
         return tf.data.Dataset.from_tensor_slices(
-            ([files[i].path for i in indices],
-             np.array([files[i].label for i in indices], np.int32)))
+            ([files[i].path for i in indices], np.array([files[i].label for i in indices], np.int32))
+        )
 
     def decode(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
-                                   expand_animations=False, dtype=tf.uint8)
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.uint8)
         return tf.ensure_shape(image, [None, None, channels]), label
 
     decoded_bytes = sum(f.height * f.width * channels for f in files)
     cache = decoded_bytes < _CACHE_BYTES if config.cache is None else config.cache
     return stream_bundle(
-        items(train_idx), items(val_idx), decode, config, channels=channels, cache=cache,
-        skip_errors=True, num_train=len(train_idx), num_validation=len(val_idx),
-        num_classes=len(class_names) if class_names else None, class_names=class_names,
-        name=(f"folder:{directory}: {len(train_idx)} train / {len(val_idx)} validation "
-              f"images, random {size}x{size} crops"))
+        items(train_idx),
+        items(val_idx),
+        decode,
+        config,
+        channels=channels,
+        cache=cache,
+        skip_errors=True,
+        num_train=len(train_idx),
+        num_validation=len(val_idx),
+        num_classes=len(class_names) if class_names else None,
+        class_names=class_names,
+        name=(
+            f"folder:{directory}: {len(train_idx)} train / {len(val_idx)} validation images, random {size}x{size} crops"
+        ),
+    )

@@ -25,26 +25,31 @@ def as_image_array(array, what: str = "images") -> np.ndarray:
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or 0 in array.shape:
-        raise DatasetError(f"{what}: expected a non-empty array of shape (N, H, W) or "
-                           f"(N, H, W, C) with C in {{1, 3}}, got shape {array.shape}")
+        raise DatasetError(
+            f"{what}: expected a non-empty array of shape (N, H, W) or "
+            f"(N, H, W, C) with C in {{1, 3}}, got shape {array.shape}"
+        )
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.floating):
         low, high = float(np.min(array)), float(np.max(array))
         if not (0.0 <= low and high <= 1.0):  # also rejects NaN
-            raise DatasetError(f"{what}: float images must lie in [0, 1], got values in "
-                               f"[{low}, {high}]")
+            raise DatasetError(f"{what}: float images must lie in [0, 1], got values in [{low}, {high}]")
         return array.astype(np.float32, copy=False)
-    raise DatasetError(f"{what}: expected dtype uint8 (0..255) or float in [0, 1], got "
-                       f"{array.dtype} (convert with .astype(np.uint8) if it holds 0..255)")
+    raise DatasetError(
+        f"{what}: expected dtype uint8 (0..255) or float in [0, 1], got "
+        f"{array.dtype} (convert with .astype(np.uint8) if it holds 0..255)"
+    )
 
 
 def as_label_array(labels, num_images: int, what: str = "labels") -> np.ndarray:
     """Validates integer class labels, one per image; returns int32."""
     labels = np.asarray(labels)
     if labels.shape != (num_images,) or not np.issubdtype(labels.dtype, np.integer):
-        raise DatasetError(f"{what}: expected {num_images} integer labels of shape "
-                           f"({num_images},), got shape {labels.shape} dtype {labels.dtype}")
+        raise DatasetError(
+            f"{what}: expected {num_images} integer labels of shape "
+            f"({num_images},), got shape {labels.shape} dtype {labels.dtype}"
+        )
     if num_images and labels.min() < 0:
         raise DatasetError(f"{what}: labels must be >= 0, got minimum {labels.min()}")
     return labels.astype(np.int32)
@@ -79,15 +84,14 @@ def fit_to_size(images: np.ndarray, size: int) -> np.ndarray:
         images = np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
         h, w = h * factor, w * factor
     pad_h, pad_w = max(0, size - h), max(0, size - w)
-    return np.pad(images, ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
-                           (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    return np.pad(images, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
 
 
 def centre_crop(images: np.ndarray, size: int) -> np.ndarray:
     """The central size x size window of NHWC images at least that large."""
     h, w = images.shape[1:3]
     top, left = (h - size) // 2, (w - size) // 2
-    return images[:, top:top + size, left:left + size]
+    return images[:, top : top + size, left : left + size]
 
 
 def tiles(image: np.ndarray, size: int) -> np.ndarray:
@@ -99,7 +103,7 @@ def tiles(image: np.ndarray, size: int) -> np.ndarray:
     h, w, c = image.shape
     rows, cols = h // size, w // size
     top, left = (h - rows * size) // 2, (w - cols * size) // 2
-    grid = image[top:top + rows * size, left:left + cols * size]
+    grid = image[top : top + rows * size, left : left + cols * size]
     grid = grid.reshape(rows, size, cols, size, c).swapaxes(1, 2)
     return grid.reshape(rows * cols, size, size, c)
 

@@ -20,8 +20,7 @@ from vqvae_tf.data.arrays import array_bundle, split_arrays
 from vqvae_tf.data.errors import DatasetError
 
 # IDX type code (third magic byte) -> big-endian numpy dtype.
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4",
-               0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -48,19 +47,20 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DatasetError(
             f"{path} is not an IDX file: magic bytes {data[:4].hex() or '(empty)'}, "
             f"expected 0000 followed by a type code in "
-            f"{sorted(hex(k) for k in _IDX_DTYPES)} and the number of dimensions")
+            f"{sorted(hex(k) for k in _IDX_DTYPES)} and the number of dimensions"
+        )
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DatasetError(f"{path}: IDX header declares {ndim} dimensions "
-                           f"but the file has only {len(data)} bytes")
+        raise DatasetError(f"{path}: IDX header declares {ndim} dimensions but the file has only {len(data)} bytes")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         raise DatasetError(
             f"{path}: IDX header declares shape {dims} ({expected} bytes) but the "
-            f"file has {len(data)} bytes (truncated or corrupt)")
+            f"file has {len(data)} bytes (truncated or corrupt)"
+        )
     array = np.frombuffer(data, dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))
 
@@ -83,14 +83,17 @@ def mnist_bundle(directory, config):
     def load(split):
         images = read_idx(splits[split]["images"])
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise DatasetError(f"{splits[split]['images']}: expected uint8 images of shape "
-                               f"(N, H, W), got {images.dtype} {images.shape}")
+            raise DatasetError(
+                f"{splits[split]['images']}: expected uint8 images of shape "
+                f"(N, H, W), got {images.dtype} {images.shape}"
+            )
         if "labels" not in splits[split]:
             return images[..., None], None
         labels = read_idx(splits[split]["labels"])
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-            raise DatasetError(f"{splits[split]['labels']}: expected {images.shape[0]} labels, "
-                               f"got shape {labels.shape}")
+            raise DatasetError(
+                f"{splits[split]['labels']}: expected {images.shape[0]} labels, got shape {labels.shape}"
+            )
         return images[..., None], labels.astype(np.int32)
 
     test = next((s for s in ("t10k", "test") if s in splits), None)
@@ -99,7 +102,9 @@ def mnist_bundle(directory, config):
     elif len(splits) == 1:
         train_x, train_y, val_x, val_y = split_arrays(*load(next(iter(splits))), config)
     else:
-        raise DatasetError(f"{directory!r} holds IDX splits {sorted(splits)}; expected one "
-                           f"split, or 'train' with 't10k' or 'test'")
-    return array_bundle(train_x, train_y, val_x, val_y, config, f"mnist:{directory}",
-                        num_classes=10 if train_y is not None else None)
+        raise DatasetError(
+            f"{directory!r} holds IDX splits {sorted(splits)}; expected one split, or 'train' with 't10k' or 'test'"
+        )
+    return array_bundle(
+        train_x, train_y, val_x, val_y, config, f"mnist:{directory}", num_classes=10 if train_y is not None else None
+    )

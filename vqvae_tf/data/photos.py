@@ -12,8 +12,15 @@ downloaded (`vqvae_tf.data.embedded_photos`).
 import numpy as np
 import tensorflow as tf
 
-from vqvae_tf.data.bundle import (AUTOTUNE, DatasetBundle, finish, in_memory_options, pixel_variance,
-                                  step_seed, validation_from_arrays)
+from vqvae_tf.data.bundle import (
+    AUTOTUNE,
+    DatasetBundle,
+    finish,
+    in_memory_options,
+    pixel_variance,
+    step_seed,
+    validation_from_arrays,
+)
 from vqvae_tf.data.crops import augment as augment_crops
 from vqvae_tf.data.crops import gather_crops
 from vqvae_tf.data.embedded_photos import PHOTOS_VALIDATION, load_photo, photo_names
@@ -31,17 +38,22 @@ def photos_bundle(_, config):
     if config.with_labels:
         raise DatasetError("photos has no labels, but with_labels=True was requested")
     pool = _training_pool(size, channels)
-    val_x = np.concatenate([tiles(convert_channels(load_photo(n)[None], channels)[0], size)
-                            for n in PHOTOS_VALIDATION])
+    val_x = np.concatenate([tiles(convert_channels(load_photo(n)[None], channels)[0], size) for n in PHOTOS_VALIDATION])
     train = in_memory_options(finish(_training_batches(pool, config, channels), config, train=True))
     return DatasetBundle(
-        train=train, validation=validation_from_arrays(val_x, None, config),
-        channels=channels, image_size=size,
-        description=(f"photos: random {size}x{size} crops of {len(photo_names('train'))} "
-                     f"training photos; {len(val_x)} validation tiles of "
-                     f"{', '.join(PHOTOS_VALIDATION)}"),
+        train=train,
+        validation=validation_from_arrays(val_x, None, config),
+        channels=channels,
+        image_size=size,
+        description=(
+            f"photos: random {size}x{size} crops of {len(photo_names('train'))} "
+            f"training photos; {len(val_x)} validation tiles of "
+            f"{', '.join(PHOTOS_VALIDATION)}"
+        ),
         data_variance=pixel_variance(np.concatenate([p.ravel() for p in pool])),
-        num_train=len(photo_names("train")), num_validation=len(val_x))
+        num_train=len(photo_names("train")),
+        num_validation=len(val_x),
+    )
 
 
 def _training_pool(size, channels):
@@ -76,8 +88,7 @@ def _training_batches(pool, config, channels):
     def make_batch(step):
         pick_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(step_seed(config, step), 2))
         index = tf.random.stateless_categorical(logits, config.batch_size, pick_seed)[0]
-        crops = gather_crops(flat, offsets, heights, widths, index, crop_seed, size,
-                             channels, flip)
+        crops = gather_crops(flat, offsets, heights, widths, index, crop_seed, size, channels, flip)
         if augment:
             crops = augment_crops(crops, tf.random.experimental.stateless_fold_in(crop_seed, 7))
         return crops, tf.fill([config.batch_size], -1)

@@ -20,13 +20,24 @@ def _random_crop(image, size, seed, flip):
 
 def _centre_crop(image, size):
     shape = tf.shape(image)
-    return tf.image.crop_to_bounding_box(image, (shape[0] - size) // 2,
-                                         (shape[1] - size) // 2, size, size)
+    return tf.image.crop_to_bounding_box(image, (shape[0] - size) // 2, (shape[1] - size) // 2, size, size)
 
 
-def stream_bundle(train_items, val_items, decode, config, *, name, channels, cache,
-                  skip_errors, num_train=None, num_validation=None, num_classes=None,
-                  class_names=None):
+def stream_bundle(
+    train_items,
+    val_items,
+    decode,
+    config,
+    *,
+    name,
+    channels,
+    cache,
+    skip_errors,
+    num_train=None,
+    num_validation=None,
+    num_classes=None,
+    class_names=None,
+):
     """Bundle for sources decoded in the pipeline (folder, tfrecord, tfds).
 
     `decode(item) -> (uint8 image HWC, int32 label)`. Items are shuffled
@@ -44,29 +55,44 @@ def stream_bundle(train_items, val_items, decode, config, *, name, channels, cac
         return _random_crop(image, size, step_seed(config, step), flip), label
 
     if cache:
-        train = decoded(train_items).cache().shuffle(
-            min(config.shuffle_buffer, num_train or config.shuffle_buffer),
-            seed=config.seed, reshuffle_each_iteration=True).repeat()
+        train = (
+            decoded(train_items)
+            .cache()
+            .shuffle(
+                min(config.shuffle_buffer, num_train or config.shuffle_buffer),
+                seed=config.seed,
+                reshuffle_each_iteration=True,
+            )
+            .repeat()
+        )
     else:
-        train = decoded(train_items.shuffle(config.shuffle_buffer, seed=config.seed,
-                                            reshuffle_each_iteration=True).repeat())
+        train = decoded(
+            train_items.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True).repeat()
+        )
     train = train.enumerate().map(crop, num_parallel_calls=AUTOTUNE)
     train = train.batch(config.batch_size, drop_remainder=True)
     if config.augment:
+
         def augment(step, batch):
             return augment_crops(batch[0], step_seed(config, step)), batch[1]
 
         train = train.enumerate().map(augment, num_parallel_calls=AUTOTUNE)
     train = finish(train, config, train=True)
-    validation = decoded(val_items).map(lambda x, y: (_centre_crop(x, size), y),
-                                        num_parallel_calls=AUTOTUNE)
+    validation = decoded(val_items).map(lambda x, y: (_centre_crop(x, size), y), num_parallel_calls=AUTOTUNE)
     if cache:
         validation = validation.cache()
-    validation = finish(validation.batch(config.batch_size,
-                                         drop_remainder=config.validation_drop_remainder),
-                        config, train=False)
-    return DatasetBundle(train=train, validation=validation, channels=channels,
-                         image_size=size, description=name,
-                         data_variance=estimate_variance(train, config),
-                         num_train=num_train, num_validation=num_validation,
-                         num_classes=num_classes, class_names=class_names)
+    validation = finish(
+        validation.batch(config.batch_size, drop_remainder=config.validation_drop_remainder), config, train=False
+    )
+    return DatasetBundle(
+        train=train,
+        validation=validation,
+        channels=channels,
+        image_size=size,
+        description=name,
+        data_variance=estimate_variance(train, config),
+        num_train=num_train,
+        num_validation=num_validation,
+        num_classes=num_classes,
+        class_names=class_names,
+    )

@@ -23,16 +23,19 @@ def tfds_bundle(argument, config):
         raise DatasetError(
             f"tfds:{argument} needs the tensorflow-datasets package, which is not "
             f"installed: pip install tensorflow-datasets, then prepare {name!r} in "
-            f"$TFDS_DATA_DIR on a machine with network (nothing is downloaded here)") from e
+            f"$TFDS_DATA_DIR on a machine with network (nothing is downloaded here)"
+        ) from e
     data_dir = os.environ.get("TFDS_DATA_DIR") or str(Path.home() / "tensorflow_datasets")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # tfds raises its own DatasetNotFoundError and others
         raise DatasetError(f"tfds dataset {name!r} is unknown: {e}") from e
     if not builder.is_prepared():
-        raise DatasetError(f"tfds dataset {name!r} is not prepared in {data_dir}; run "
-                           f"`tfds build {name} --data_dir {data_dir}` where there is "
-                           f"network (or set TFDS_DATA_DIR), downloads are disabled here")
+        raise DatasetError(
+            f"tfds dataset {name!r} is not prepared in {data_dir}; run "
+            f"`tfds build {name} --data_dir {data_dir}` where there is "
+            f"network (or set TFDS_DATA_DIR), downloads are disabled here"
+        )
     available = set(builder.info.splits)
     if split:
         cut = 100 - int(round(100 * config.validation_fraction))
@@ -40,8 +43,7 @@ def tfds_bundle(argument, config):
     else:
         val_name = next((s for s in ("validation", "test") if s in available), None)
         if "train" not in available or val_name is None:
-            raise DatasetError(f"tfds dataset {name!r} has splits {sorted(available)}; name "
-                               f"one as tfds:{name}:SPLIT")
+            raise DatasetError(f"tfds dataset {name!r} has splits {sorted(available)}; name one as tfds:{name}:SPLIT")
         train_split, val_split = "train", val_name
     features = builder.info.features
     has_labels = "label" in features
@@ -52,8 +54,11 @@ def tfds_bundle(argument, config):
     def decode(example):
         image = example["image"]
         if image.shape[-1] != channels:
-            image = (tf.image.grayscale_to_rgb(image) if channels == 3
-                     else tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8))
+            image = (
+                tf.image.grayscale_to_rgb(image)
+                if channels == 3
+                else tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
+            )
         label = tf.cast(example["label"], tf.int32) if has_labels else tf.constant(-1)
         return image, label
 
@@ -61,7 +66,13 @@ def tfds_bundle(argument, config):
         return builder.as_dataset(split=s, shuffle_files=False)
 
     return stream_bundle(
-        load(train_split), load(val_split), decode, config, channels=channels,
-        cache=bool(config.cache), skip_errors=False,
+        load(train_split),
+        load(val_split),
+        decode,
+        config,
+        channels=channels,
+        cache=bool(config.cache),
+        skip_errors=False,
         num_classes=features["label"].num_classes if has_labels else None,
-        name=f"tfds:{argument}: {train_split} / {val_split}")
+        name=f"tfds:{argument}: {train_split} / {val_split}",
+    )

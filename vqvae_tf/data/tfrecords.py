@@ -46,11 +46,9 @@ def tfrecord_bundle(pattern, config):
     size = config.image_size
     height, width = int(example["height"]), int(example["width"])
     if min(height, width) < size:
-        raise DatasetError(f"{paths[0]}: first image is {width}x{height}, smaller than "
-                           f"image_size {size}")
+        raise DatasetError(f"{paths[0]}: first image is {width}x{height}, smaller than image_size {size}")
     if config.with_labels and int(example["label"]) < 0:
-        raise DatasetError(f"TFRecords {pattern!r} have no 'label' feature, but "
-                           f"with_labels=True was requested")
+        raise DatasetError(f"TFRecords {pattern!r} have no 'label' feature, but with_labels=True was requested")
     channels = config.channels or int(example["channels"])
     # Hash of the serialized record: a split that ignores file order and sharding.
     threshold = int(round(config.validation_fraction * _BUCKETS))
@@ -60,20 +58,25 @@ def tfrecord_bundle(pattern, config):
 
     def decode(record):
         features = tf.io.parse_single_example(record, TFRECORD_FEATURES)
-        image = tf.io.decode_image(features["image"], channels=channels,
-                                   expand_animations=False, dtype=tf.uint8)
+        image = tf.io.decode_image(features["image"], channels=channels, expand_animations=False, dtype=tf.uint8)
         image = tf.ensure_shape(image, [None, None, channels])
         shape = tf.shape(image)
         tf.debugging.assert_greater_equal(
-            tf.minimum(shape[0], shape[1]), size,
-            message=f"a TFRecord image is smaller than image_size {size}")
+            tf.minimum(shape[0], shape[1]), size, message=f"a TFRecord image is smaller than image_size {size}"
+        )
         return image, tf.cast(features["label"], tf.int32)
 
     records = tf.data.TFRecordDataset(paths, num_parallel_reads=min(len(paths), 8))
     return stream_bundle(
-        records.filter(lambda r: tf.logical_not(is_validation(r))), records.filter(is_validation),
-        decode, config, channels=channels, cache=bool(config.cache), skip_errors=False,
-        name=f"tfrecord:{pattern}: {len(paths)} file(s), random {size}x{size} crops")
+        records.filter(lambda r: tf.logical_not(is_validation(r))),
+        records.filter(is_validation),
+        decode,
+        config,
+        channels=channels,
+        cache=bool(config.cache),
+        skip_errors=False,
+        name=f"tfrecord:{pattern}: {len(paths)} file(s), random {size}x{size} crops",
+    )
 
 
 def _first_example(paths, pattern):
@@ -85,12 +88,13 @@ def _first_example(paths, pattern):
             raise DatasetError(f"TFRecord files {pattern!r} hold no records")
         return tf.io.parse_single_example(first, TFRECORD_FEATURES)
     except tf.errors.OpError as e:
-        raise DatasetError(f"cannot read TFRecord files {pattern!r} with the features "
-                           f"{sorted(TFRECORD_FEATURES)}: {e.message.splitlines()[0]}") from e
+        raise DatasetError(
+            f"cannot read TFRecord files {pattern!r} with the features "
+            f"{sorted(TFRECORD_FEATURES)}: {e.message.splitlines()[0]}"
+        ) from e
 
 
-def write_tfrecords(images_or_folder, path: str | os.PathLike, *, shards: int = 1,
-                    labels=None) -> list[str]:
+def write_tfrecords(images_or_folder, path: str | os.PathLike, *, shards: int = 1, labels=None) -> list[str]:
     """Writes images as TFRecord files in the `TFRECORD_FEATURES` format.
 
     Each shard is written to a temporary file in the target directory and
@@ -113,8 +117,7 @@ def write_tfrecords(images_or_folder, path: str | os.PathLike, *, shards: int = 
     if shards > count:
         raise DatasetError(f"shards={shards} is more than the {count} images to write")
     path = Path(path)
-    names = ([str(path)] if shards == 1 else
-             [f"{path}-{i:05d}-of-{shards:05d}" for i in range(shards)])
+    names = [str(path)] if shards == 1 else [f"{path}-{i:05d}-of-{shards:05d}" for i in range(shards)]
     with contextlib.ExitStack() as stack:
         # Every shard is renamed into place only when all of them are written.
         temps = [stack.enter_context(atomic_output(name)) for name in names]
@@ -137,6 +140,7 @@ def _examples(images_or_folder, labels):
             for f in files:
                 with Image.open(f.path) as image:
                     yield np.asarray(image.convert("L" if f.channels == 1 else "RGB")), f.label
+
         return examples, len(files)
     images = image_arrays.as_image_array(images_or_folder)
     if images.dtype != np.uint8:
@@ -147,6 +151,7 @@ def _examples(images_or_folder, labels):
     def examples():
         for i, image in enumerate(images):
             yield image, (-1 if labels is None else int(labels[i]))
+
     return examples, len(images)
 
 
@@ -157,10 +162,13 @@ def _serialize(image, label):
     image = image if image.ndim == 3 else image[..., None]
     buffer = io.BytesIO()
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, "PNG")
-    feature = {"image": _bytes_feature(buffer.getvalue()), "label": _int_feature(label),
-               "height": _int_feature(image.shape[0]),
-               "width": _int_feature(image.shape[1]),
-               "channels": _int_feature(image.shape[2])}
+    feature = {
+        "image": _bytes_feature(buffer.getvalue()),
+        "label": _int_feature(label),
+        "height": _int_feature(image.shape[0]),
+        "width": _int_feature(image.shape[1]),
+        "channels": _int_feature(image.shape[2]),
+    }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 

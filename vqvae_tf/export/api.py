@@ -184,8 +184,9 @@ def _write_tflite(model, saved_dir, directory, fields, quantizations, calibratio
     for quantization in quantizations:
         for name, signatures in tflite.MODELS.items():
             content = tflite.convert(saved_dir, signatures, quantization, calibration, int8_io)
-            tflite.check_runs(content, signatures, model.downsample, model.input_channels, model.rank,
-                              saved_model.code_axes(model))
+            tflite.check_runs(
+                content, signatures, model.downsample, model.input_channels, model.rank, saved_model.code_axes(model)
+            )
             stem = f"{name}_{quantization}"
             atomic.write_bytes(directory / f"{stem}.tflite", content)
             io = int8_io and quantization == "int8"
@@ -196,7 +197,8 @@ def _write_tflite(model, saved_dir, directory, fields, quantizations, calibratio
 
 
 def _write_onnx(model, directory, fields, opset):
-    from vqvae_tf.export import metadata, onnx as onnx_export
+    from vqvae_tf.export import metadata
+    from vqvae_tf.export import onnx as onnx_export
 
     directory.mkdir()
     for name, endpoint in onnx_export.MODELS.items():

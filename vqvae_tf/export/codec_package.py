@@ -26,8 +26,9 @@ from vqvae_tf.utils import atomic
 __all__ = ["add_prior", "package_model"]
 
 
-def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = "float16",
-                  command: str = "", overwrite: bool = False) -> Path:
+def package_model(
+    export_dir, out_dir, *, encoder: str = "int8", decoder: str = "float16", command: str = "", overwrite: bool = False
+) -> Path:
     """Makes a codec model directory from an exporter's `tflite/` directory.
 
     Copies `encoder_<encoder>.tflite`, `decoder_<decoder>.tflite` and their
@@ -67,18 +68,33 @@ def package_model(export_dir, out_dir, *, encoder: str = "int8", decoder: str = 
             counts += np.bincount(codes.reshape(-1), minlength=model.num_codes)
         probabilities = code_probabilities_from_counts(counts)
         entropy = float(-(counts / counts.sum() * np.log2(probabilities)).sum())
-        (staging / COUNTS).write_text(json.dumps(dict(
-            model_id=model.model_id, num_codes=model.num_codes, source=f"photos train split: {', '.join(photos)}",
-            counts=counts.tolist()), indent=1) + "\n")
+        (staging / COUNTS).write_text(
+            json.dumps(
+                dict(
+                    model_id=model.model_id,
+                    num_codes=model.num_codes,
+                    source=f"photos train split: {', '.join(photos)}",
+                    counts=counts.tolist(),
+                ),
+                indent=1,
+            )
+            + "\n"
+        )
         # A residual model stores num_stages codes per position.
-        codes_per_pixel = math.prod(model.code_shape) / model.downsample ** 2
+        codes_per_pixel = math.prod(model.code_shape) / model.downsample**2
         manifest = dict(
-            name=out_dir.name, encoder=names["encoder"], decoder=names["decoder"], model_id=model.model_id,
-            downsample=model.downsample, num_codes=model.num_codes, channels=model.channels,
+            name=out_dir.name,
+            encoder=names["encoder"],
+            decoder=names["decoder"],
+            model_id=model.model_id,
+            downsample=model.downsample,
+            num_codes=model.num_codes,
+            channels=model.channels,
             code_shape=list(model.code_shape),
             packed_bits_per_pixel=math.ceil(math.log2(model.num_codes)) * codes_per_pixel,
             static_bits_per_pixel_on_training_photos=round(entropy * codes_per_pixel, 4),
-            codes_used_on_training_photos=int((counts > 0).sum()), train_command=command,
+            codes_used_on_training_photos=int((counts > 0).sum()),
+            train_command=command,
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
@@ -116,9 +132,12 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
         bits += 8 * len(encode_prior_payload(prior, codes)[1])
         count += codes.size
     sidecar = dict(
-        model_id=model.model_id, num_codes=model.num_codes, kind=type(prior).__name__,
+        model_id=model.model_id,
+        num_codes=model.num_codes,
+        kind=type(prior).__name__,
         fingerprint=prior_fingerprint(prior).hex(),
-        map_shape=None if prior.map_shape is None else list(prior.map_shape), train_command=command,
+        map_shape=None if prior.map_shape is None else list(prior.map_shape),
+        train_command=command,
         bits_per_code_on_training_photos=round(bits / count, 4),
         packed_bits_per_code=math.ceil(math.log2(model.num_codes)),
         source=f"photos train split: {', '.join(photos)}",

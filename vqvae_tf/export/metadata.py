@@ -22,7 +22,6 @@ Every `.tflite` and `.onnx` file `NAME.EXT` travels with `NAME.json`
       "value_range": [0.0, 1.0],       # float images, NHWC
       "input_size_rule": "height and width: positive multiples of 4",
       "code_dtype": "int32",
-      "code_shape": [],                # trailing code axes per position, e.g. [4] for 4 residual stages
       "quantizer": "ema",
       "l2_normalize": false,
       "versions": {"vqvae_tf": "0.1.0", "tensorflow": "2.21.0", "keras": "3.15.1"}
@@ -49,7 +48,6 @@ def model_id(model):
 def model_fields(model, identifier):
     """The fields of the sidecar that describe the model itself."""
     import vqvae_tf
-
     from vqvae_tf.export.saved_model import code_axes
 
     spatial = "height and width" if model.rank == 2 else "length"
@@ -64,7 +62,6 @@ def model_fields(model, identifier):
         "value_range": [0.0, 1.0],
         "input_size_rule": f"{spatial}: positive multiples of {model.downsample}",
         "code_dtype": "int32",
-      "code_shape": [],                # trailing code axes per position, e.g. [4] for 4 residual stages
         "code_shape": list(code_axes(model)),
         "quantizer": model.quantizer_name,
         "l2_normalize": bool(getattr(model.quantizer, "l2_normalize", False)),

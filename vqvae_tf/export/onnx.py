@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from vqvae_tf.export.errors import ExportError
-from vqvae_tf.export.opsets import DEFAULT_OPSET, OPSETS, check_opset
+from vqvae_tf.export.opsets import DEFAULT_OPSET, check_opset
 from vqvae_tf.export.saved_model import code_axes, endpoint_functions, input_specs
 
 logger = logging.getLogger(__name__)
@@ -57,8 +57,11 @@ def convert(model, endpoint, opset=DEFAULT_OPSET):
 
 def _name_dimensions(proto, rank):
     spatial = ("height", "width")[:rank] if rank == 2 else ("length",)
-    names = {"images": ("batch",) + spatial, "reconstruction": ("batch",) + spatial,
-             "codes": ("batch",) + tuple(f"code_{s}" for s in spatial)}
+    names = {
+        "images": ("batch",) + spatial,
+        "reconstruction": ("batch",) + spatial,
+        "codes": ("batch",) + tuple(f"code_{s}" for s in spatial),
+    }
     for value in list(proto.graph.input) + list(proto.graph.output):
         for dim, name in zip(value.type.tensor_type.shape.dim, names.get(value.name, ())):
             if not dim.HasField("dim_value"):

@@ -5,11 +5,11 @@ needs TensorFlow only (no Keras, no `vqvae_tf`). Every endpoint is traced
 with `autograph=False` (docs/design.md, fact 9) and accepts any batch and any
 spatial size that is a multiple of the model's downsampling factor.
 
-| signature                       | input                                 | output                                      |
-|---------------------------------|---------------------------------------|---------------------------------------------|
-| `reconstruct`, `serving_default`| `images` float32 (B, H, W, C) in [0,1]| `reconstruction` float32 (B, H, W, C)       |
-| `encode`                        | `images` float32 (B, H, W, C) in [0,1]| `codes` int32 (B, H/f, W/f) in [0, K)       |
-| `decode`                        | `codes` int32 (B, H/f, W/f)           | `images` float32 (B, H, W, C)               |
+| signature                        | input                                  | output                                 |
+|----------------------------------|----------------------------------------|----------------------------------------|
+| `reconstruct`, `serving_default` | `images` float32 (B, H, W, C) in [0,1] | `reconstruction` float32 (B, H, W, C)  |
+| `encode`                         | `images` float32 (B, H, W, C) in [0,1] | `codes` int32 (B, H/f, W/f) in [0, K)  |
+| `decode`                         | `codes` int32 (B, H/f, W/f)            | `images` float32 (B, H, W, C)          |
 
 (f = downsampling factor, K = number of codes; sequence models, rank 1,
 drop the W axis.)

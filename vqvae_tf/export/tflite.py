@@ -44,15 +44,29 @@ import tensorflow as tf
 
 from vqvae_tf.export.errors import ExportError
 from vqvae_tf.export.tflite_graph import code_search_nodes, float_kept_ops
-from vqvae_tf.export.tflite_rewrite import (drop_shape_only_quantize, float16_search_weights,
-                                            fuse_standalone_relus, keep_float_ops)
+from vqvae_tf.export.tflite_rewrite import (
+    drop_shape_only_quantize,
+    float16_search_weights,
+    fuse_standalone_relus,
+    keep_float_ops,
+)
 
 logger = logging.getLogger(__name__)
 
 # The flatbuffer queries and rewrites live in tflite_graph and tflite_rewrite;
 # their public names stay importable from here (`export.tflite.fuse_standalone_relus`).
-__all__ = ["MAX_CALIBRATION_SAMPLES", "MODELS", "QUANTIZATIONS", "check_runs", "code_search_nodes", "convert",
-           "float16_search_weights", "float_kept_ops", "fuse_standalone_relus", "keep_float_ops"]
+__all__ = [
+    "MAX_CALIBRATION_SAMPLES",
+    "MODELS",
+    "QUANTIZATIONS",
+    "check_runs",
+    "code_search_nodes",
+    "convert",
+    "float16_search_weights",
+    "float_kept_ops",
+    "fuse_standalone_relus",
+    "keep_float_ops",
+]
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 #: TFLite model name -> SavedModel signatures it holds.
@@ -160,7 +174,7 @@ def check_runs(model_bytes, signatures, downsample, channels, rank=2, code_axes=
         interpreter = Interpreter(model_content=model_bytes, num_threads=1)
         for name in signatures:
             runner = interpreter.get_signature_runner(name)
-            (input_name, detail), = runner.get_input_details().items()
+            ((input_name, detail),) = runner.get_input_details().items()
             if name == "decode":
                 value = np.zeros((1,) + tuple(s // downsample for s in spatial) + tuple(code_axes), np.int32)
             else:

@@ -21,8 +21,18 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as tflite_schema
 
 from vqvae_tf.export.errors import ExportError
-from vqvae_tf.export.tflite_graph import (CONVOLUTIONS, OP, REDUCED_TYPES, float_kept_ops, is_quantized, load,
-                                          op_code, producers, save, search_ops)
+from vqvae_tf.export.tflite_graph import (
+    CONVOLUTIONS,
+    OP,
+    REDUCED_TYPES,
+    float_kept_ops,
+    is_quantized,
+    load,
+    op_code,
+    producers,
+    save,
+    search_ops,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +169,14 @@ def fuse_standalone_relus(model_bytes):
         producer = producers(graph)
         for relu in [op for op in graph.operators if op_code(model, op) == OP.RELU]:
             source = producer.get(relu.inputs[0])
-            if (graph.tensors[relu.inputs[0]].type != tflite_schema.TensorType.INT8 or source is None
-                    or op_code(model, source) not in _FUSIBLE or len(source.outputs) != 1
-                    or getattr(source.builtinOptions, "fusedActivationFunction", None)
-                    != tflite_schema.ActivationFunctionType.NONE):
+            if (
+                graph.tensors[relu.inputs[0]].type != tflite_schema.TensorType.INT8
+                or source is None
+                or op_code(model, source) not in _FUSIBLE
+                or len(source.outputs) != 1
+                or getattr(source.builtinOptions, "fusedActivationFunction", None)
+                != tflite_schema.ActivationFunctionType.NONE
+            ):
                 continue
             activated = copy.deepcopy(source)  # shares tensor indices, owns its options
             activated.builtinOptions.fusedActivationFunction = tflite_schema.ActivationFunctionType.RELU
@@ -208,8 +222,6 @@ def _matching_subgraph(model, reference, index):
     if index < len(reference.subgraphs):
         return index
     raise ExportError(f"cannot keep the code search float32: no float32 subgraph matches subgraph {index}")
-
-
 
 
 def keep_float_ops(model_bytes, float_model_bytes):
@@ -278,9 +290,7 @@ def _float_operands(model, graph, reference, float_graph):
                 continue  # float32 already, or an integer operand such as a shape
             twin = _float_operand(float_graph, float_ops.get(graph.tensors[op.outputs[0]].name), position)
             data = None if twin is None else reference.buffers[twin.buffer].data
-            if data is None or twin.type != tflite_schema.TensorType.FLOAT32 or list(twin.shape) != list(
-                tensor.shape
-            ):
+            if data is None or twin.type != tflite_schema.TensorType.FLOAT32 or list(twin.shape) != list(tensor.shape):
                 raise ExportError(
                     f"cannot restore float32 weights: operand {position} of "
                     f"{graph.tensors[op.outputs[0]].name.decode()!r} ({tensor.name.decode()!r}, shaped "

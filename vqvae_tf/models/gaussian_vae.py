@@ -76,9 +76,7 @@ def _discretized_gaussian_log_prob(x, loc, scale, top):
     # the left side keeps both CDFs in the accurate lower tail and avoids
     # `log(1 - 1)` (and NaN gradients) right of the mean.
     distance = -tf.abs(k - mean)
-    middle = tfp.math.log_sub_exp(
-        standard.log_cdf((distance + 0.5) / std), standard.log_cdf((distance - 0.5) / std)
-    )
+    middle = tfp.math.log_sub_exp(standard.log_cdf((distance + 0.5) / std), standard.log_cdf((distance - 0.5) / std))
     first = standard.log_cdf((0.5 - mean) / std)
     last = standard.log_cdf((mean - (top - 0.5)) / std)
     return tf.where(k <= 0.0, first, tf.where(k >= top, last, middle))
@@ -262,14 +260,16 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.elbo_tracker, self.kl_tracker, self.reconstruction_tracker,
-                self.bits_tracker]
+        return [self.loss_tracker, self.elbo_tracker, self.kl_tracker, self.reconstruction_tracker, self.bits_tracker]
 
     def _update_metrics(self, x, terms, loss):
         batch = tf.cast(tf.shape(x)[0], tf.float32)
         self.loss_tracker.update_state(loss, sample_weight=batch)
-        for tracker, name in ((self.elbo_tracker, "elbo"), (self.kl_tracker, "kl"),
-                              (self.reconstruction_tracker, "reconstruction")):
+        for tracker, name in (
+            (self.elbo_tracker, "elbo"),
+            (self.kl_tracker, "kl"),
+            (self.reconstruction_tracker, "reconstruction"),
+        ):
             tracker.update_state(terms[name])
         self.bits_tracker.update_state(-terms["elbo"] / (self._num_dims(x) * LN2))
         return {m.name: m.result() for m in self.metrics}

@@ -33,7 +33,8 @@ class ImageInputsMixin:
         x = tf.convert_to_tensor(x)
         self._check_inputs(x)
         tf.debugging.assert_all_finite(
-            tf.cast(x, tf.float32), f"{type(self).__name__} received non-finite values (NaN or Inf) in a batch of images"
+            tf.cast(x, tf.float32),
+            f"{type(self).__name__} received non-finite values (NaN or Inf) in a batch of images",
         )
         return x
 

@@ -156,7 +156,9 @@ class Encoder(_ConvStack):
     """
     )
 
-    def __init__(self, downsample=4, hidden_units=256, residual_units=256, num_residual_blocks=2, code_dim=64, rank=2, **kwargs):
+    def __init__(
+        self, downsample=4, hidden_units=256, residual_units=256, num_residual_blocks=2, code_dim=64, rank=2, **kwargs
+    ):
         super().__init__(downsample, hidden_units, residual_units, num_residual_blocks, rank, **kwargs)
         self.code_dim = check_int("code_dim", code_dim, minimum=1)
         conv = _CONV[rank]
@@ -224,7 +226,14 @@ class Decoder(_ConvStack):
     )
 
     def __init__(
-        self, downsample=4, hidden_units=256, residual_units=256, num_residual_blocks=2, output_channels=3, rank=2, **kwargs
+        self,
+        downsample=4,
+        hidden_units=256,
+        residual_units=256,
+        num_residual_blocks=2,
+        output_channels=3,
+        rank=2,
+        **kwargs,
     ):
         super().__init__(downsample, hidden_units, residual_units, num_residual_blocks, rank, **kwargs)
         self.output_channels = check_int("output_channels", output_channels, minimum=1)

@@ -90,11 +90,22 @@ def subpixel_conv_transpose(layer, inputs):
         arXiv:1609.05158.
     """
     ops, rank = keras.ops, layer.rank
-    received = dict(kernel_size=tuple(layer.kernel_size), strides=tuple(layer.strides),
-                    dilation_rate=tuple(layer.dilation_rate), padding=layer.padding,
-                    output_padding=layer.output_padding, data_format=layer.data_format)
-    expected = dict(kernel_size=(4,) * rank, strides=(2,) * rank, dilation_rate=(1,) * rank, padding="same",
-                    output_padding=None, data_format="channels_last")
+    received = dict(
+        kernel_size=tuple(layer.kernel_size),
+        strides=tuple(layer.strides),
+        dilation_rate=tuple(layer.dilation_rate),
+        padding=layer.padding,
+        output_padding=layer.output_padding,
+        data_format=layer.data_format,
+    )
+    expected = dict(
+        kernel_size=(4,) * rank,
+        strides=(2,) * rank,
+        dilation_rate=(1,) * rank,
+        padding="same",
+        output_padding=None,
+        data_format="channels_last",
+    )
     if received != expected:
         raise ValueError(
             f"subpixel_conv_transpose computes transposed convolutions with {expected}; "

@@ -245,7 +245,11 @@ class VQVAE(ImageInputsMixin, keras.Model):
                 self.build(tuple(batches[0].shape))
             latents = [tf.reshape(self.encoder(b, training=False), [-1, self.code_dim]) for b in batches]
             self.quantizer.initialize_codebook(tf.concat(latents, axis=0))
-        logger.info("Initialised the %d-code codebook by k-means on %d vectors.", self.num_codes, sum(int(l.shape[0]) for l in latents))
+        logger.info(
+            "Initialised the %d-code codebook by k-means on %d vectors.",
+            self.num_codes,
+            sum(int(latent.shape[0]) for latent in latents),
+        )
 
     def _codebook_initialized(self):
         return self.built and bool(self.quantizer.initialized.numpy())

@@ -27,7 +27,20 @@ from vqvae_tf.priors.unigram import UnigramPrior
 from vqvae_tf.priors.validation import validate_codes, validate_labels
 
 __all__ = [
-    "LN2", "AutoregressivePrior", "BitsPerCode", "GatedPixelCNN", "NLLPerCode", "TransformerPrior", "UnigramPrior",
-    "bits_per_dim", "code_log_prob", "nll_per_code", "sample_from_logits", "stages_to_tokens",
-    "tokens_to_stages", "validate_codes", "validate_labels", "vqvae_bits_per_dim",
+    "LN2",
+    "AutoregressivePrior",
+    "BitsPerCode",
+    "GatedPixelCNN",
+    "NLLPerCode",
+    "TransformerPrior",
+    "UnigramPrior",
+    "bits_per_dim",
+    "code_log_prob",
+    "nll_per_code",
+    "sample_from_logits",
+    "stages_to_tokens",
+    "tokens_to_stages",
+    "validate_codes",
+    "validate_labels",
+    "vqvae_bits_per_dim",
 ]

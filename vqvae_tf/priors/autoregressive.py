@@ -55,10 +55,7 @@ class AutoregressivePrior(keras.Model):
         num_classes = check_int("num_classes", num_classes, minimum=0)
         if map_shape is not None:
             if len(tuple(map_shape)) != 2 or any(not is_int(s) or s < 1 for s in map_shape):
-                raise ValueError(
-                    f"`map_shape` must be None or (H, W) with positive ints; "
-                    f"received {map_shape!r}."
-                )
+                raise ValueError(f"`map_shape` must be None or (H, W) with positive ints; received {map_shape!r}.")
             map_shape = tuple(int(s) for s in map_shape)
         self.num_codes = num_codes
         self.num_classes = num_classes
@@ -89,8 +86,7 @@ class AutoregressivePrior(keras.Model):
                 inputs, labels = inputs
             else:
                 raise ValueError(
-                    "Expected `codes` or a `(codes, labels)` pair; received a "
-                    f"sequence of {len(inputs)} elements."
+                    f"Expected `codes` or a `(codes, labels)` pair; received a sequence of {len(inputs)} elements."
                 )
         return inputs, labels
 
@@ -121,9 +117,7 @@ class AutoregressivePrior(keras.Model):
         # codes arrive as floats) and unpacked as Keras (x, y) without our
         # `train_step` mapping. Give it the batch as `train_step` sees it.
         if data_batch is not None:
-            data_batch = tf.nest.map_structure(
-                lambda t: None if t is None else tf.cast(t, tf.int32), data_batch
-            )
+            data_batch = tf.nest.map_structure(lambda t: None if t is None else tf.cast(t, tf.int32), data_batch)
             data_batch = self._keras_data(data_batch)
         return super()._symbolic_build(iterator=iterator, data_batch=data_batch)
 
@@ -221,10 +215,7 @@ class AutoregressivePrior(keras.Model):
             )
         map_shape = tuple(int(s) for s in map_shape)
         if self.map_shape is not None and map_shape != self.map_shape:
-            raise ValueError(
-                f"This model samples maps of size {self.map_shape}; received "
-                f"map_shape={map_shape}."
-            )
+            raise ValueError(f"This model samples maps of size {self.map_shape}; received map_shape={map_shape}.")
         labels = validate_labels(labels, self.num_classes, num_samples)
         self._ensure_built(*map_shape)
         return self._sample_graph(

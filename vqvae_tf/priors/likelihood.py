@@ -20,9 +20,7 @@ LN2 = math.log(2.0)
 
 def code_log_prob(logits, codes):
     """Log-probability in nats of each code: `(B, H, W, K), (B, H, W) -> (B, H, W)`."""
-    return tfp.distributions.Categorical(logits=tf.cast(logits, tf.float32)).log_prob(
-        codes
-    )
+    return tfp.distributions.Categorical(logits=tf.cast(logits, tf.float32)).log_prob(codes)
 
 
 def nll_per_code(model, codes, labels=None, batch_size=256):

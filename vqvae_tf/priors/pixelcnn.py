@@ -62,23 +62,13 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             raise ValueError(f"`kernel_size` must be an odd int >= 3; received {kernel_size!r}.")
         self.num_classes = check_int("num_classes", num_classes, minimum=0)
         half = kernel_size // 2
-        self.vertical_conv = keras.layers.Conv2D(
-            2 * channels, (half + 1, kernel_size), name="vertical_conv"
-        )
-        self.horizontal_conv = keras.layers.Conv2D(
-            2 * channels, (1, half + 1), name="horizontal_conv"
-        )
-        self.vertical_to_horizontal = keras.layers.Conv2D(
-            2 * channels, 1, name="vertical_to_horizontal"
-        )
+        self.vertical_conv = keras.layers.Conv2D(2 * channels, (half + 1, kernel_size), name="vertical_conv")
+        self.horizontal_conv = keras.layers.Conv2D(2 * channels, (1, half + 1), name="horizontal_conv")
+        self.vertical_to_horizontal = keras.layers.Conv2D(2 * channels, 1, name="vertical_to_horizontal")
         self.horizontal_out = keras.layers.Conv2D(channels, 1, name="horizontal_out")
         if num_classes:
-            self.vertical_class_bias = keras.layers.Embedding(
-                num_classes, 2 * channels, name="vertical_class_bias"
-            )
-            self.horizontal_class_bias = keras.layers.Embedding(
-                num_classes, 2 * channels, name="horizontal_class_bias"
-            )
+            self.vertical_class_bias = keras.layers.Embedding(num_classes, 2 * channels, name="vertical_class_bias")
+            self.horizontal_class_bias = keras.layers.Embedding(num_classes, 2 * channels, name="horizontal_class_bias")
 
     def build(self, input_shape):
         shape = (None, None, None, self.channels)
@@ -98,9 +88,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
 
     def call(self, vertical, horizontal, labels=None):
         half = self.kernel_size // 2
-        v_pre = self.vertical_conv(
-            ops.pad(vertical, [[0, 0], [half, 0], [half, half], [0, 0]])
-        )
+        v_pre = self.vertical_conv(ops.pad(vertical, [[0, 0], [half, 0], [half, half], [0, 0]]))
         h_pre = self.horizontal_conv(
             ops.pad(horizontal, [[0, 0], [0, 0], [half, 0], [0, 0]])
         ) + self.vertical_to_horizontal(v_pre)
@@ -176,8 +164,7 @@ class GatedPixelCNN(AutoregressivePrior):
         self.kernel_size = kernel_size
         self.code_embedding = keras.layers.Embedding(num_codes, channels, name="code_embedding")
         self.blocks = [
-            GatedPixelCNNBlock(channels, kernel_size, num_classes, name=f"gated_{i}")
-            for i in range(num_layers)
+            GatedPixelCNNBlock(channels, kernel_size, num_classes, name=f"gated_{i}") for i in range(num_layers)
         ]
         self.head_hidden = keras.layers.Conv2D(channels, 1, activation="relu", name="head_hidden")
         self.head_logits = keras.layers.Conv2D(num_codes, 1, name="head_logits")

@@ -26,9 +26,7 @@ def seed_tensor(seed):
         seed = (int(seed), 0)
     seed = np.asarray(seed)
     if seed.shape != (2,) or not np.issubdtype(seed.dtype, np.integer):
-        raise ValueError(
-            f"`seed` must be an int or a pair of ints; received {seed!r}."
-        )
+        raise ValueError(f"`seed` must be an int or a pair of ints; received {seed!r}.")
     return tf.constant(seed, tf.int64)
 
 
@@ -58,9 +56,7 @@ def sample_from_logits(logits, seed, temperature=1.0, top_k=None):
         logits = tf.where(keep, logits, tf.constant(-np.inf, logits.dtype))
     if temperature == 0:
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
-    uniform = tf.random.stateless_uniform(
-        tf.shape(logits), seed=seed, minval=np.finfo(np.float32).tiny, maxval=1.0
-    )
+    uniform = tf.random.stateless_uniform(tf.shape(logits), seed=seed, minval=np.finfo(np.float32).tiny, maxval=1.0)
     gumbel = -tf.math.log(-tf.math.log(uniform))
     return tf.argmax(logits / temperature + gumbel, axis=-1, output_type=tf.int32)
 
@@ -71,6 +67,4 @@ def sample_at(logits, seed, position, temperature, top_k):
     Every decoding loop derives the position's seed here, so two loops over
     the same model and seed draw the same codes.
     """
-    return sample_from_logits(
-        logits, tf.random.experimental.stateless_fold_in(seed, position), temperature, top_k
-    )
+    return sample_from_logits(logits, tf.random.experimental.stateless_fold_in(seed, position), temperature, top_k)

@@ -40,10 +40,7 @@ class CausalTransformerBlock(keras.layers.Layer):
     def __init__(self, embed_dim, num_heads=4, mlp_ratio=4, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         if embed_dim % num_heads:
-            raise ValueError(
-                f"`embed_dim` ({embed_dim}) must be divisible by `num_heads` "
-                f"({num_heads})."
-            )
+            raise ValueError(f"`embed_dim` ({embed_dim}) must be divisible by `num_heads` ({num_heads}).")
         self.embed_dim = int(embed_dim)
         self.num_heads = int(num_heads)
         self.mlp_ratio = int(mlp_ratio)
@@ -83,9 +80,7 @@ class CausalTransformerBlock(keras.layers.Layer):
         return self.attention_out(mixed)
 
     def _mlp(self, x, training):
-        return x + self.residual_dropout(
-            self.mlp_out(self.mlp_hidden(self.mlp_norm(x))), training=training
-        )
+        return x + self.residual_dropout(self.mlp_out(self.mlp_hidden(self.mlp_norm(x))), training=training)
 
     def call(self, x, training=None):
         q, k, v = self._heads(self.qkv(self.attention_norm(x)))
@@ -193,8 +188,7 @@ class TransformerPrior(AutoregressivePrior):
     ):
         if map_shape is None:
             raise ValueError(
-                "`map_shape` (H, W) is required: the position embeddings have "
-                "a fixed size; received None."
+                "`map_shape` (H, W) is required: the position embeddings have a fixed size; received None."
             )
         super().__init__(num_codes, num_classes=num_classes, map_shape=map_shape, **kwargs)
         self.embed_dim = embed_dim
@@ -284,9 +278,7 @@ class TransformerPrior(AutoregressivePrior):
                 per step), False recomputes the whole prefix at every step.
                 Same samples either way. Defaults to True.
         """
-        return self._sample(
-            num_samples, labels, temperature, top_k, seed, map_shape, use_cache=bool(use_cache)
-        )
+        return self._sample(num_samples, labels, temperature, top_k, seed, map_shape, use_cache=bool(use_cache))
 
     def _sample_graph(self, num_samples, height, width, labels, seed, temperature, top_k, use_cache=True):
         decode = self._sample_cached if use_cache else self._sample_uncached
@@ -318,8 +310,7 @@ class TransformerPrior(AutoregressivePrior):
         positions = self._positions()
         cache_shape = (num_samples, self.num_heads, total, self.embed_dim // self.num_heads)
         caches = tuple(
-            (tf.zeros(cache_shape, self.compute_dtype), tf.zeros(cache_shape, self.compute_dtype))
-            for _ in self.blocks
+            (tf.zeros(cache_shape, self.compute_dtype), tf.zeros(cache_shape, self.compute_dtype)) for _ in self.blocks
         )
 
         def body(t, previous, tokens, caches):

@@ -46,11 +46,7 @@ class UnigramPrior:
         Returns:
             self.
         """
-        batches = (
-            [codes]
-            if isinstance(codes, np.ndarray) or tf.is_tensor(codes)
-            else codes
-        )
+        batches = [codes] if isinstance(codes, np.ndarray) or tf.is_tensor(codes) else codes
         for batch in batches:
             if isinstance(batch, (tuple, list)):
                 batch = batch[0]

@@ -39,9 +39,7 @@ def validate_codes(codes, num_codes, map_shape=None, name="codes"):
         if not tf.is_tensor(codes):
             codes = np.asarray(codes)
             if codes.dtype == object:
-                raise ValueError(
-                    f"`{name}` must be a numeric array; received dtype object."
-                )
+                raise ValueError(f"`{name}` must be a numeric array; received dtype object.")
         dtype, shape = tf.as_dtype(codes.dtype), tuple(codes.shape)
     if not (dtype.is_integer and not dtype.is_quantized):
         raise ValueError(
@@ -50,16 +48,12 @@ def validate_codes(codes, num_codes, map_shape=None, name="codes"):
             "tf.cast(codes, tf.int32))."
         )
     if len(shape) != 3:
-        raise ValueError(
-            f"`{name}` must have rank 3, (batch, H, W); received shape {shape} "
-            f"(rank {len(shape)})."
-        )
+        raise ValueError(f"`{name}` must have rank 3, (batch, H, W); received shape {shape} (rank {len(shape)}).")
     if map_shape is not None:
         got = shape[1:]
         if any(g is not None and g != e for g, e in zip(got, map_shape)):
             raise ValueError(
-                f"`{name}` maps must be of size {tuple(map_shape)} (H, W) for "
-                f"this model; received shape {shape}."
+                f"`{name}` maps must be of size {tuple(map_shape)} (H, W) for this model; received shape {shape}."
             )
     if isinstance(codes, keras.KerasTensor):
         return codes
@@ -94,8 +88,7 @@ def validate_labels(labels, num_classes, batch_size=None, name="labels"):
     if num_classes == 0:
         if labels is not None:
             raise ValueError(
-                f"This prior is unconditional (num_classes=0) but received "
-                f"`{name}`; expected labels=None."
+                f"This prior is unconditional (num_classes=0) but received `{name}`; expected labels=None."
             )
         return None
     if labels is None:
@@ -110,29 +103,14 @@ def validate_labels(labels, num_classes, batch_size=None, name="labels"):
         labels = np.asarray(labels)
     dtype = tf.as_dtype(labels.dtype)
     if not dtype.is_integer:
-        raise ValueError(
-            f"`{name}` must be integer class ids; received dtype {dtype.name}."
-        )
+        raise ValueError(f"`{name}` must be integer class ids; received dtype {dtype.name}.")
     if len(labels.shape) != 1:
-        raise ValueError(
-            f"`{name}` must have shape (batch,); received shape "
-            f"{tuple(labels.shape)}."
-        )
-    if (
-        batch_size is not None
-        and labels.shape[0] is not None
-        and labels.shape[0] != batch_size
-    ):
-        raise ValueError(
-            f"`{name}` must have one label per code map ({batch_size}); "
-            f"received {labels.shape[0]}."
-        )
+        raise ValueError(f"`{name}` must have shape (batch,); received shape {tuple(labels.shape)}.")
+    if batch_size is not None and labels.shape[0] is not None and labels.shape[0] != batch_size:
+        raise ValueError(f"`{name}` must have one label per code map ({batch_size}); received {labels.shape[0]}.")
     labels = tf.cast(labels, tf.int32)
     if not _is_symbolic(labels) and tf.size(labels) > 0:
         low, high = int(tf.reduce_min(labels)), int(tf.reduce_max(labels))
         if low < 0 or high >= num_classes:
-            raise ValueError(
-                f"`{name}` values must be in [0, {num_classes}); received "
-                f"values in [{low}, {high}]."
-            )
+            raise ValueError(f"`{name}` values must be in [0, {num_classes}); received values in [{low}, {high}].")
     return labels

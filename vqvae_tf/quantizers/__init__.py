@@ -19,8 +19,20 @@ from vqvae_tf.quantizers.rotation import rotate_to_codes
 from vqvae_tf.quantizers.vector_quantizer import BaseVectorQuantizer, VectorQuantizer
 
 __all__ = [
-    "OUTPUT_KEYS", "QUANTIZERS", "BaseVectorQuantizer", "FiniteScalarQuantizer", "GumbelQuantizer",
-    "GumbelTemperatureSchedule", "QuantizerLayer", "ResidualVectorQuantizer", "VectorQuantizer",
-    "VectorQuantizerEMA", "as_tensor", "get_quantizer", "nearest_codes", "perplexity_from_counts",
-    "rotate_to_codes", "vq_loss_terms",
+    "OUTPUT_KEYS",
+    "QUANTIZERS",
+    "BaseVectorQuantizer",
+    "FiniteScalarQuantizer",
+    "GumbelQuantizer",
+    "GumbelTemperatureSchedule",
+    "QuantizerLayer",
+    "ResidualVectorQuantizer",
+    "VectorQuantizer",
+    "VectorQuantizerEMA",
+    "as_tensor",
+    "get_quantizer",
+    "nearest_codes",
+    "perplexity_from_counts",
+    "rotate_to_codes",
+    "vq_loss_terms",
 ]

@@ -94,8 +94,11 @@ def plan_search(num_vectors, num_codes, memory_budget_bytes=DEFAULT_MEMORY_BUDGE
 
     Example:
 
-    >>> plan_search(65536, 16384, 256 * 2**20)
-    SearchPlan(rows_per_chunk=2048, codes_per_chunk=16384, num_row_chunks=32, num_code_chunks=1, score_block_bytes=134217728)
+    >>> plan = plan_search(65536, 16384, 256 * 2**20)
+    >>> plan.rows_per_chunk, plan.codes_per_chunk, plan.num_row_chunks, plan.num_code_chunks
+    (2048, 16384, 32, 1)
+    >>> plan.score_block_bytes
+    134217728
     """
     num_codes = check_int("num_codes", num_codes, minimum=1)
     if num_vectors is not None:
@@ -171,9 +174,7 @@ def nearest_codes(vectors, codebook, *, memory_budget_bytes="auto"):
     num_codes = codebook.shape[0]
     if isinstance(memory_budget_bytes, str):
         if memory_budget_bytes != "auto":
-            raise ValueError(
-                f"`memory_budget_bytes` must be an int, None or 'auto'; received {memory_budget_bytes!r}."
-            )
+            raise ValueError(f"`memory_budget_bytes` must be an int, None or 'auto'; received {memory_budget_bytes!r}.")
         memory_budget_bytes = DEFAULT_MEMORY_BUDGET_BYTES if vectors.shape[0] is not None else None
     if memory_budget_bytes is None or num_codes is None:
         return _search(vectors, codebook)
@@ -204,6 +205,7 @@ def _chunked_search(vectors, codebook, plan):
     num_blocks = (num_vectors + rows - 1) // rows
     half_sq_norms = _half_sq_norms(codebook)
     if codes >= num_codes:
+
         def search_rows(block):
             return tf.argmax(_scores(block, codebook, half_sq_norms), axis=-1, output_type=tf.int32)
     else:
@@ -217,9 +219,7 @@ def _chunked_search(vectors, codebook, plan):
         return search_rows(block)
 
     # One block at a time (parallel_iterations=1) is what bounds the memory.
-    found = tf.map_fn(
-        search_block, tf.range(num_blocks), fn_output_signature=tf.int32, parallel_iterations=1
-    )
+    found = tf.map_fn(search_block, tf.range(num_blocks), fn_output_signature=tf.int32, parallel_iterations=1)
     return tf.reshape(found, [-1])[:num_vectors]
 
 
@@ -260,9 +260,7 @@ def _code_blocked_search(codebook, half_sq_norms, codes, num_code_chunks):
 
         rows = tf.shape(block)[0]
         start = (tf.constant(0), tf.fill([rows], float("-inf")), tf.zeros([rows], tf.int32))
-        _, _, best_index = tf.while_loop(
-            lambda j, *_: j < num_code_chunks, step, start, parallel_iterations=1
-        )
+        _, _, best_index = tf.while_loop(lambda j, *_: j < num_code_chunks, step, start, parallel_iterations=1)
         return best_index
 
     return search_block

@@ -26,16 +26,14 @@ def _kmeans_plus_plus(vectors, num_codes, seed):
     def body(i, centers, min_dist):
         # Sample the next centre with probability proportional to D(x)^2.
         logits = tf.math.log(tf.maximum(min_dist, 1e-30))[None, :]
-        pick = tf.random.stateless_categorical(
-            logits, 1, seed=tf.stack([seed, tf.cast(i, tf.int64)]), dtype=tf.int32
-        )[0, 0]
+        pick = tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, tf.cast(i, tf.int64)]), dtype=tf.int32)[
+            0, 0
+        ]
         center = vectors[pick]
         min_dist = tf.minimum(min_dist, tf.reduce_sum(tf.square(vectors - center), axis=1))
         return i + 1, centers.write(i, center), min_dist
 
-    _, centers, _ = tf.while_loop(
-        lambda i, *_: i < num_codes, body, (tf.constant(1), centers, min_dist)
-    )
+    _, centers, _ = tf.while_loop(lambda i, *_: i < num_codes, body, (tf.constant(1), centers, min_dist))
     return centers.stack()
 
 

@@ -67,7 +67,11 @@ class VectorQuantizerEMA(BaseVectorQuantizer):
             name="ema_cluster_size", shape=(self.num_codes,), initializer="zeros", dtype="float32", **state_kwargs
         )
         self.ema_dw = self.add_weight(
-            name="ema_dw", shape=(self.num_codes, self.codebook_dim), initializer="zeros", dtype="float32", **state_kwargs
+            name="ema_dw",
+            shape=(self.num_codes, self.codebook_dim),
+            initializer="zeros",
+            dtype="float32",
+            **state_kwargs,
         )
 
     def _loss_terms(self, latent, quantized):

@@ -196,7 +196,13 @@ class FiniteScalarQuantizer(QuantizerLayer):
         indices = self._digits_to_indices(rounded)
         local_counts, _, perplexity, usage = histogram_statistics(indices, self.num_codes)
         return self._output_dict(
-            inputs, in_dtype, quantized=quantized, indices=indices, perplexity=perplexity, usage=usage, counts=local_counts
+            inputs,
+            in_dtype,
+            quantized=quantized,
+            indices=indices,
+            perplexity=perplexity,
+            usage=usage,
+            counts=local_counts,
         )
 
     def codes(self, inputs):
@@ -209,7 +215,9 @@ class FiniteScalarQuantizer(QuantizerLayer):
         """int32 digits `indices.shape + (len(levels),)`, digit i in `[0, levels[i])`."""
         indices = check_indices(self, indices, self.num_codes)
         basis = tf.constant(self._basis.astype(np.int32))
-        return tf.math.floormod(tf.math.floordiv(tf.expand_dims(indices, -1), basis), tf.constant(self.levels, tf.int32))
+        return tf.math.floormod(
+            tf.math.floordiv(tf.expand_dims(indices, -1), basis), tf.constant(self.levels, tf.int32)
+        )
 
     def digits_to_indices(self, digits):
         """int32 codes for int digits `(..., len(levels))`, the inverse of `indices_to_digits`."""

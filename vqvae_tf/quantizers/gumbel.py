@@ -167,9 +167,7 @@ class GumbelQuantizer(QuantizerLayer):
         padded = tf.pad(logits, [[offset, global_rows - offset - rows], [0, 0]])
         seed = tf.stack([tf.constant(self.seed or 0, tf.int64), tf.convert_to_tensor(self.steps)])
         seed = tf.random.experimental.stateless_fold_in(seed, _SAMPLE_SALT)
-        distribution = tfp.distributions.RelaxedOneHotCategorical(
-            tf.convert_to_tensor(self.temperature), logits=padded
-        )
+        distribution = tfp.distributions.RelaxedOneHotCategorical(tf.convert_to_tensor(self.temperature), logits=padded)
         return distribution.sample(seed=seed)[offset : offset + rows]
 
     def call(self, inputs, training=None):

@@ -177,9 +177,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
         cls = STAGE_QUANTIZERS[stage_quantizer]
         # The stages validate the shared options (num_codes, decay, ...).
         count = 1 if self.shared_codebook else self.num_stages
-        self.stages = [
-            cls(seed=None if seed is None else seed + i, name=f"stage_{i}", **options) for i in range(count)
-        ]
+        self.stages = [cls(seed=None if seed is None else seed + i, name=f"stage_{i}", **options) for i in range(count)]
         # Same float32-under-any-policy rule as the stages (docs/design.md, fact 8).
 
     @property

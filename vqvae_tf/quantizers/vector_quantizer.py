@@ -97,9 +97,7 @@ class BaseVectorQuantizer(QuantizerLayer):
             name="usage_average", shape=(self.num_codes,), initializer="zeros", dtype="float32", **state
         )
         self.steps = self.add_weight(name="steps", shape=(), initializer="zeros", dtype="int64", **state)
-        self.initialized = self.add_weight(
-            name="initialized", shape=(), initializer="zeros", dtype="bool", **state
-        )
+        self.initialized = self.add_weight(name="initialized", shape=(), initializer="zeros", dtype="bool", **state)
         if self.lookup_dim is not None:
             add_projections(self, self.code_dim, self.lookup_dim, self.seed)
         self._build_state(state)
@@ -184,9 +182,7 @@ class BaseVectorQuantizer(QuantizerLayer):
         # With `lookup_dim` the k-means runs where the search runs: on the
         # inputs as the current (initial) projection maps them.
         vectors = self._to_search_space(vectors)
-        centers, counts, sums = kmeans(
-            vectors, self.num_codes, iterations=self.kmeans_iters, seed=self.seed or 0
-        )
+        centers, counts, sums = kmeans(vectors, self.num_codes, iterations=self.kmeans_iters, seed=self.seed or 0)
         # The k-means statistics count as one observed step, so the moving
         # averages that follow weight them like any other batch.
         self.steps.assign(tf.maximum(self.steps, 1))

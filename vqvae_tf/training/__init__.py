@@ -18,7 +18,16 @@ from vqvae_tf.training.loop import (
 from vqvae_tf.training.prior_training import PriorConfig, train_prior
 
 __all__ = [
-    "OUTPUTS", "ConfigError", "PriorConfig", "StrategyError", "TrainConfig", "build_model",
-    "learning_rate_schedule", "make_callbacks", "make_strategy", "resolve_mixed_precision",
-    "train_and_evaluate", "train_prior",
+    "OUTPUTS",
+    "ConfigError",
+    "PriorConfig",
+    "StrategyError",
+    "TrainConfig",
+    "build_model",
+    "learning_rate_schedule",
+    "make_callbacks",
+    "make_strategy",
+    "resolve_mixed_precision",
+    "train_and_evaluate",
+    "train_prior",
 ]

@@ -149,9 +149,15 @@ def prior_code_maps(vqvae, train_images, test_images, workdir, fingerprint, num_
     num_stages = train.shape[3] if train.ndim == 4 else 1
     if train.ndim == 4:
         train, test = (stages_to_tokens(c, vqvae.num_codes) for c in (train, test))
-    return CodeMaps(train=train, train_labels=train_labels if num_classes else None, test=test,
-                    test_labels=test_labels if num_classes else None, num_stages=num_stages,
-                    vocabulary=vqvae.num_codes * num_stages, num_classes=num_classes)
+    return CodeMaps(
+        train=train,
+        train_labels=train_labels if num_classes else None,
+        test=test,
+        test_labels=test_labels if num_classes else None,
+        num_stages=num_stages,
+        vocabulary=vqvae.num_codes * num_stages,
+        num_classes=num_classes,
+    )
 
 
 def code_dataset(codes, labels, batch_size, seed, train):

@@ -36,8 +36,17 @@ MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16", "auto")
 #: long or where training runs and what happens afterwards, not what the
 #: saved weights and optimizer state mean.
 RESUMABLE_FIELDS = frozenset(
-    {"epochs", "validation_steps", "strategy", "jit_compile", "export", "export_formats",
-     "export_quantizations", "num_samples", "verbose"}
+    {
+        "epochs",
+        "validation_steps",
+        "strategy",
+        "jit_compile",
+        "export",
+        "export_formats",
+        "export_quantizations",
+        "num_samples",
+        "verbose",
+    }
 )
 
 
@@ -145,20 +154,40 @@ class TrainConfig:
     # ----------------------------------------------------------- validation
     def validate(self):
         """Raises `ConfigError` naming the first bad field and its value."""
-        for name, minimum in (("image_size", 1), ("epochs", 1), ("steps_per_epoch", 1),
-                              ("validation_steps", 0), ("batch_size", 1), ("warmup_steps", 0),
-                              ("num_codes", 2), ("code_dim", 1), ("hidden_units", 1),
-                              ("residual_units", 1), ("num_residual_blocks", 0), ("seed", 0),
-                              ("num_samples", 1), ("verbose", 0), ("num_stages", 1),
-                              ("lookup_dim", 0)):
+        for name, minimum in (
+            ("image_size", 1),
+            ("epochs", 1),
+            ("steps_per_epoch", 1),
+            ("validation_steps", 0),
+            ("batch_size", 1),
+            ("warmup_steps", 0),
+            ("num_codes", 2),
+            ("code_dim", 1),
+            ("hidden_units", 1),
+            ("residual_units", 1),
+            ("num_residual_blocks", 0),
+            ("seed", 0),
+            ("num_samples", 1),
+            ("verbose", 0),
+            ("num_stages", 1),
+            ("lookup_dim", 0),
+        ):
             check_int(name, getattr(self, name), minimum, error=ConfigError)
         check_number("learning_rate", self.learning_rate, 0, inclusive_min=False, error=ConfigError)
-        for name, maximum in (("commitment_cost", None), ("decay", 1), ("dead_code_threshold", None),
-                              ("quantizer_dropout", 1)):
+        for name, maximum in (
+            ("commitment_cost", None),
+            ("decay", 1),
+            ("dead_code_threshold", None),
+            ("quantizer_dropout", 1),
+        ):
             check_number(name, getattr(self, name), 0, maximum, inclusive_max=False, error=ConfigError)
-        for name, choices in (("quantizer", QUANTIZERS), ("lr_schedule", LR_SCHEDULES),
-                              ("mixed_precision", MIXED_PRECISION), ("strategy", STRATEGIES),
-                              ("downsample", DOWNSAMPLE)):
+        for name, choices in (
+            ("quantizer", QUANTIZERS),
+            ("lr_schedule", LR_SCHEDULES),
+            ("mixed_precision", MIXED_PRECISION),
+            ("strategy", STRATEGIES),
+            ("downsample", DOWNSAMPLE),
+        ):
             check_choice(name, getattr(self, name), choices, error=ConfigError)
         for name in ("kmeans_init", "l2_normalize", "jit_compile", "export"):
             if not isinstance(getattr(self, name), bool):

@@ -172,15 +172,20 @@ def parse_tf_config(text):
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
-        raise StrategyError(f"TF_CONFIG is not valid JSON ({error}); received {text!r}, expected e.g. {example}.") from None
+        raise StrategyError(
+            f"TF_CONFIG is not valid JSON ({error}); received {text!r}, expected e.g. {example}."
+        ) from None
     cluster = config.get("cluster") if isinstance(config, dict) else None
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not cluster:
-        raise StrategyError(f"TF_CONFIG needs a non-empty 'cluster' object; received {text!r}, expected e.g. {example}.")
+        raise StrategyError(
+            f"TF_CONFIG needs a non-empty 'cluster' object; received {text!r}, expected e.g. {example}."
+        )
     for job, addresses in cluster.items():
         if not (isinstance(addresses, list) and addresses and all(_is_address(a) for a in addresses)):
             raise StrategyError(
-                f"TF_CONFIG cluster job {job!r} must be a non-empty list of 'host:port' strings; received {addresses!r}."
+                f"TF_CONFIG cluster job {job!r} must be a non-empty list of 'host:port' strings; "
+                f"received {addresses!r}."
             )
     if not isinstance(task, dict) or task.get("type") not in cluster:
         raise StrategyError(

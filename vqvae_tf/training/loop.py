@@ -33,13 +33,25 @@ import tensorflow as tf
 
 from vqvae_tf.training import callbacks as cb
 from vqvae_tf.training.config import TrainConfig
-from vqvae_tf.training.workdir import (OUTPUTS, best_so_far, check_writable, prepare_workdir, read_history,
-                                       truncate_history)
+from vqvae_tf.training.workdir import (
+    OUTPUTS,
+    best_so_far,
+    check_writable,
+    prepare_workdir,
+    read_history,
+    truncate_history,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OUTPUTS", "build_model", "learning_rate_schedule", "make_callbacks", "resolve_mixed_precision",
-           "train_and_evaluate"]
+__all__ = [
+    "OUTPUTS",
+    "build_model",
+    "learning_rate_schedule",
+    "make_callbacks",
+    "resolve_mixed_precision",
+    "train_and_evaluate",
+]
 
 
 def train_and_evaluate(config: TrainConfig, workdir, *, overwrite: bool = False) -> dict:
@@ -90,8 +102,9 @@ def train_and_evaluate(config: TrainConfig, workdir, *, overwrite: bool = False)
         if chief and config.export:
             export_dir = _export(model, workdir / "export", config, calibration=bundle.train)
     epochs_run = len(next(iter(history.history.values()), [])) if history is not None else 0
-    return _result(workdir, config, "trained", initial_epoch, epochs_run, export_dir,
-                   history=None if chief else history.history)
+    return _result(
+        workdir, config, "trained", initial_epoch, epochs_run, export_dir, history=None if chief else history.history
+    )
 
 
 def _resolve(config):
@@ -138,8 +151,13 @@ def _datasets(config):
     """The `DatasetBundle` of the run (the same for training and for re-export calibration)."""
     from vqvae_tf.data.datasets import make_datasets
 
-    return make_datasets(config.dataset, image_size=config.image_size, batch_size=config.batch_size,
-                         seed=config.seed, augment=config.augment)
+    return make_datasets(
+        config.dataset,
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment=config.augment,
+    )
 
 
 @contextlib.contextmanager
@@ -175,9 +193,15 @@ def _fit(model, config, bundle, strategy, outdir, backup_dir, initial_epoch):
     # epochs already trained.
     train = bundle.train.skip(initial_epoch * config.steps_per_epoch) if initial_epoch else bundle.train
     return distribute.fit(
-        model, train, strategy=strategy, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-        validation_data=bundle.validation, validation_steps=config.validation_steps or None,
-        callbacks=callbacks, verbose=config.verbose,
+        model,
+        train,
+        strategy=strategy,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_data=bundle.validation,
+        validation_steps=config.validation_steps or None,
+        callbacks=callbacks,
+        verbose=config.verbose,
     )
 
 
@@ -186,8 +210,7 @@ def build_model(config, channels, data_variance):
     from vqvae_tf.models.vqvae import VQVAE
 
     model = VQVAE(**config.model_kwargs(channels, data_variance))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(config)),
-                  jit_compile=config.jit_compile)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(config)), jit_compile=config.jit_compile)
     # BackupAndRestore needs a built model (docs/design.md, fact 7).
     model.build((None, config.image_size, config.image_size, channels))
     return model
@@ -255,8 +278,12 @@ def make_callbacks(config, workdir, bundle, strategy=None, backup_dir=None):
         # Before the backup: a kill between the two repeats the epoch,
         # and truncate_history drops the row of the repeated epoch.
         keras.callbacks.CSVLogger(str(history_path), append=True),
-        cb.AtomicModelCheckpoint(str(workdir / "best.keras"), monitor="val_loss", save_best_only=True,
-                                 initial_value_threshold=best_so_far(history_path)),
+        cb.AtomicModelCheckpoint(
+            str(workdir / "best.keras"),
+            monitor="val_loss",
+            save_best_only=True,
+            initial_value_threshold=best_so_far(history_path),
+        ),
         keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False, update_freq="epoch"),
         cb.ReconstructionSamples(samples, workdir / "samples", log_dir=workdir / "tensorboard" / "samples"),
         cb.CodeUsageHistogram(workdir / "tensorboard" / "code_usage"),
@@ -288,16 +315,25 @@ def _export(model, out_dir, config, calibration=None):
     """
     from vqvae_tf import export
 
-    logger.info("Exporting %s (TFLite: %s) to %s.", ", ".join(config.export_formats),
-                ", ".join(config.export_quantizations), out_dir)
+    logger.info(
+        "Exporting %s (TFLite: %s) to %s.",
+        ", ".join(config.export_formats),
+        ", ".join(config.export_quantizations),
+        out_dir,
+    )
     representative = None
     if "int8" in config.export_quantizations and "tflite" in config.export_formats:
         if calibration is None:
             calibration = _datasets(config).train
         representative = calibration.take(max(1, 256 // config.batch_size))
-    return export.export_model(model, out_dir, formats=config.export_formats,
-                               quantizations=config.export_quantizations,
-                               representative_data=representative, overwrite=True)
+    return export.export_model(
+        model,
+        out_dir,
+        formats=config.export_formats,
+        quantizations=config.export_quantizations,
+        representative_data=representative,
+        overwrite=True,
+    )
 
 
 def _export_is_current(workdir):
@@ -310,7 +346,15 @@ def _result(workdir, config, status, initial_epoch, epochs_run, export_dir, hist
         rows = read_history(workdir / "history.csv")
         history = {k: [r[k] for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
     final = {k: v[-1] for k, v in history.items() if v}
-    return dict(history=history, final=final, epochs_run=epochs_run, initial_epoch=initial_epoch,
-                workdir=workdir, config=config, status=status,
-                export_dir=export_dir if export_dir is not None else (
-                    workdir / "export" if config.export and (workdir / "export").exists() else None))
+    return dict(
+        history=history,
+        final=final,
+        epochs_run=epochs_run,
+        initial_epoch=initial_epoch,
+        workdir=workdir,
+        config=config,
+        status=status,
+        export_dir=export_dir
+        if export_dir is not None
+        else (workdir / "export" if config.export and (workdir / "export").exists() else None),
+    )

@@ -23,9 +23,20 @@ from vqvae_tf.utils.checks import (
 PRIOR_KINDS = ("pixelcnn", "transformer")
 
 # Integer fields and their smallest value.
-_INT_MINIMUMS = (("channels", 1), ("num_layers", 1), ("kernel_size", 3), ("embed_dim", 1), ("num_heads", 1),
-                 ("steps", 1), ("epochs", 1), ("batch_size", 1), ("seed", 0), ("num_samples", 1), ("top_k", 0),
-                 ("verbose", 0))
+_INT_MINIMUMS = (
+    ("channels", 1),
+    ("num_layers", 1),
+    ("kernel_size", 3),
+    ("embed_dim", 1),
+    ("num_heads", 1),
+    ("steps", 1),
+    ("epochs", 1),
+    ("batch_size", 1),
+    ("seed", 0),
+    ("num_samples", 1),
+    ("top_k", 0),
+    ("verbose", 0),
+)
 
 
 @dataclasses.dataclass

@@ -36,8 +36,9 @@ def sample_images(vqvae, prior, num_per_row, labels=None, temperature=1.0, top_k
         if labels is not None:
             raise ValueError("this prior is unconditional (num_classes=0); expected no labels.")
         sample_labels, rows = None, 1
-    codes = prior.sample(rows * num_per_row, labels=sample_labels, temperature=temperature,
-                         top_k=top_k or None, seed=seed)
+    codes = prior.sample(
+        rows * num_per_row, labels=sample_labels, temperature=temperature, top_k=top_k or None, seed=seed
+    )
     stages = getattr(vqvae.quantizer, "code_shape", ())
     if stages:
         codes = tokens_to_stages(codes, vqvae.num_codes, stages[0])

@@ -70,13 +70,24 @@ def build_prior(config, num_codes, map_shape, num_classes=0):
     from vqvae_tf.priors.transformer import TransformerPrior
 
     if config.kind == "pixelcnn":
-        prior = GatedPixelCNN(num_codes, num_classes=num_classes, channels=config.channels,
-                              num_layers=config.num_layers, kernel_size=config.kernel_size,
-                              map_shape=map_shape)
+        prior = GatedPixelCNN(
+            num_codes,
+            num_classes=num_classes,
+            channels=config.channels,
+            num_layers=config.num_layers,
+            kernel_size=config.kernel_size,
+            map_shape=map_shape,
+        )
     else:
-        prior = TransformerPrior(num_codes, map_shape, num_classes=num_classes, embed_dim=config.embed_dim,
-                                 num_heads=config.num_heads, num_layers=config.num_layers,
-                                 dropout=config.dropout)
+        prior = TransformerPrior(
+            num_codes,
+            map_shape,
+            num_classes=num_classes,
+            embed_dim=config.embed_dim,
+            num_heads=config.num_heads,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
+        )
     prior.compile(keras.optimizers.Adam(config.learning_rate))
     # Build now, under the caller's strategy scope, so the variables are mirrored.
     prior(np.zeros((1,) + tuple(map_shape), np.int32), np.zeros((1,), np.int32) if num_classes else None)
@@ -108,8 +119,7 @@ def _vqvae_settings(vqvae_workdir, dataset, image_size):
         return (dataset or saved.dataset, image_size or saved.image_size, saved.batch_size, saved.seed)
     if dataset is None or image_size is None:
         raise FileNotFoundError(
-            f"{config_path} does not exist: pass dataset= and image_size= to say which data the VQ-VAE "
-            "was trained on."
+            f"{config_path} does not exist: pass dataset= and image_size= to say which data the VQ-VAE was trained on."
         )
     return dataset, image_size, 64, 0
 
@@ -213,19 +223,22 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
     # No augmentation: the prior models the codes of the photos as they are,
     # and its training crops are extracted once, so augmenting them would
     # change the data, not add to it.
-    bundle = make_datasets(spec, image_size=size, batch_size=image_batch, seed=data_seed,
-                           with_labels=config.conditional, augment=False)
+    bundle = make_datasets(
+        spec, image_size=size, batch_size=image_batch, seed=data_seed, with_labels=config.conditional, augment=False
+    )
     train_batches = extraction_batches(config.train_batches, bundle, image_batch)
     fingerprint = code_fingerprint(model_path, spec, size, image_batch, data_seed, train_batches)
     num_classes = (bundle.num_classes or 0) if config.conditional else 0
-    maps = prior_code_maps(vqvae, bundle.train.take(train_batches), bundle.validation, workdir, fingerprint,
-                           num_classes)
+    maps = prior_code_maps(
+        vqvae, bundle.train.take(train_batches), bundle.validation, workdir, fingerprint, num_classes
+    )
 
     prior, history = _fit_prior(config, strategy, maps)
     save_model(prior, workdir / "prior.keras")
     likelihoods = _likelihood_metrics(vqvae, prior, maps, bundle, train_batches)
-    images, rows = sample_images(vqvae, prior, config.num_samples, temperature=config.temperature,
-                                 top_k=config.top_k, seed=config.seed)
+    images, rows = sample_images(
+        vqvae, prior, config.num_samples, temperature=config.temperature, top_k=config.top_k, seed=config.seed
+    )
     samples_path = save_image_grid(workdir / "samples.png", images, rows)
 
     metrics = {
@@ -241,6 +254,11 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         "paths": {"prior": str(workdir / "prior.keras"), "samples": str(samples_path)},
     }
     atomic.write_json(workdir / "prior_metrics.json", metrics, sort_keys=True)
-    logger.info("Prior %s: test NLL %.3f bits/code (unigram %.3f), VQ-VAE bound %.3f bits/dim.",
-                config.kind, metrics["bits_per_code"], metrics["unigram_bits_per_code"], metrics["bits_per_dim"])
+    logger.info(
+        "Prior %s: test NLL %.3f bits/code (unigram %.3f), VQ-VAE bound %.3f bits/dim.",
+        config.kind,
+        metrics["bits_per_code"],
+        metrics["unigram_bits_per_code"],
+        metrics["bits_per_dim"],
+    )
     return metrics

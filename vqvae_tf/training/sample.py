@@ -66,8 +66,9 @@ def run(workdir, prior_dir, num, temperature, top_k, labels, seed, out):
         bad = [v for v in labels if not 0 <= v < prior.num_classes]
         if bad:
             raise ValueError(f"--labels must be in [0, {prior.num_classes}); received {bad}.")
-        images, rows = sample_images(vqvae, prior, -(-num // len(labels)), labels=labels,
-                                     temperature=temperature, top_k=top_k, seed=seed)
+        images, rows = sample_images(
+            vqvae, prior, -(-num // len(labels)), labels=labels, temperature=temperature, top_k=top_k, seed=seed
+        )
     else:
         if labels:
             raise ValueError("--labels given, but this prior is unconditional.")
@@ -90,8 +91,16 @@ def main(argv=None):
 
     def command(_):
         try:
-            path = run(flag_values.workdir, flag_values.prior, flag_values.num, flag_values.temperature,
-                       flag_values.top_k, _parse_labels(flag_values.labels), flag_values.seed, flag_values.out)
+            path = run(
+                flag_values.workdir,
+                flag_values.prior,
+                flag_values.num,
+                flag_values.temperature,
+                flag_values.top_k,
+                _parse_labels(flag_values.labels),
+                flag_values.seed,
+                flag_values.out,
+            )
         except (ValueError, TypeError, FileNotFoundError, OSError) as error:
             sys.stderr.write(f"error: {error}\n")
             sys.exit(2)

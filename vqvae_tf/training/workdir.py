@@ -18,8 +18,7 @@ from vqvae_tf.utils.atomic import atomic_output, remove_partial_files
 logger = logging.getLogger(__name__)
 
 #: Outputs of a run in its workdir; `overwrite=True` deletes exactly these.
-OUTPUTS = ("config.json", "model.keras", "best.keras", "backup", "history.csv", "tensorboard",
-           "samples", "export")
+OUTPUTS = ("config.json", "model.keras", "best.keras", "backup", "history.csv", "tensorboard", "samples", "export")
 
 
 def check_writable(workdir):
@@ -61,19 +60,22 @@ def prepare_workdir(workdir, config, overwrite):
         try:
             saved = TrainConfig.load(config_path)
         except (ConfigError, TypeError) as error:
-            raise ConfigError(f"{config_path} is not a config this version can resume ({error}); "
-                              "use overwrite or another workdir.") from None
+            raise ConfigError(
+                f"{config_path} is not a config this version can resume ({error}); use overwrite or another workdir."
+            ) from None
         differing = saved.incompatible_fields(config)
         if differing:
-            details = ", ".join(f"{k}: saved {getattr(saved, k)!r}, requested {getattr(config, k)!r}"
-                                for k in differing)
+            details = ", ".join(
+                f"{k}: saved {getattr(saved, k)!r}, requested {getattr(config, k)!r}" for k in differing
+            )
             raise ConfigError(
                 f"workdir {workdir} holds a run with a different configuration ({details}); only "
                 f"{', '.join(sorted(RESUMABLE_FIELDS))} may change on resume. Use overwrite or another workdir."
             )
     elif any((workdir / name).exists() for name in ("backup", "model.keras")):
-        raise ConfigError(f"workdir {workdir} holds training outputs but no config.json; use overwrite "
-                          "or another workdir.")
+        raise ConfigError(
+            f"workdir {workdir} holds training outputs but no config.json; use overwrite or another workdir."
+        )
     config.save(config_path)
 
 

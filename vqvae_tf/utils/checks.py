@@ -48,8 +48,9 @@ def check_int(name: str, value, minimum=None, maximum=None, *, error=ValueError)
     return int(value)
 
 
-def check_number(name: str, value, minimum=None, maximum=None, *, inclusive_min=True, inclusive_max=True,
-                 error=ValueError) -> float:
+def check_number(
+    name: str, value, minimum=None, maximum=None, *, inclusive_min=True, inclusive_max=True, error=ValueError
+) -> float:
     """`value` as a finite float within the bounds (each inclusive unless said otherwise).
 
     Example:
@@ -66,9 +67,11 @@ def check_number(name: str, value, minimum=None, maximum=None, *, inclusive_min=
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise error(f"`{name}` must be {expected}; received {value!r} of type {type(value).__name__}.")
     number = float(value)
-    if (not math.isfinite(number)
-            or (minimum is not None and (number < minimum or (not inclusive_min and number == minimum)))
-            or (maximum is not None and (number > maximum or (not inclusive_max and number == maximum)))):
+    if (
+        not math.isfinite(number)
+        or (minimum is not None and (number < minimum or (not inclusive_min and number == minimum)))
+        or (maximum is not None and (number > maximum or (not inclusive_max and number == maximum)))
+    ):
         raise error(f"`{name}` must be {expected}; received {number}.")
     return number
 

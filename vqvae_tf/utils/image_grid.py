@@ -42,8 +42,7 @@ def image_grid(images, rows, padding=2, scale=None):
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) % rows:
         raise ValueError(
-            f"image_grid expects (rows * cols, H, W, 1 or 3) images; received shape {images.shape} "
-            f"for {rows} rows."
+            f"image_grid expects (rows * cols, H, W, 1 or 3) images; received shape {images.shape} for {rows} rows."
         )
     if scale is None:
         scale = max(1, -(-_MIN_HEIGHT // images.shape[1]))
@@ -57,7 +56,7 @@ def image_grid(images, rows, padding=2, scale=None):
     for index, image in enumerate(images):
         r, c = divmod(index, cols)
         top, left = padding + r * (h + padding), padding + c * (w + padding)
-        grid[top:top + h, left:left + w] = image
+        grid[top : top + h, left : left + w] = image
     return np.round(grid * 255.0).astype(np.uint8)
 
 

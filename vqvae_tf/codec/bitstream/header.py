@@ -15,11 +15,21 @@ import math
 import struct
 import zlib
 
-from vqvae_tf.codec.prior_coding.tiled import NO_LABEL, PARAMS as PRIOR_PARAMS
+from vqvae_tf.codec.prior_coding.tiled import NO_LABEL
+from vqvae_tf.codec.prior_coding.tiled import PARAMS as PRIOR_PARAMS
 
 __all__ = [
-    "BitstreamError", "DEFAULT_MAX_PIXELS", "Header", "MAGIC", "MAX_NUM_CODES", "MODEL_ID_SIZE", "Method",
-    "VERSION", "bits_per_code", "make_model_id", "read_header",
+    "BitstreamError",
+    "DEFAULT_MAX_PIXELS",
+    "Header",
+    "MAGIC",
+    "MAX_NUM_CODES",
+    "MODEL_ID_SIZE",
+    "Method",
+    "VERSION",
+    "bits_per_code",
+    "make_model_id",
+    "read_header",
 ]
 
 MAGIC = b"VQZ1"
@@ -135,8 +145,13 @@ class Header:
         if self.method != Method.PRIOR:
             return None
         fingerprint, label, tile_h, tile_w, per_batch, crc = PRIOR_PARAMS.unpack(self.method_params)
-        return dict(fingerprint=fingerprint.hex(), label=None if label == NO_LABEL else label,
-                    tile=(tile_h, tile_w), tiles_per_batch=per_batch, codes_crc32=crc)
+        return dict(
+            fingerprint=fingerprint.hex(),
+            label=None if label == NO_LABEL else label,
+            tile=(tile_h, tile_w),
+            tiles_per_batch=per_batch,
+            codes_crc32=crc,
+        )
 
 
 # --------------------------------------------------------------------------- parsing
@@ -160,12 +175,26 @@ def read_header(data: bytes) -> Header:
     """
     data = _as_bytes(data)
     fields = _check_framing(data)
-    (_, version, method_id, flags, model_id, image_height, image_width, channels, stages,
-     code_height, code_width, num_codes, params_length, payload_length) = fields
+    (
+        _,
+        version,
+        method_id,
+        flags,
+        model_id,
+        image_height,
+        image_width,
+        channels,
+        stages,
+        code_height,
+        code_width,
+        num_codes,
+        params_length,
+        payload_length,
+    ) = fields
     method = _check_method(method_id)
     _check_sizes(flags, image_height, image_width, channels, stages, code_height, code_width, num_codes)
     has_stage_axis = bool(flags & FLAG_STAGE_AXIS)
-    params = bytes(data[FIXED.size:FIXED.size + params_length])
+    params = bytes(data[FIXED.size : FIXED.size + params_length])
     _check_method_params(method, params, has_stage_axis)
     return Header(
         version=version,
@@ -193,8 +222,8 @@ def _as_bytes(data) -> memoryview:
 def _check_framing(data: memoryview) -> tuple:
     """The fixed header's fields, once magic, version, declared length and CRC are right."""
     minimum = FIXED.size + CRC.size
-    if len(data) >= len(MAGIC) and bytes(data[:len(MAGIC)]) != MAGIC:
-        raise BitstreamError(f"not a .vqz stream: magic is {bytes(data[:len(MAGIC)])!r}, expected {MAGIC!r}")
+    if len(data) >= len(MAGIC) and bytes(data[: len(MAGIC)]) != MAGIC:
+        raise BitstreamError(f"not a .vqz stream: magic is {bytes(data[: len(MAGIC)])!r}, expected {MAGIC!r}")
     if len(data) < minimum:
         raise BitstreamError(f"truncated stream: got {len(data)} bytes, a .vqz stream has at least {minimum}")
     fields = FIXED.unpack_from(data)
@@ -207,7 +236,7 @@ def _check_framing(data: memoryview) -> tuple:
     if len(data) > total:
         raise BitstreamError(f"{len(data) - total} unexpected trailing bytes after a {total}-byte stream")
     (stored_crc,) = CRC.unpack_from(data, total - CRC.size)
-    actual_crc = zlib.crc32(data[:total - CRC.size])
+    actual_crc = zlib.crc32(data[: total - CRC.size])
     if stored_crc != actual_crc:
         raise BitstreamError(f"corrupted stream: CRC32 is {actual_crc:#010x}, header stores {stored_crc:#010x}")
     return fields
@@ -217,15 +246,22 @@ def _check_method(method_id: int) -> Method:
     try:
         return Method(method_id)
     except ValueError:
-        raise BitstreamError(f"unknown coding method id {method_id}, known ids are {[int(m) for m in Method]}") from None
+        raise BitstreamError(
+            f"unknown coding method id {method_id}, known ids are {[int(m) for m in Method]}"
+        ) from None
 
 
 def _check_sizes(flags, image_height, image_width, channels, stages, code_height, code_width, num_codes) -> None:
     if flags & ~KNOWN_FLAGS:
         raise BitstreamError(f"unsupported flags {flags:#06x}, this reader knows {KNOWN_FLAGS:#06x}")
-    for name, value in (("image height", image_height), ("image width", image_width),
-                        ("image channels", channels), ("stages", stages),
-                        ("code height", code_height), ("code width", code_width)):
+    for name, value in (
+        ("image height", image_height),
+        ("image width", image_width),
+        ("image channels", channels),
+        ("stages", stages),
+        ("code height", code_height),
+        ("code width", code_width),
+    ):
         if value < 1:
             raise BitstreamError(f"invalid header: {name} is {value}, expected >= 1")
     if not 2 <= num_codes <= MAX_NUM_CODES:
@@ -245,5 +281,7 @@ def _check_method_params(method: Method, params: bytes, has_stage_axis: bool) ->
             raise BitstreamError("invalid header: method 'prior' with the stage-axis flag; it codes (h, w) maps")
         _, _, tile_h, tile_w, per_batch, _ = PRIOR_PARAMS.unpack(params)
         if not (tile_h and tile_w and per_batch):
-            raise BitstreamError(f"invalid header: method 'prior' with tile {tile_h}x{tile_w} and "
-                                 f"{per_batch} tiles per batch, expected all >= 1")
+            raise BitstreamError(
+                f"invalid header: method 'prior' with tile {tile_h}x{tile_w} and "
+                f"{per_batch} tiles per batch, expected all >= 1"
+            )

@@ -22,9 +22,9 @@ def pack(flat: np.ndarray, bits: int) -> bytes:
     """int32 codes `(n,)` below `2**bits` -> `ceil(n * bits / 8)` bytes."""
     parts = []
     for start in range(0, flat.size, _PACK_CHUNK):
-        words = flat[start:start + _PACK_CHUNK].astype(">u4")
+        words = flat[start : start + _PACK_CHUNK].astype(">u4")
         bit_matrix = np.unpackbits(words.view(np.uint8).reshape(-1, 4), axis=1)
-        parts.append(np.packbits(bit_matrix[:, 32 - bits:]).tobytes())
+        parts.append(np.packbits(bit_matrix[:, 32 - bits :]).tobytes())
     return b"".join(parts)
 
 
@@ -38,9 +38,7 @@ def unpack(payload: memoryview, count: int, num_codes: int) -> np.ndarray:
     bits = bits_per_code(num_codes)
     expected = -(-count * bits // 8)
     if len(payload) != expected:
-        raise BitstreamError(
-            f"packed payload is {len(payload)} bytes, {count} codes of {bits} bits need {expected}"
-        )
+        raise BitstreamError(f"packed payload is {len(payload)} bytes, {count} codes of {bits} bits need {expected}")
     padding = expected * 8 - count * bits
     if padding and payload[-1] & ((1 << padding) - 1):
         raise BitstreamError("packed payload has non-zero padding bits")
@@ -50,8 +48,8 @@ def unpack(payload: memoryview, count: int, num_codes: int) -> np.ndarray:
         size = min(_PACK_CHUNK, count - start)
         chunk = np.frombuffer(payload, np.uint8, count=-(-size * bits // 8), offset=index * chunk_bytes)
         bit_matrix = np.zeros((size, 32), dtype=np.uint8)
-        bit_matrix[:, 32 - bits:] = np.unpackbits(chunk, count=size * bits).reshape(size, bits)
-        flat[start:start + size] = np.packbits(bit_matrix, axis=1).view(">u4")[:, 0]
+        bit_matrix[:, 32 - bits :] = np.unpackbits(chunk, count=size * bits).reshape(size, bits)
+        flat[start : start + size] = np.packbits(bit_matrix, axis=1).view(">u4")[:, 0]
     high = int(flat.max())
     if high >= num_codes:
         raise BitstreamError(f"packed payload holds code {high}, expected codes in [0, {num_codes})")

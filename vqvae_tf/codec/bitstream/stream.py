@@ -136,9 +136,18 @@ def encode_stream(
     flags = FLAG_STAGE_AXIS if len(code_shape) == 3 else 0
     stages = code_shape[2] if len(code_shape) == 3 else 1
     head = FIXED.pack(
-        MAGIC, VERSION, int(method), flags, model_id,
-        *image_shape, stages, code_shape[0], code_shape[1], num_codes,
-        len(params), len(payload),
+        MAGIC,
+        VERSION,
+        int(method),
+        flags,
+        model_id,
+        *image_shape,
+        stages,
+        code_shape[0],
+        code_shape[1],
+        num_codes,
+        len(params),
+        len(payload),
     )
     body = b"".join((head, params, payload))
     return body + CRC.pack(zlib.crc32(body))
@@ -251,7 +260,7 @@ def decode_stream(
         expected_model_id = _check_model_id(expected_model_id, "expected_model_id")
     header = read_header(data)
     _check_limits(header, max_pixels, expected_model_id)
-    payload = memoryview(data).cast("B")[header.payload_start:header.payload_start + header.payload_length]
+    payload = memoryview(data).cast("B")[header.payload_start : header.payload_start + header.payload_length]
 
     if header.method == Method.PACKED:
         flat = packing.unpack(payload, header.num_symbols, header.num_codes)
@@ -279,9 +288,7 @@ def decode_stream(
 def _check_limits(header: Header, max_pixels: int, expected_model_id: bytes | None) -> None:
     height, width, _ = header.image_shape
     if height * width > max_pixels:
-        raise BitstreamError(
-            f"image of {height}x{width} = {height * width} pixels exceeds max_pixels={max_pixels}"
-        )
+        raise BitstreamError(f"image of {height}x{width} = {height * width} pixels exceeds max_pixels={max_pixels}")
     if header.num_symbols > max_pixels:
         raise BitstreamError(
             f"code map of shape {header.code_shape} = {header.num_symbols} codes exceeds max_pixels={max_pixels}"
@@ -324,5 +331,7 @@ def read_file(path, **decode_kwargs) -> DecodedStream:
     with open(path, "rb") as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
-        raise BitstreamError(f"{path} is larger than {limit} bytes, the most a stream within max_pixels={max_pixels} needs")
+        raise BitstreamError(
+            f"{path} is larger than {limit} bytes, the most a stream within max_pixels={max_pixels} needs"
+        )
     return decode_stream(data, **decode_kwargs)

@@ -178,7 +178,7 @@ def decode_codes(prior, payload, map_shape, labels=None, *, checksum=True):
     if checksum:
         if len(payload) < _CRC.size:
             raise PriorCodingError(f"truncated payload: {len(payload)} bytes, expected at least {_CRC.size}.")
-        (stored_crc,) = _CRC.unpack(payload[-_CRC.size:])
+        (stored_crc,) = _CRC.unpack(payload[-_CRC.size :])
         payload = payload[: -_CRC.size]
     codes = decode_payload(payload, lambda decoder: pop_batch(decoder, prior, shape, labels))
     if stored_crc is not None and stored_crc != codes_crc(codes):

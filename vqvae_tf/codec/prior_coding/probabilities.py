@@ -15,8 +15,18 @@ import numpy as np
 
 from vqvae_tf.utils.checks import is_int
 
-__all__ = ["PriorCodingError", "check_code_values", "check_codes", "check_integers", "check_labels", "check_map_shape",
-           "check_prior", "is_shape", "logits_function", "probabilities_from_logits"]
+__all__ = [
+    "PriorCodingError",
+    "check_code_values",
+    "check_codes",
+    "check_integers",
+    "check_labels",
+    "check_map_shape",
+    "check_prior",
+    "is_shape",
+    "logits_function",
+    "probabilities_from_logits",
+]
 
 # One traced logits function per prior (weak keys: dies with the prior).
 _LOGITS_FUNCTIONS = weakref.WeakKeyDictionary()
@@ -76,16 +86,13 @@ def check_prior(prior):
 
 def is_shape(shape, ranks) -> bool:
     """True if `shape` is a tuple or list of `ranks` positive ints."""
-    return (isinstance(shape, (tuple, list)) and len(shape) in ranks
-            and all(is_int(s) and s >= 1 for s in shape))
+    return isinstance(shape, (tuple, list)) and len(shape) in ranks and all(is_int(s) and s >= 1 for s in shape)
 
 
 def check_map_shape(prior, map_shape):
     """`map_shape` `(H, W)` or `(N, H, W)` as ints, if the prior codes maps of that size."""
     if not is_shape(map_shape, (2, 3)):
-        raise PriorCodingError(
-            f"`map_shape` must be (H, W) or (N, H, W) with positive ints; received {map_shape!r}."
-        )
+        raise PriorCodingError(f"`map_shape` must be (H, W) or (N, H, W) with positive ints; received {map_shape!r}.")
     expected = getattr(prior, "map_shape", None)
     if expected is not None and tuple(map_shape[-2:]) != tuple(expected):
         raise PriorCodingError(
@@ -104,8 +111,7 @@ def check_code_values(prior, codes):
     """Raises unless the integer `codes` are in `[0, prior.num_codes)`."""
     if codes.min() < 0 or codes.max() >= prior.num_codes:
         raise PriorCodingError(
-            f"`codes` must be in [0, {prior.num_codes}); received values in "
-            f"[{codes.min()}, {codes.max()}]."
+            f"`codes` must be in [0, {prior.num_codes}); received values in [{codes.min()}, {codes.max()}]."
         )
 
 
@@ -142,7 +148,6 @@ def check_labels(prior, labels, batch, single):
         )
     if labels.min() < 0 or labels.max() >= prior.num_classes:
         raise PriorCodingError(
-            f"`labels` must be in [0, {prior.num_classes}); received values in "
-            f"[{labels.min()}, {labels.max()}]."
+            f"`labels` must be in [0, {prior.num_classes}); received values in [{labels.min()}, {labels.max()}]."
         )
     return labels.astype(np.int32)

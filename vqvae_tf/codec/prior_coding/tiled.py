@@ -33,8 +33,15 @@ from vqvae_tf.codec.prior_coding.probabilities import (
 from vqvae_tf.utils import fingerprint
 from vqvae_tf.utils.checks import check_int
 
-__all__ = ["DEFAULT_TILES_PER_BATCH", "NO_LABEL", "PARAMS", "decode_prior_payload", "default_tile",
-           "encode_prior_payload", "prior_fingerprint"]
+__all__ = [
+    "DEFAULT_TILES_PER_BATCH",
+    "NO_LABEL",
+    "PARAMS",
+    "decode_prior_payload",
+    "default_tile",
+    "encode_prior_payload",
+    "prior_fingerprint",
+]
 
 #: Method parameters of a `.vqz` method-2 stream (20 bytes, little-endian):
 #: 8-byte prior fingerprint, class label (uint16, `NO_LABEL` for an
@@ -147,29 +154,29 @@ def encode_prior_payload(prior, codes, label=None, *, tile=None, tiles_per_batch
         raise PriorCodingError(f"a .vqz stream holds one code map (h, w); received shape {codes.shape}.")
     if label is not None:
         check_int("label", label, 0, NO_LABEL - 1, error=PriorCodingError)
-    tile, tiles_per_batch = _check_tiling(prior, default_tile(prior, codes.shape) if tile is None else tile,
-                                          tiles_per_batch, codes.shape)
+    tile, tiles_per_batch = _check_tiling(
+        prior, default_tile(prior, codes.shape) if tile is None else tile, tiles_per_batch, codes.shape
+    )
     check_integers(codes)
     check_code_values(prior, codes)
     padded_shape = tuple(-(-size // side) * side for size, side in zip(codes.shape, tile))
     padded = np.pad(codes.astype(np.int32), [(0, p - s) for p, s in zip(padded_shape, codes.shape)], mode="edge")
     origins, heights, widths = _tile_grid(codes.shape, tile)
-    tiles = np.stack([padded[top:top + tile[0], left:left + tile[1]] for top, left in origins])
+    tiles = np.stack([padded[top : top + tile[0], left : left + tile[1]] for top, left in origins])
     labels = check_labels(prior, label, 1, True)
     encoder = AnsEncoder()
     for batch in reversed(_batches(len(tiles), tiles_per_batch)):
         push_batch(encoder, prior, tiles[batch], _repeat(labels, batch), (heights[batch], widths[batch]))
-    params = PARAMS.pack(prior_fingerprint(prior), NO_LABEL if label is None else int(label), *tile,
-                         tiles_per_batch, codes_crc(codes))
+    params = PARAMS.pack(
+        prior_fingerprint(prior), NO_LABEL if label is None else int(label), *tile, tiles_per_batch, codes_crc(codes)
+    )
     return params, encoder.payload()
 
 
 def _unpack_params(prior, params):
     """`(label, tile_h, tile_w, tiles_per_batch, stored_crc)`, if the stream was coded with `prior`."""
     if len(params) != PARAMS.size:
-        raise PriorCodingError(
-            f"method-2 parameters must be {PARAMS.size} bytes (see PARAMS); received {len(params)}."
-        )
+        raise PriorCodingError(f"method-2 parameters must be {PARAMS.size} bytes (see PARAMS); received {len(params)}.")
     stored_fingerprint, *fields = PARAMS.unpack(bytes(params))
     if stored_fingerprint != prior_fingerprint(prior):
         raise PriorCodingError(
@@ -207,7 +214,7 @@ def decode_prior_payload(prior, params, payload, code_shape):
     tiles = decode_payload(bytes(payload), pop_all)
     codes = np.empty(code_shape, np.int32)
     for (top, left), tile_codes, h, w in zip(origins, tiles, heights, widths):
-        codes[top:top + h, left:left + w] = tile_codes[:h, :w]
+        codes[top : top + h, left : left + w] = tile_codes[:h, :w]
     if codes_crc(codes) != stored_crc:
         raise PriorCodingError(
             f"the decoded codes fail the stream's CRC32 (stored {stored_crc:#010x}, decoded "
