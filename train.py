@@ -6,7 +6,7 @@
 
 The prior stage reads the VQ-VAE of --workdir (model.keras, config.json) and
 writes WORKDIR/prior/ (prior.keras, prior_metrics.json, samples.png); sample
-more with `python -m vqvae_tf.sample`.
+more with `python -m vqvae_tf.training.sample`.
 
 Outputs go to --workdir (see vqvae_tf/training/loop.py). Run the same command again
 after an interruption to resume; --overwrite starts afresh. On resume only

@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 KERAS_FIXTURES = 9
 STREAM_FIXTURES = 4
 
 
+@pytest.mark.slow
 def test_old_keras_files_and_streams_load_in_a_fresh_process():
     result = subprocess.run(
         [sys.executable, str(HERE / "children" / "compat_child.py")], capture_output=True, text=True, timeout=300

@@ -102,6 +102,7 @@ def test_static_method_round_trips_like_packed(model):
     np.testing.assert_array_equal(codec.decompress_bytes(static, model), codec.decompress_bytes(packed, model))
 
 
+@pytest.mark.slow
 def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tmp_path):
     import keras
 
@@ -428,6 +429,7 @@ def _cli_with_tensorflow(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_packed_does_not_import_tensorflow_even_where_installed(model_dir, tmp_path):
     # `python -m vqvae_tf.codec` skips the package's Keras registration (it
     # would import TensorFlow: seconds of start-up). PYTHONPROFILEIMPORTTIME
@@ -466,6 +468,7 @@ def test_cli_packed_does_not_import_tensorflow_even_where_installed(model_dir, t
     assert done.stdout.strip() == "True", done.stderr
 
 
+@pytest.mark.slow
 def test_cli_prior_method_round_trips_across_processes(prior_model_dir, tmp_path):
     # Encoder and decoder in separate processes: the prior's probabilities
     # must come out bit-identical in both for the codes to come back.

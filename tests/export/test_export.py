@@ -90,6 +90,7 @@ def reference(trained, data):
     return images, codes, trained.decode_codes(codes).numpy()
 
 
+@pytest.mark.slow
 def test_layout_and_sidecars(exported, trained):
     manifest = json.loads((exported / "export.json").read_text())
     for quantization in export.QUANTIZATIONS:
@@ -122,6 +123,7 @@ np.savez(sys.argv[3], codes=codes, decoded=decoded, reconstruction=reconstructio
 """
 
 
+@pytest.mark.slow
 def test_saved_model_fresh_process(exported, reference, tmp_path):
     images, codes, decoded = reference
     np.save(tmp_path / "images.npy", images[:8])
@@ -148,6 +150,7 @@ def test_saved_model_fresh_process(exported, reference, tmp_path):
     np.testing.assert_array_equal(out["default"], out["reconstruction"])
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_signatures(exported):
     result = subprocess.run(
         ["saved_model_cli", "show", "--dir", str(exported / "saved_model"), "--all"],
@@ -163,6 +166,7 @@ def test_saved_model_cli_lists_signatures(exported):
 
 
 # -------------------------------------------------------------------- TFLite
+@pytest.mark.slow
 def test_tflite_float32_matches_keras(exported, reference):
     images, codes, decoded = reference
     for name in ("encoder", "vqvae"):
@@ -177,6 +181,7 @@ def test_tflite_float32_matches_keras(exported, reference):
 # float16 and dynamic-range weights: >= 98% of codes unchanged (measured on
 # this model: float16 99.8%, dynamic 98.7%; 96.8% without keeping the search
 # and the image convolution float32).
+@pytest.mark.slow
 @pytest.mark.parametrize("quantization", ["float16", "dynamic"])
 def test_tflite_reduced_precision_codes(exported, reference, quantization, record_property):
     images, codes, _ = reference
@@ -185,6 +190,7 @@ def test_tflite_reduced_precision_codes(exported, reference, quantization, recor
     assert np.mean(got == codes) >= 0.98, np.mean(got == codes)
 
 
+@pytest.mark.slow
 def test_tflite_dynamic_keeps_search_float32(exported):
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -213,6 +219,7 @@ def test_tflite_dynamic_keeps_search_float32(exported):
         assert len(content) < 0.5 * float32_size
 
 
+@pytest.mark.slow
 def test_tflite_int8(exported, reference, record_property):
     images, codes, _ = reference
     encoder = LiteEncoder(exported / "tflite/encoder_int8.tflite")
@@ -242,6 +249,7 @@ def _tflite_model_bytes(content):
     return flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
 
 
+@pytest.mark.slow
 def test_tflite_int8_search_weights_are_float16(exported):
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -266,6 +274,7 @@ def test_tflite_int8_search_weights_are_float16(exported):
         assert searches == (1 if name == "encoder" else 2)  # vqvae: encode and reconstruct
 
 
+@pytest.mark.slow
 def test_tflite_int8_has_no_standalone_relu(exported):
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -335,6 +344,7 @@ def test_fuse_standalone_relus_keeps_outputs():
     assert np.mean(errors["fused"]) <= np.mean(errors["original"]), errors
 
 
+@pytest.mark.slow
 def test_tflite_decoders_have_no_transposed_convolution(exported):
     from vqvae_tf.export.tflite_graph import OP, op_code
 
@@ -347,6 +357,7 @@ def test_tflite_decoders_have_no_transposed_convolution(exported):
             assert OP.TRANSPOSE_CONV not in codes and OP.DEPTH_TO_SPACE in codes, (name, quantization)
 
 
+@pytest.mark.slow
 def test_tflite_int8_io(trained, data, tmp_path):
     from vqvae_tf.export import saved_model, tflite
 
@@ -373,6 +384,7 @@ def test_tflite_int8_io(trained, data, tmp_path):
 
 
 # ---------------------------------------------------------------------- ONNX
+@pytest.mark.slow
 def test_onnx_matches_keras(exported, reference):
     import onnxruntime
 
@@ -393,6 +405,7 @@ def test_onnx_matches_keras(exported, reference):
 SWEEP_CODES = 64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(QUANTIZERS))
 @pytest.mark.parametrize("l2_normalize", [False, True], ids=["l2=False", "l2=True"])
 def test_every_quantizer_exports(kind, l2_normalize, tmp_path):
@@ -508,6 +521,7 @@ def test_interrupted_export_leaves_nothing(small_model, tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path / "out")) == ["export.json", "saved_model"]
 
 
+@pytest.mark.slow
 def test_cli(small_model, tmp_path):
     small_model.save(tmp_path / "model.keras")
     np.savez(tmp_path / "rep.npz", images=np.random.default_rng(0).integers(0, 255, (8, 8, 8, 3), dtype=np.uint8))
@@ -550,6 +564,7 @@ def test_cli(small_model, tmp_path):
 
 
 # ------------------------------------------------------------ lite runtime
+@pytest.mark.slow
 def test_lite_runtime_errors(exported, tmp_path):
     encoder = LiteEncoder(exported / "tflite/encoder_float32.tflite")
     decoder = LiteDecoder(exported / "tflite/decoder_float32.tflite")
@@ -595,6 +610,7 @@ assert codes.shape == (1, 2, 2) and codes.dtype == np.int32
 """
 
 
+@pytest.mark.slow
 def test_lite_runtime_runs_without_tensorflow(exported):
     # The package __init__ registers Keras classes when TensorFlow is
     # installed; the module itself must need neither TensorFlow nor Keras.

@@ -96,6 +96,7 @@ def test_elbo_and_bits_per_dim_arithmetic():
     assert logs["loss"] == pytest.approx(-logs["elbo"] / dims, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_one_fit_step_and_save_round_trip(tmp_path):
     vae = tiny_vae()
     vae.compile(optimizer=keras.optimizers.Adam(1e-2))

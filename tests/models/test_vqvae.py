@@ -31,6 +31,7 @@ def images():
     return photo_crops()
 
 
+@pytest.mark.slow
 def test_small_vqvae_overfits_real_images_using_most_codes(images):
     keras.utils.set_random_seed(0)
     model = VQVAE(
@@ -100,6 +101,7 @@ def test_keras_round_trip_gives_identical_codes_and_outputs(images, tmp_path):
     assert reloaded.get_config() == model.get_config()
 
 
+@pytest.mark.slow
 def test_saved_model_loads_in_a_fresh_process_after_importing_the_package(images, tmp_path):
     model = VQVAE(input_channels=3, **TINY)
     model.build(images.shape)
@@ -119,6 +121,7 @@ def test_saved_model_loads_in_a_fresh_process_after_importing_the_package(images
     np.testing.assert_array_equal(np.array(eval(out.stdout.strip().splitlines()[-1])), expected)
 
 
+@pytest.mark.slow
 def test_jit_compiled_fit_runs_and_learns(images):
     keras.utils.set_random_seed(1)
     model = VQVAE(input_channels=3, **TINY)
@@ -138,6 +141,7 @@ def test_mixed_bfloat16_keeps_quantizer_in_float32(images):
     assert model(images[:2]).dtype == tf.bfloat16
 
 
+@pytest.mark.slow
 def test_sequence_model_trains_on_one_dimensional_signals():
     t = np.linspace(0, 1, 64, dtype="float32")
     signals = np.stack([np.sin(2 * np.pi * f * t) for f in range(1, 17)])[..., None]

@@ -189,6 +189,7 @@ def test_transformer_cache_and_no_cache_draw_identical_samples(num_classes, opti
 # Training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(MAKERS))
 def test_fit_learns_structure_and_beats_unigram(kind):
     train, test = striped_codes(256, seed=1), striped_codes(64, seed=2)
@@ -204,6 +205,7 @@ def test_fit_learns_structure_and_beats_unigram(kind):
     assert after < 0.8 * unigram, (after, unigram)
 
 
+@pytest.mark.slow
 def test_conditional_fit_uses_labels():
     # Class 0: horizontal stripes; class 1: vertical stripes.
     codes = striped_codes(128, seed=3)

@@ -32,6 +32,7 @@ def report():
     return json.loads(line[len("REPORT ") :])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LAYER_CASES)
 def test_layer_state_and_outputs_match_one_device(report, name):
     case = report[name]
@@ -45,6 +46,7 @@ def test_layer_state_and_outputs_match_one_device(report, name):
         np.testing.assert_allclose(two["perplexity"], one["perplexity"], atol=1e-4, err_msg=f"step {t}")
 
 
+@pytest.mark.slow
 def test_the_compared_runs_exercise_the_state(report):
     # Guard against vacuous comparisons: the stateful pieces really moved.
     dropout = report["residual_ema_dropout_restart"]["single_outputs"]
@@ -57,6 +59,7 @@ def test_the_compared_runs_exercise_the_state(report):
     assert next(v for k, v in gumbel.items() if k.endswith("steps")) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["model_residual", "model_gumbel"])
 def test_model_fit_matches_one_device(report, name):
     case = report[name]

@@ -26,6 +26,7 @@ def report():
     return json.loads(line[len("REPORT ") :])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ema", "ema_restart", "vq_restart_cosine"])
 def test_layer_state_and_metrics_match_one_device(report, name):
     case = report[name]
@@ -36,6 +37,7 @@ def test_layer_state_and_metrics_match_one_device(report, name):
     np.testing.assert_allclose(case["mirrored_metrics"], case["single_metrics"], atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_restarts_really_happened_in_the_compared_runs(report):
     # Guard against a vacuous comparison: the restart configs must have moved
     # codes away from their initial values differently from plain EMA.
@@ -47,6 +49,7 @@ def test_restarts_really_happened_in_the_compared_runs(report):
     assert np.abs(ema - restarted).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_model_fit_with_kmeans_init_and_restarts_matches_one_device(report):
     case = report["model"]
     for key in case["single"]:

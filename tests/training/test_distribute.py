@@ -199,6 +199,7 @@ def test_fit_rejects_a_model_from_another_strategy():
 
 
 # ------------------------------------------------- strategies in children
+@pytest.mark.slow
 def test_mirrored_two_cpus_matches_one_device(tmp_path):
     out = tmp_path / "mirrored.json"
     run_children([(["mirrored", str(out)], child_env())], tmp_path)
@@ -213,6 +214,7 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     assert result["restarts_changed_codebook"] > 1e-3, "no dead code was restarted"
 
 
+@pytest.mark.slow
 def test_multi_worker_fit_matches_single_process(tmp_path):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}

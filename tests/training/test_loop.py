@@ -162,6 +162,7 @@ def test_atomic_output_leaves_old_file_on_error(tmp_path):
 
 
 # ------------------------------------------------------------- training
+@pytest.mark.slow
 def test_train_and_evaluate_returns_history_and_writes_outputs(finished_run):
     workdir, result = finished_run
     assert result["status"] == "trained" and result["epochs_run"] == 2 and result["initial_epoch"] == 0
@@ -186,6 +187,7 @@ def test_train_and_evaluate_returns_history_and_writes_outputs(finished_run):
     assert not partial_files(workdir)
 
 
+@pytest.mark.slow
 def test_tensorboard_has_images_and_code_histograms(finished_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -201,6 +203,7 @@ def test_tensorboard_has_images_and_code_histograms(finished_run):
     assert buckets.shape == (32, 3) and buckets[:, 2].sum() == 3 * 8 * 16
 
 
+@pytest.mark.slow
 def test_saved_model_reloads_and_reconstructs(finished_run):
     workdir, _ = finished_run
     x = np.random.default_rng(0).random((2, 16, 16, 3), dtype=np.float32)
@@ -211,6 +214,7 @@ def test_saved_model_reloads_and_reconstructs(finished_run):
         assert model.codes(x).shape == (2, 4, 4)
 
 
+@pytest.mark.slow
 def test_float32_copy_of_a_mixed_precision_model(finished_run):
     from vqvae_tf.models.vqvae import float32_copy
 
@@ -228,6 +232,7 @@ def test_float32_copy_of_a_mixed_precision_model(finished_run):
     assert float32_copy(twin) is twin
 
 
+@pytest.mark.slow
 def test_finished_run_does_nothing_then_continues_with_more_epochs(tmp_path):
     train_and_evaluate(tiny(), tmp_path)
     again = train_and_evaluate(tiny(), tmp_path)
@@ -239,6 +244,7 @@ def test_finished_run_does_nothing_then_continues_with_more_epochs(tmp_path):
     assert TrainConfig.load(tmp_path / "config.json").epochs == 3
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_model_and_overwrite_starts_afresh(tmp_path):
     tiny().save(tmp_path / "config.json")
     (tmp_path / "backup").mkdir()
@@ -333,6 +339,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(case, words, tmp_path, caplog)
     assert len(errors) == 1 and "\n" not in errors[0] and words in errors[0], errors
 
 
+@pytest.mark.slow
 def test_residual_quantizer_with_lookup_dim_trains_on_photos(tmp_path):
     # Regression: with `--quantizer=residual` and the default lookup_dim, each
     # stage had its own projection whose map back never learned. On photos

@@ -70,6 +70,7 @@ def prior_run(vqvae_run, tmp_path_factory):
     return workdir, metrics
 
 
+@pytest.mark.slow
 def test_extract_codes_round_trip(vqvae_run, tmp_path):
     _, model = vqvae_run
     bundle = make_datasets(f"mnist:{MNIST_DIR}", image_size=28, batch_size=16, with_labels=True)
@@ -93,6 +94,7 @@ def test_extract_codes_round_trip(vqvae_run, tmp_path):
         extract_codes(model, [], tmp_path / "empty.npz")
 
 
+@pytest.mark.slow
 def test_train_prior_writes_outputs(prior_run):
     workdir, metrics = prior_run
     for name in (
@@ -120,6 +122,7 @@ def test_train_prior_writes_outputs(prior_run):
     assert prior.num_classes == 10 and prior.map_shape == (7, 7)
 
 
+@pytest.mark.slow
 def test_train_prior_errors(vqvae_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="model.keras"):
         train_prior(PriorConfig(steps=1), tmp_path, tmp_path / "prior")
@@ -192,6 +195,7 @@ def _run_cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_sample_cli_writes_png(vqvae_run, prior_run, tmp_path):
     out = tmp_path / "grid.png"
     result = _run_cli(
@@ -202,6 +206,7 @@ def test_sample_cli_writes_png(vqvae_run, prior_run, tmp_path):
         assert grid.size[1] > 2 * 64 and grid.size[1] < 3 * 64  # two rows: labels 3 and 7
 
 
+@pytest.mark.slow
 def test_sample_cli_bad_argument_exits_2(vqvae_run, prior_run, tmp_path):
     result = _run_cli(
         f"--workdir={vqvae_run[0]}", f"--prior={prior_run[0]}", f"--out={tmp_path / 'g.png'}", "--labels=11"
@@ -211,6 +216,7 @@ def test_sample_cli_bad_argument_exits_2(vqvae_run, prior_run, tmp_path):
     assert not (tmp_path / "g.png").exists()
 
 
+@pytest.mark.slow
 def test_sample_argument_errors_in_process(vqvae_run, prior_run, tmp_path):
     from vqvae_tf.training import sample
 
@@ -240,6 +246,7 @@ def test_stage_tokens_lay_stages_side_by_side_and_back():
         stages_to_tokens(codes[..., 0], 16)
 
 
+@pytest.mark.slow
 def test_train_prior_on_a_residual_vqvae_models_every_stage(tmp_path):
     from vqvae_tf.training.prior_samples import sample_images
 

@@ -58,6 +58,7 @@ def partial_files(directory):
     return [p for p in Path(directory).rglob("*") if PARTIAL_MARKER in p.name]
 
 
+@pytest.mark.slow
 def test_end_to_end_outputs_reload_and_export(tmp_path):
     workdir = tmp_path / "run"
     # Default mixed precision (bfloat16 on this CPU): TFLite needs the
@@ -122,6 +123,7 @@ def test_end_to_end_outputs_reload_and_export(tmp_path):
     assert "bits/code" in prior.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     flags = ("--epochs=4", "--steps_per_epoch=4", "--noexport", "--mixed_precision=none")
     killed = tmp_path / "killed"
@@ -148,6 +150,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     assert abs(a - b) <= RESUME_TOLERANCE * b, (a, b)
 
 
+@pytest.mark.slow
 def test_prior_stage_without_a_trained_vqvae_is_one_line_error(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), f"--workdir={tmp_path / 'none'}", "--stage=prior"],
@@ -161,6 +164,7 @@ def test_prior_stage_without_a_trained_vqvae_is_one_line_error(tmp_path):
     assert "Traceback" not in result.stderr and "model.keras" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, code, words",
     [
@@ -176,6 +180,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, flags, code, words)
         assert len([line for line in done.stderr.splitlines() if "train.py:" in line and words in line]) == 1
 
 
+@pytest.mark.slow
 def test_global_batch_not_divisible_by_replicas(tmp_path):
     # Two logical CPUs make a two-replica MirroredStrategy; train.run must
     # refuse a global batch of 7 before building anything.

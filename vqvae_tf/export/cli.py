@@ -20,30 +20,34 @@ from vqvae_tf.export.api import FORMATS, QUANTIZATIONS, ExportError, export_mode
 from vqvae_tf.export.opsets import DEFAULT_OPSET, OPSETS
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Path of the trained model (.keras).", required=True)
-flags.DEFINE_string("out", None, "Output directory (must not exist unless --overwrite).", required=True)
-flags.DEFINE_list("formats", list(FORMATS), f"Formats to write: {', '.join(FORMATS)}.")
-flags.DEFINE_list("quantize", ["float32"], f"TFLite variants: {', '.join(QUANTIZATIONS)}.")
-flags.DEFINE_string("representative", None, "Calibration images for int8: npz:FILE, npy:FILE or a dataset spec.")
-flags.DEFINE_integer("representative_size", 64, "Crop size of a dataset spec's calibration images.", lower_bound=1)
-flags.DEFINE_integer("representative_count", 256, "Calibration images to use at most.", lower_bound=1)
-flags.DEFINE_integer("opset", DEFAULT_OPSET, "ONNX opset.", lower_bound=min(OPSETS), upper_bound=max(OPSETS))
-flags.DEFINE_bool("overwrite", False, "Replace an existing output directory.")
-flags.DEFINE_bool("int8_io", False, "int8 TFLite models take and give int8 images (microcontrollers).")
 
-flags.register_validator(
-    "formats", lambda v: bool(v) and set(v) <= set(FORMATS), f"--formats takes some of {', '.join(FORMATS)}"
-)
-flags.register_validator(
-    "quantize",
-    lambda v: bool(v) and set(v) <= set(QUANTIZATIONS),
-    f"--quantize takes some of {', '.join(QUANTIZATIONS)}",
-)
-flags.register_multi_flags_validator(
-    ["quantize", "representative", "formats"],
-    lambda f: not ("int8" in f["quantize"] and "tflite" in f["formats"]) or bool(f["representative"]),
-    "--quantize int8 needs --representative (npz:FILE, npy:FILE or a dataset spec)",
-)
+
+def define_flags():
+    """Defines the exporter's flags; called by `run()`, never at import (train.py defines some of the same names)."""
+    flags.DEFINE_string("model", None, "Path of the trained model (.keras).", required=True)
+    flags.DEFINE_string("out", None, "Output directory (must not exist unless --overwrite).", required=True)
+    flags.DEFINE_list("formats", list(FORMATS), f"Formats to write: {', '.join(FORMATS)}.")
+    flags.DEFINE_list("quantize", ["float32"], f"TFLite variants: {', '.join(QUANTIZATIONS)}.")
+    flags.DEFINE_string("representative", None, "Calibration images for int8: npz:FILE, npy:FILE or a dataset spec.")
+    flags.DEFINE_integer("representative_size", 64, "Crop size of a dataset spec's calibration images.", lower_bound=1)
+    flags.DEFINE_integer("representative_count", 256, "Calibration images to use at most.", lower_bound=1)
+    flags.DEFINE_integer("opset", DEFAULT_OPSET, "ONNX opset.", lower_bound=min(OPSETS), upper_bound=max(OPSETS))
+    flags.DEFINE_bool("overwrite", False, "Replace an existing output directory.")
+    flags.DEFINE_bool("int8_io", False, "int8 TFLite models take and give int8 images (microcontrollers).")
+
+    flags.register_validator(
+        "formats", lambda v: bool(v) and set(v) <= set(FORMATS), f"--formats takes some of {', '.join(FORMATS)}"
+    )
+    flags.register_validator(
+        "quantize",
+        lambda v: bool(v) and set(v) <= set(QUANTIZATIONS),
+        f"--quantize takes some of {', '.join(QUANTIZATIONS)}",
+    )
+    flags.register_multi_flags_validator(
+        ["quantize", "representative", "formats"],
+        lambda f: not ("int8" in f["quantize"] and "tflite" in f["formats"]) or bool(f["representative"]),
+        "--quantize int8 needs --representative (npz:FILE, npy:FILE or a dataset spec)",
+    )
 
 
 def load_representative(spec, size, count):
@@ -109,6 +113,7 @@ def _parse_flags(argv):
 
 
 def run():
+    define_flags()
     app.run(main, flags_parser=_parse_flags)
 
 
