@@ -123,9 +123,10 @@ def run_model(kind, config, strategy, callbacks=()):
     return {w.path: np.asarray(w.numpy(), np.float64).tolist() for w in model.weights}, history.history
 
 
-def main():
-    one = tf.distribute.OneDeviceStrategy("/cpu:0")
-    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def report(one=None, two=None):
+    # One MirroredStrategy per process: two of them reuse collective instance keys.
+    one = one or tf.distribute.OneDeviceStrategy("/cpu:0")
+    two = two or tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert two.num_replicas_in_sync == 2
     report = {}
     for name, (cls, kwargs) in CONFIGS.items():
@@ -157,8 +158,8 @@ def main():
         report[name] = dict(
             single=single, mirrored=mirrored, single_history=single_history, mirrored_history=mirrored_history
         )
-    print("REPORT " + json.dumps(report))
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    print("REPORT " + json.dumps(report()))

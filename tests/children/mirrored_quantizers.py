@@ -104,9 +104,10 @@ def run_model(strategy):
     return {w.path: w.numpy().tolist() for w in model.weights}, history.history
 
 
-def main():
-    one = tf.distribute.OneDeviceStrategy("/cpu:0")
-    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def report(one=None, two=None):
+    # One MirroredStrategy per process: two of them reuse collective instance keys.
+    one = one or tf.distribute.OneDeviceStrategy("/cpu:0")
+    two = two or tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     report = {}
     for name, (cls, kwargs) in CONFIGS.items():
         single_state, single_metrics, _ = run_layer(cls, kwargs, one)
@@ -127,8 +128,8 @@ def main():
         single_metrics=single_history,
         mirrored_metrics=mirrored_history,
     )
-    print("REPORT " + json.dumps(report))
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    print("REPORT " + json.dumps(report()))
