@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,35 @@ def test_relative_links_resolve(path):
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
             broken.append(target)
     assert not broken, f"{path.name}: broken links {broken}"
+
+
+_DOTTED = re.compile(r"\bvqvae_tf(?:\.[A-Za-z_]\w*)+")
+
+
+def _resolves(path):
+    """Whether `a.b.c` names a module, or an attribute chain under the longest importable module."""
+    import importlib
+
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            if not hasattr(obj, part):
+                return False
+            obj = getattr(obj, part)
+        return True
+    return False
+
+
+def test_every_module_path_in_the_docs_resolves():
+    # Moving a module must not leave a page naming its old place.
+    pages = PAGES + [REPO / "vqvae_tf" / "pretrained" / "README.md"]
+    paths = {match.rstrip(".") for page in pages for match in _DOTTED.findall(page.read_text())}
+    assert len(paths) >= 20, sorted(paths)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        unresolved = sorted(p for p in paths if not _resolves(p))
+    assert not unresolved, unresolved
