@@ -142,3 +142,9 @@ def test_every_module_path_in_the_docs_resolves():
         warnings.simplefilter("ignore", FutureWarning)
         unresolved = sorted(p for p in paths if not _resolves(p))
     assert not unresolved, unresolved
+
+
+def test_readme_stays_short():
+    # The README is read to the end by a new user; everything else lives in docs/.
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; move detail to docs/"
