@@ -36,6 +36,7 @@ from vqvae_tf.export.errors import ExportError
 from vqvae_tf.export.opsets import check_opset
 from vqvae_tf.export.tflite import QUANTIZATIONS  # the TFLite converter owns the list of its variants
 from vqvae_tf.utils import atomic
+from vqvae_tf.utils.keras_files import ModelFileError, load_keras_file
 
 logger = logging.getLogger(__name__)
 
@@ -107,21 +108,14 @@ def export_model(
 
 def load_vqvae(model_or_path):
     """A built VQVAE from a model or a `.keras` path; `ExportError` otherwise."""
-    model = model_or_path
-    if isinstance(model_or_path, (str, os.PathLike)):
-        path = Path(model_or_path)
-        if not path.is_file():
-            raise ExportError(f"model file {path} does not exist")
-    import keras
-
     from vqvae_tf.models.vqvae import VQVAE, float32_copy  # registers the serializable classes
 
+    model = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
         try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ExportError(f"cannot load {path} as a Keras model: {first_line}") from error
+            model = load_keras_file(model_or_path, what="VQ-VAE", compile=False)
+        except (FileNotFoundError, ModelFileError) as error:
+            raise ExportError(str(error)) from None
     if not isinstance(model, VQVAE):
         raise ExportError(f"expected a vqvae_tf.VQVAE model; received {type(model).__name__}")
     parts = (model.encoder, model.quantizer, model.decoder)

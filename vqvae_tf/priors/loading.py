@@ -9,11 +9,10 @@ def load_prior(path):
     Raises:
         FileNotFoundError: `path` does not exist.
     """
-    import keras
-
     from vqvae_tf.priors import pixelcnn, transformer  # noqa: F401  (Keras registration)
+    from vqvae_tf.utils.keras_files import load_keras_file
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: train a prior first (train.py --stage=prior).")
-    return keras.models.load_model(path)
+    return load_keras_file(path, what="prior")

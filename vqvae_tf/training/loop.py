@@ -41,6 +41,7 @@ from vqvae_tf.training.workdir import (
     read_history,
     truncate_history,
 )
+from vqvae_tf.utils.keras_files import load_keras_file
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def _finished(workdir, config, initial_epoch, chief):
     export_dir = None
     if chief and config.export and not _export_is_current(workdir):
         # Killed during the export: the training is done, the export is not.
-        export_dir = _export(keras.models.load_model(workdir / "model.keras"), workdir / "export", config)
+        export_dir = _export(load_keras_file(workdir / "model.keras", what="VQ-VAE"), workdir / "export", config)
     logger.info("%s already finished %d of %d epochs; nothing to do.", workdir, initial_epoch, config.epochs)
     return _result(workdir, config, "already_finished", initial_epoch, 0, export_dir)
 

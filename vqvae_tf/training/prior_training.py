@@ -44,6 +44,7 @@ from vqvae_tf.training.prior_config import PRIOR_KINDS, PriorConfig
 from vqvae_tf.training.prior_samples import sample_images
 from vqvae_tf.utils import atomic
 from vqvae_tf.utils.image_grid import save_image_grid
+from vqvae_tf.utils.keras_files import load_keras_file
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,6 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         vqvae_tf.data.datasets.DatasetError: e.g. `conditional=True` on data without
             labels.
     """
-    import keras
 
     import vqvae_tf  # noqa: F401  (registers the Keras classes for load_model)
     from vqvae_tf.data.datasets import make_datasets
@@ -219,7 +219,7 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
 
     strategy = distribute.make_strategy(config.strategy)
     distribute.check_global_batch(config.batch_size, strategy)
-    vqvae = keras.models.load_model(model_path)
+    vqvae = load_keras_file(model_path, what="VQ-VAE")
     # No augmentation: the prior models the codes of the photos as they are,
     # and its training crops are extracted once, so augmenting them would
     # change the data, not add to it.

@@ -47,18 +47,17 @@ def run(workdir, prior_dir, num, temperature, top_k, labels, seed, out):
     """The command without flags: returns the written path."""
     from pathlib import Path
 
-    import keras
-
     import vqvae_tf  # noqa: F401  (registers the VQ-VAE classes)
     from vqvae_tf.priors.loading import load_prior
     from vqvae_tf.training.prior_samples import sample_images
     from vqvae_tf.utils.image_grid import save_image_grid
+    from vqvae_tf.utils.keras_files import load_keras_file
 
     model_path = Path(workdir) / "model.keras"
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path} does not exist: pass the workdir of a trained VQ-VAE.")
     prior = load_prior(Path(prior_dir or Path(workdir) / "prior") / "prior.keras")
-    vqvae = keras.models.load_model(model_path)
+    vqvae = load_keras_file(model_path, what="VQ-VAE")
     if top_k > prior.num_codes:
         raise ValueError(f"--top_k must be at most num_codes={prior.num_codes}; received {top_k}.")
     if prior.num_classes:
