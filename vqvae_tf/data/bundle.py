@@ -1,7 +1,7 @@
 """`DatasetBundle`, what `make_datasets` returns, and the pipeline steps every source shares.
 
 A source (`vqvae_tf.data.photos`, `arrays`, `mnist`, `folders`, `tfrecords`,
-`tfds`) turns a `DataConfig` into a bundle; the steps here are its last ones:
+`tfds`, `audio`) turns a `DataConfig` into a bundle; the steps here are its last ones:
 float conversion, options and prefetch (`finish`), the finite validation
 batches of in-memory arrays, and the training pixels' variance.
 """
@@ -25,38 +25,49 @@ class DatasetBundle:
 
     Attributes:
         train: infinite dataset of float32 batches (B, S, S, C) in [0, 1],
-            or `(images, int32 labels)` when made `with_labels`.
-        validation: finite, deterministic dataset of the same structure.
-        channels: C.
-        image_size: S.
+            or `(images, int32 labels)` when made `with_labels`; audio:
+            (B, crop_length, 1) in [-1, 1].
+        validation: finite, deterministic dataset of the same structure;
+            audio: each held-out clip whole, (1, length, 1).
+        channels: C (1 for audio).
+        image_size: S; None for audio.
         description: one line saying what the data is.
-        data_variance: variance of the training pixels in [0, 1] (the VQ-VAE
+        data_variance: variance of the training pixels in [0, 1] (audio:
+            of the training samples in [-1, 1], exact) (the VQ-VAE
             reconstruction loss divides by it); estimated from
             `VARIANCE_EXAMPLES` crops for streamed sources.
         num_train: training examples (photos: training photos), or None when
             unknown without reading everything (tfrecord, tfds).
         num_validation: validation examples, or None when unknown.
         num_classes: number of classes when there are labels, else None.
-        class_names: folder class names, else None.
+        class_names: folder class names (audio: the label_pattern
+            classes, sorted), else None.
+        sample_rate: audio: the rate of every clip in Hz; else None.
+        crop_length: audio: training crop length in samples; else None.
+        validation_names: audio: the held-out clips' paths relative to the
+            folder, in validation order; else None.
     """
 
     train: tf.data.Dataset
     validation: tf.data.Dataset
     channels: int
-    image_size: int
+    image_size: int | None
     description: str
     data_variance: float
     num_train: int | None
     num_validation: int | None
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    sample_rate: int | None = None
+    crop_length: int | None = None
+    validation_names: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """The checked arguments of `make_datasets`, handed to every source."""
 
-    image_size: int
+    image_size: int | None
     batch_size: int
     channels: int | None
     seed: int
@@ -68,6 +79,11 @@ class DataConfig:
     flip: bool | None
     cache: bool | None
     augment: bool | None
+    # Audio only (`vqvae_tf.data.audio`); None for image sources.
+    crop_length: int | None = None
+    sample_rate: int | None = None
+    validation_list: str | None = None
+    label_pattern: str | None = None
 
 
 def step_seed(config, step):

@@ -14,22 +14,29 @@ module of `vqvae_tf.data`:
   `TFRECORD_FEATURES` (write them with `write_tfrecords`).
 - `tfds:NAME[:SPLIT]` (`tfds`): a TensorFlow Datasets dataset already
   prepared on disk; never downloads.
+- `audio:DIR` (`audio`, reading through `wav`): 8/16-bit PCM WAV files,
+  mono at `sample_rate`; training crops of `crop_length` samples, whole
+  clips for validation (see `vqvae_tf.data.audio`).
 
 Fixed-size images (mnist, digits, arrays) smaller than `image_size` are
 upscaled by an integer factor then zero-padded (`image_arrays.fit_to_size`:
 MNIST 28 -> 32 is 2 pixels of padding); larger ones are randomly cropped for
 training and centre-cropped for validation.
 
-Batches are float32 in [0, 1], NHWC `(batch, image_size, image_size,
+Image batches are float32 in [0, 1], NHWC `(batch, image_size, image_size,
 channels)`. The train set repeats forever with `drop_remainder=True` (equal
 static shards for distribution strategies); validation is finite and
 deterministic. The train/validation split never depends on `seed`; `seed`
-sets the shuffling, crops and flips.
+sets the shuffling, crops and flips. Audio batches are float32 in [-1, 1],
+`(batch, crop_length, 1)` for training and `(1, length, 1)` for validation.
 """
 
 from __future__ import annotations
 
+import os
+
 from vqvae_tf.data.arrays import digits_bundle, npy_bundle, npz_bundle
+from vqvae_tf.data.audio import audio_bundle
 from vqvae_tf.data.bundle import AUTOTUNE, DataConfig, DatasetBundle
 from vqvae_tf.data.embedded_photos import PHOTOS_VALIDATION, load_photo, photo_names
 from vqvae_tf.data.errors import DatasetError
@@ -38,6 +45,7 @@ from vqvae_tf.data.mnist import mnist_bundle, read_idx
 from vqvae_tf.data.photos import photos_bundle
 from vqvae_tf.data.tfds import tfds_bundle
 from vqvae_tf.data.tfrecords import TFRECORD_FEATURES, tfrecord_bundle, write_tfrecords
+from vqvae_tf.data.wav import MAX_RATE, MIN_RATE
 from vqvae_tf.utils.checks import check_choice, check_int, check_number
 
 # The names this module exported before the sources had their own modules.
@@ -65,18 +73,23 @@ _BUILDERS = {
     "npy": npy_bundle,
     "tfrecord": tfrecord_bundle,
     "tfds": tfds_bundle,
+    "audio": audio_bundle,
 }
 SCHEMES = tuple(_BUILDERS)
 # Sources of photographs: random crops, flips and (optionally) augmentation.
 _PHOTO_SCHEMES = ("photos", "folder", "tfrecord", "tfds")
 # Schemes without an argument after the colon.
 _BARE_SCHEMES = ("photos", "digits")
+# Schemes of sound rather than images.
+_AUDIO_SCHEMES = ("audio",)
+# The model's sample rate for audio when none is given.
+DEFAULT_SAMPLE_RATE = 16000
 
 
 def make_datasets(
     spec: str = "photos",
     *,
-    image_size: int,
+    image_size: int | None = None,
     batch_size: int,
     channels: int | None = None,
     seed: int = 0,
@@ -88,12 +101,17 @@ def make_datasets(
     flip: bool | None = None,
     cache: bool | None = None,
     augment: bool | None = None,
+    crop_length: int | None = None,
+    sample_rate: int | None = None,
+    validation_list: str | os.PathLike | None = None,
+    label_pattern: str | None = None,
 ) -> DatasetBundle:
     """Builds the train and validation pipelines for a dataset spec.
 
     Args:
         spec: `SCHEME[:ARG]`, see the module docstring; default `"photos"`.
-        image_size: side S of the square images, e.g. 32.
+        image_size: side S of the square images, e.g. 32; required for
+            image datasets, refused for audio (use `crop_length`).
         batch_size: examples per batch (the global batch under a strategy).
         channels: 1 or 3 to convert to; None keeps the source's (photos: 3).
         seed: sets shuffling, crops and flips (not the split). Default 0.
@@ -119,6 +137,17 @@ def make_datasets(
             None means yes for `photos`, whose 18 training photos are
             mostly gray (the default `train.py` run's validation PSNR went
             from 26.04 to 29.24 dB, README), and no for the others.
+        crop_length: audio only, required: length of the training crops in
+            samples at `sample_rate` (e.g. 8192); shorter clips are skipped.
+        sample_rate: audio only: the model's rate in Hz, 8000 to 48000;
+            every clip is resampled to it. None means 16000.
+        validation_list: audio only: a text file naming the validation
+            clips, one per line (e.g. `vqvae_tf.data.LJSPEECH16K_VALIDATION`);
+            None holds out `validation_fraction` of the clips by a hash of
+            their names.
+        label_pattern: audio only: a regular expression searched in each
+            file name, giving its class (the group named `label`, else the
+            groups joined by `_`); files that do not match are skipped.
 
     Returns:
         A `DatasetBundle`.
@@ -132,7 +161,18 @@ def make_datasets(
     >>> bundle = make_datasets("digits", image_size=32, batch_size=16)
     >>> images = next(iter(bundle.train))   # (16, 32, 32, 1) float32
     """
+    scheme, argument = _parse(spec, augment)
+    _check_scheme_arguments(
+        spec,
+        scheme in _AUDIO_SCHEMES,
+        image_size=image_size,
+        crop_length=crop_length,
+        sample_rate=sample_rate,
+        validation_list=validation_list,
+        label_pattern=label_pattern,
+    )
     config = _config(
+        scheme,
         image_size,
         batch_size,
         channels,
@@ -145,12 +185,35 @@ def make_datasets(
         flip,
         cache,
         augment,
+        crop_length,
+        sample_rate,
+        validation_list,
+        label_pattern,
     )
-    scheme, argument = _parse(spec, augment)
     return _checked(_BUILDERS[scheme](argument, config), config)
 
 
+def _check_scheme_arguments(spec, audio, **given):
+    """Refuses the arguments of image datasets on audio and the reverse."""
+    if audio and given["image_size"] is not None:
+        raise DatasetError(
+            f"dataset {spec!r} is audio: its training crops are crop_length samples long; "
+            f"image_size (received {given['image_size']!r}) applies to image datasets"
+        )
+    if not audio:
+        if given["image_size"] is None:
+            raise DatasetError(f"dataset {spec!r} needs image_size, the side of the square images (e.g. 32)")
+        extra = [
+            name
+            for name in ("crop_length", "sample_rate", "validation_list", "label_pattern")
+            if given[name] is not None
+        ]
+        if extra:
+            raise DatasetError(f"{', '.join(extra)} apply to audio datasets (audio:DIR), not to {spec!r}")
+
+
 def _config(
+    scheme,
     image_size,
     batch_size,
     channels,
@@ -163,10 +226,22 @@ def _config(
     flip,
     cache,
     augment,
+    crop_length,
+    sample_rate,
+    validation_list,
+    label_pattern,
 ):
     """The checked arguments of `make_datasets` as a `DataConfig`."""
+    audio = scheme in _AUDIO_SCHEMES
+    if audio:
+        sample_rate = DEFAULT_SAMPLE_RATE if sample_rate is None else sample_rate
+        sample_rate = check_int("sample_rate", sample_rate, MIN_RATE, MAX_RATE, error=DatasetError)
+        if crop_length is not None:
+            crop_length = check_int("crop_length", crop_length, 1, error=DatasetError)
+        if label_pattern is not None and not isinstance(label_pattern, str):
+            raise DatasetError(f"label_pattern must be a str; received {label_pattern!r}")
     return DataConfig(
-        image_size=check_int("image_size", image_size, 1, error=DatasetError),
+        image_size=None if audio else check_int("image_size", image_size, 1, error=DatasetError),
         batch_size=check_int("batch_size", batch_size, 1, error=DatasetError),
         channels=check_choice("channels", channels, (None, 1, 3), error=DatasetError),
         seed=check_int("seed", seed, 0, error=DatasetError),
@@ -186,6 +261,10 @@ def _config(
         flip=flip,
         cache=cache,
         augment=augment,
+        crop_length=crop_length,
+        sample_rate=sample_rate,
+        validation_list=None if validation_list is None else os.fspath(validation_list),
+        label_pattern=label_pattern,
     )
 
 
@@ -211,7 +290,8 @@ def _checked(bundle, config):
     if bundle.num_validation == 0:
         raise DatasetError(f"{bundle.description}: the validation set is empty")
     if (
-        config.validation_drop_remainder
+        bundle.crop_length is None  # audio validation batches hold one clip each
+        and config.validation_drop_remainder
         and bundle.num_validation is not None
         and bundle.num_validation < config.batch_size
     ):
