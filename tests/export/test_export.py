@@ -492,7 +492,9 @@ def test_bad_inputs_raise_export_error(small_model, tmp_path):
     with pytest.raises(ExportError, match="expected a vqvae_tf.VQVAE model; received Sequential"):
         export_model(tmp_path / "dense.keras", tmp_path / "out")
     (tmp_path / "garbage.keras").write_bytes(b"not a zip")
-    with pytest.raises(ExportError, match="garbage.keras \\(9 bytes\\) is not a .keras archive: it is truncated or not a zip file"):
+    with pytest.raises(
+        ExportError, match="garbage.keras \\(9 bytes\\) is not a .keras archive: it is truncated or not a zip file"
+    ):
         export_model(tmp_path / "garbage.keras", tmp_path / "out")
     (tmp_path / "exists").mkdir()
     with pytest.raises(ExportError, match="already exists"):
