@@ -39,6 +39,7 @@ _EXPORTS = {
     "Decoder": "vqvae_tf.models.networks",
     "ResidualBlock": "vqvae_tf.models.networks",
     "VQVAE": "vqvae_tf.models.vqvae",
+    "list_presets": "vqvae_tf.models.presets",
     "DeadCodes": "vqvae_tf.models.metrics",
     "GatedPixelCNN": "vqvae_tf.priors.pixelcnn",
     "TransformerPrior": "vqvae_tf.priors.transformer",

@@ -31,18 +31,12 @@ The export directory also holds `export.json`: the same model fields plus
 every file written with its size in bytes and SHA-256.
 """
 
-import hashlib
-
 import keras
 import tensorflow as tf
 
 from vqvae_tf.codec.lite_runtime import SCHEMA  # the runtime that reads the sidecar owns its schema name
-from vqvae_tf.utils import atomic, fingerprint
-
-
-def model_id(model):
-    """16 hex digits of SHA-256 over the model's config and all its weights (each with its path, dtype, shape)."""
-    return fingerprint.update_with_model(hashlib.sha256(), model, weight_headers=True).hexdigest()[:16]
+from vqvae_tf.utils import atomic
+from vqvae_tf.utils.fingerprint import model_id  # noqa: F401  (the exporter's model id, defined with the other fingerprint)
 
 
 def model_fields(model, identifier):

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vqvae_tf.models.float32 import float32_copy  # noqa: F401  (public here since 0.1)
 from vqvae_tf.models.image_inputs import ImageInputsMixin
 from vqvae_tf.models.metrics import DeadCodes
 from vqvae_tf.models.networks import Decoder, Encoder
@@ -144,6 +145,27 @@ class VQVAE(ImageInputsMixin, keras.Model):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    # ------------------------------------------------------------- presets
+    @classmethod
+    def list_presets(cls):
+        """{name: description dict} of the pretrained VQ-VAEs shipped with the package."""
+        from vqvae_tf.models import presets
+
+        return {name: meta for name, meta in presets.list_presets().items() if meta["class_name"] == cls.__name__}
+
+    @classmethod
+    def from_preset(cls, preset):
+        """A pretrained model: a shipped preset's name (`list_presets()`) or a `save_to_preset` directory."""
+        from vqvae_tf.models import presets
+
+        return presets.load_preset(preset, cls)
+
+    def save_to_preset(self, directory, *, description="", overwrite=False, **metadata):
+        """Writes this model as a preset (`model.keras` + `preset.json`) that `from_preset(directory)` loads."""
+        from vqvae_tf.models import presets
+
+        return presets.save_preset(self, directory, description=description, overwrite=overwrite, **metadata)
 
     def latent_shape(self, input_shape):
         """Shape of the code map for data of `input_shape` (without channels)."""
@@ -298,18 +320,3 @@ class VQVAE(ImageInputsMixin, keras.Model):
             rank=self.rank,
         )
         return config
-
-
-def float32_copy(model):
-    """`model` with a float32 policy and the same weights (for export).
-
-    A model trained under a mixed policy computes in bfloat16/float16, which
-    TFLite builtins cannot convert; its variables are float32 already, so a
-    float32 twin with copied weights is the same model at full precision.
-    """
-    if model.dtype_policy.name == "float32":
-        return model
-    twin = type(model).from_config({**model.get_config(), "dtype": "float32"})
-    twin.build(tuple(model.get_build_config()["input_shape"]))
-    twin.set_weights(model.get_weights())
-    return twin

@@ -1,0 +1,80 @@
+"""Presets: save_to_preset / from_preset round trips, shipped presets, fine-tuning, bad names and files."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from vqvae_tf import VQVAE, list_presets
+from vqvae_tf.models import presets
+from vqvae_tf.utils.fingerprint import model_id
+from vqvae_tf.utils.keras_files import ModelFileError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    keras.utils.set_random_seed(0)
+    model = VQVAE(input_channels=3, downsample=2, hidden_units=8, residual_units=4, num_codes=16, code_dim=4)
+    images = np.random.default_rng(0).random((4, 8, 8, 3), dtype=np.float32)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(images, batch_size=4, epochs=1, verbose=0)  # an optimizer with state, which a preset leaves out
+    return model, images
+
+
+def test_save_and_load_a_preset_directory(tiny, tmp_path):
+    model, images = tiny
+    directory = model.save_to_preset(tmp_path / "mine", description="a tiny test model", training_data="noise")
+    meta = json.loads((directory / "preset.json").read_text())
+    assert meta["class_name"] == "VQVAE" and meta["description"] == "a tiny test model"
+    assert meta["training_data"] == "noise" and meta["model_keras_bytes"] == (directory / "model.keras").stat().st_size
+    loaded = VQVAE.from_preset(directory)
+    assert meta["model_id"] == model_id(loaded) == model_id(model)
+    np.testing.assert_array_equal(np.asarray(loaded.codes(images)), np.asarray(model.codes(images)))
+    np.testing.assert_allclose(np.asarray(loaded(images)), np.asarray(model(images)), atol=1e-6)
+    assert getattr(loaded, "optimizer", None) is None  # weights only: no optimizer state shipped
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save_to_preset(directory)
+    model.save_to_preset(directory, overwrite=True)
+
+
+def test_a_loaded_preset_fine_tunes_with_fit(tiny, tmp_path):
+    model, images = tiny
+    loaded = VQVAE.from_preset(model.save_to_preset(tmp_path / "p"))
+    before = [w.copy() for w in loaded.get_weights()]
+    loaded.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = loaded.fit(images, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, loaded.get_weights()))
+
+
+def test_unknown_preset_lists_the_shipped_names(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown preset 'no-such-model': not a shipped preset \(") as error:
+        VQVAE.from_preset("no-such-model")
+    for name in list_presets():
+        assert name in str(error.value)
+    with pytest.raises(ValueError, match="not a directory holding model.keras"):
+        VQVAE.from_preset(tmp_path)
+
+
+def test_a_preset_of_another_class_is_refused(tiny, tmp_path):
+    model, _ = tiny
+    directory = model.save_to_preset(tmp_path / "p")
+    meta = json.loads((directory / "preset.json").read_text())
+    (directory / "preset.json").write_text(json.dumps({**meta, "class_name": "GaussianVAE"}))
+    with pytest.raises(ValueError, match="holds a GaussianVAE, not a VQVAE"):
+        VQVAE.from_preset(directory)
+
+
+def test_a_truncated_preset_file_is_named(tiny, tmp_path):
+    model, _ = tiny
+    directory = model.save_to_preset(tmp_path / "p")
+    data = (directory / "model.keras").read_bytes()
+    (directory / "model.keras").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ModelFileError, match="truncated or not a zip file"):
+        VQVAE.from_preset(directory)
+
+
+def test_an_unbuilt_model_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no weights yet"):
+        presets.save_preset(VQVAE(hidden_units=8, residual_units=4, num_codes=8, code_dim=4), tmp_path / "p")

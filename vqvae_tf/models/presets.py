@@ -1,0 +1,128 @@
+"""Presets: pretrained models by name or directory, the KerasHub convention.
+
+A preset is a directory holding `model.keras` (architecture and weights,
+float32, no optimizer state) and `preset.json` (what the model is, how it
+was trained, its figures). Shipped presets live in `vqvae_tf/pretrained/NAME/`,
+beside the TFLite files of the codec model of the same name, so the Keras
+side and the codec read one directory; a preset records the exporter's model
+id, which equals the codec model's id when both hold the same weights.
+
+    >>> from vqvae_tf import VQVAE
+    >>> sorted(VQVAE.list_presets())                     # doctest: +SKIP
+    ['d4k512']
+    >>> model = VQVAE.from_preset("d4k512")              # doctest: +SKIP
+    >>> model.save_to_preset("my_preset")                # doctest: +SKIP
+    >>> VQVAE.from_preset("my_preset")                   # doctest: +SKIP
+
+Loading goes through `keras.saving.load_model` in safe mode (no pickled
+code runs) after `vqvae_tf.utils.keras_files` has checked the archive.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vqvae_tf.models.float32 import float32_copy
+from vqvae_tf.utils import atomic
+from vqvae_tf.utils.fingerprint import model_id
+from vqvae_tf.utils.keras_files import load_keras_file
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+MODEL_FILE = "model.keras"
+PRESET_FILE = "preset.json"
+#: Fields every preset.json has; `save_to_preset` fills them.
+REQUIRED_FIELDS = ("class_name", "model_id", "description")
+
+
+def list_presets() -> dict[str, dict]:
+    """{name: preset.json contents} of the presets shipped with the package, sorted by name."""
+    found = {}
+    for directory in sorted(PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else ():
+        if (directory / PRESET_FILE).is_file() and (directory / MODEL_FILE).is_file():
+            found[directory.name] = _read_metadata(directory)
+    return found
+
+
+def preset_directory(preset) -> Path:
+    """The directory of `preset`: a shipped preset's name, or a directory made by `save_to_preset`.
+
+    Raises:
+        ValueError: `preset` is neither; the message lists the shipped names.
+    """
+    if not isinstance(preset, (str, Path)):
+        raise ValueError(f"`preset` must be a preset name or a directory; received {preset!r}.")
+    shipped = PRETRAINED_DIR / str(preset)
+    if isinstance(preset, str) and "/" not in preset and (shipped / MODEL_FILE).is_file():
+        return shipped
+    directory = Path(preset)
+    if (directory / MODEL_FILE).is_file():
+        return directory
+    names = ", ".join(list_presets()) or "none"
+    raise ValueError(
+        f"unknown preset {str(preset)!r}: not a shipped preset ({names}) and not a directory holding {MODEL_FILE}"
+    )
+
+
+def load_preset(preset, cls=None):
+    """The Keras model of `preset`; when `cls` is given, it must be an instance of it.
+
+    Raises:
+        ValueError: unknown preset, or a preset of another class.
+        vqvae_tf.utils.keras_files.ModelFileError: a damaged `model.keras`.
+    """
+    directory = preset_directory(preset)
+    metadata = _read_metadata(directory) if (directory / PRESET_FILE).is_file() else {}
+    expected = metadata.get("class_name")
+    if cls is not None and expected is not None and expected != cls.__name__:
+        raise ValueError(f"preset {str(preset)!r} holds a {expected}, not a {cls.__name__}")
+    model = load_keras_file(directory / MODEL_FILE, what=f"preset {str(preset)!r}")
+    if cls is not None and not isinstance(model, cls):
+        raise ValueError(f"preset {str(preset)!r} holds a {type(model).__name__}, not a {cls.__name__}")
+    return model
+
+
+def save_preset(model, directory, *, description: str = "", overwrite: bool = False, **metadata) -> Path:
+    """Writes `model` as a preset into `directory` (created if needed); returns the directory.
+
+    The saved model is the float32 twin of `model` with its weights and no
+    optimizer state (`vqvae_tf.models.float32.float32_copy`), so a preset loads
+    for inference or fine-tuning under any policy. Both files are written
+    atomically; other files in `directory` (a codec model's TFLite files) are
+    left alone.
+
+    Args:
+        model: a built model of this project (a `VQVAE`).
+        directory: where to write `model.keras` and `preset.json`.
+        description: one line saying what the model is.
+        overwrite: replace a preset already in `directory`. Defaults to False.
+        **metadata: more JSON-ready fields for `preset.json` (training
+            data, command, wall time, figures with how they were measured).
+    """
+    directory = Path(directory)
+    if (directory / MODEL_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{directory / MODEL_FILE} exists; pass overwrite=True to replace the preset")
+    if not model.built:
+        raise ValueError("the model has no weights yet; train it or call it on a batch before saving a preset")
+    twin = float32_copy(model)
+    copy = type(twin).from_config(twin.get_config())
+    copy.build(tuple(twin.get_build_config()["input_shape"]))
+    copy.set_weights(twin.get_weights())
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic.save_model(copy, directory / MODEL_FILE)
+    fields = {"class_name": type(copy).__name__, "model_id": model_id(copy), "description": description, **metadata}
+    fields["model_keras_bytes"] = (directory / MODEL_FILE).stat().st_size
+    atomic.write_json(directory / PRESET_FILE, fields)
+    return directory
+
+
+def _read_metadata(directory: Path) -> dict:
+    path = directory / PRESET_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+    missing = [name for name in REQUIRED_FIELDS if name not in data]
+    if not isinstance(data, dict) or missing:
+        raise ValueError(f"{path} is not a preset description: it lacks {', '.join(missing)}")
+    return data
