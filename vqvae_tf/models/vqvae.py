@@ -61,10 +61,10 @@ class VQVAE(ImageInputsMixin, keras.Model):
             to 1.0 (plain MSE).
         rank: 2 for images (NHWC), 1 for sequences (NWC). Defaults to 2.
         reconstruction_loss: `"mse"` (the squared error divided by
-            `data_variance`, as in the paper) or `"stft"` (the mean absolute
-            sample error plus a multi-resolution log-magnitude STFT loss,
+            `data_variance`, as in the paper) or `"stft"` (that term plus a
+            multi-resolution log-magnitude STFT loss,
             `vqvae_tf.models.audio_losses.waveform_stft_loss`; rank 1, for
-            audio; `data_variance` is then unused). Defaults to `"mse"`.
+            audio). Defaults to `"mse"`.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -309,7 +309,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         # A mean over this replica's batch; train_step divides the total by
         # the replica count (docs/design.md, fact 5), whichever loss it is.
         if self.reconstruction_loss == "stft":
-            reconstruction_loss = waveform_stft_loss(x, reconstruction)
+            reconstruction_loss = waveform_stft_loss(x, reconstruction, self.data_variance)
             return reconstruction_loss, reconstruction_loss + quantized["loss"]
         error = tf.square(tf.cast(x, tf.float32) - tf.cast(reconstruction, tf.float32))
         reconstruction_loss = tf.reduce_mean(error) / self.data_variance
