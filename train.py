@@ -3,6 +3,8 @@
     python train.py                                   # default: photos, ~10 min on 2 CPU cores
     python train.py --workdir=runs/mnist --dataset=mnist:../shared/data/mnist --epochs=20
     python train.py --stage=prior --workdir=runs/mnist --prior=pixelcnn --prior_conditional
+    python train.py --workdir=runs/speech --dataset=audio:../shared/data/speech/ljspeech16k \
+        --validation_list=ljspeech16k --crop_length=8192 --downsample=16   # a waveform model
 
 The prior stage reads the VQ-VAE of --workdir (model.keras, config.json) and
 writes WORKDIR/prior/ (prior.keras, prior_metrics.json, samples.png); sample
@@ -39,7 +41,8 @@ flags.DEFINE_bool("overwrite", False, "Delete the outputs of a previous run in -
 flags.DEFINE_string(
     "dataset",
     _DEFAULTS.dataset,
-    "photos | digits | mnist:DIR | folder:DIR | npz:FILE | npy:FILE | tfrecord:GLOB | tfds:NAME[:SPLIT].",
+    "photos | digits | mnist:DIR | folder:DIR | npz:FILE | npy:FILE | tfrecord:GLOB | tfds:NAME[:SPLIT] | "
+    "audio:DIR (WAV files: a rank-1 waveform model).",
 )
 flags.DEFINE_bool(
     "augment",
@@ -47,7 +50,36 @@ flags.DEFINE_bool(
     "Random rotations, reflections, hue and saturation of the "
     "training crops (unset: on for photos, off for other datasets).",
 )
-flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Side of the square training images.", lower_bound=4)
+flags.DEFINE_integer(
+    "image_size", _DEFAULTS.image_size, "Side of the square training images (not for audio).", lower_bound=4
+)
+flags.DEFINE_integer(
+    "sample_rate",
+    _DEFAULTS.sample_rate,
+    "Audio: the model's sample rate in Hz; WAV files are resampled to it.",
+    lower_bound=8000,
+    upper_bound=48000,
+)
+flags.DEFINE_integer(
+    "crop_length",
+    _DEFAULTS.crop_length,
+    "Audio: training crop in samples (a multiple of --downsample; shorter clips are skipped).",
+    lower_bound=16,
+)
+flags.DEFINE_string(
+    "validation_list",
+    None,
+    "Audio: file naming the validation clips, one per line, or a shipped list's name (ljspeech16k); "
+    "unset: a hash-chosen fifth of the clips.",
+)
+flags.DEFINE_string("label_pattern", None, "Audio: regular expression giving each clip's class from its file name.")
+flags.DEFINE_enum(
+    "reconstruction_loss",
+    _DEFAULTS.reconstruction_loss,
+    cfg.RECONSTRUCTION_LOSS_CHOICES,
+    "mse: squared error / data variance; stft: waveform L1 + multi-resolution STFT (audio); "
+    "auto: stft for audio, mse for images.",
+)
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs (may be raised to continue a finished run).", lower_bound=1)
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch, "Training steps per epoch.", lower_bound=1)
 flags.DEFINE_integer(
@@ -124,7 +156,9 @@ flags.DEFINE_multi_enum(
     cfg.EXPORT_QUANTIZATIONS,
     "TFLite variants (repeat the flag); int8 is calibrated on training images.",
 )
-flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples, "Images in the sample grids.", lower_bound=1, upper_bound=64)
+flags.DEFINE_integer(
+    "num_samples", _DEFAULTS.num_samples, "Images in the sample grids (audio: clips).", lower_bound=1, upper_bound=64
+)
 
 flags.DEFINE_integer(
     "keras_verbose",
@@ -156,6 +190,13 @@ def config_from_flags():
     renamed = {"verbose": "keras_verbose"}
     fields = {name: FLAGS[renamed.get(name, name)].value for name in cfg.TrainConfig.__dataclass_fields__}
     fields["downsample"] = int(fields["downsample"])
+    audio = fields["dataset"].partition(":")[0] == cfg.AUDIO_SCHEME
+    # Flags of the other kind of data are refused, not silently ignored.
+    misplaced = ["image_size"] if audio else ["sample_rate", "crop_length", "validation_list", "label_pattern"]
+    given = [f"--{name}" for name in misplaced if FLAGS[name].present]
+    if given:
+        kind = "image datasets" if audio else "audio datasets (audio:DIR)"
+        raise cfg.ConfigError(f"{', '.join(given)} applies to {kind}, not to --dataset={fields['dataset']}.")
     return cfg.TrainConfig(**fields)
 
 

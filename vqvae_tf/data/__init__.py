@@ -12,14 +12,14 @@ no TensorFlow), `embedded_photos` (the bundled photos), `image_arrays`
 the old module's names.
 """
 
-from vqvae_tf.data.audio import LJSPEECH16K_VALIDATION
+from vqvae_tf.data.audio import LJSPEECH16K_VALIDATION, VALIDATION_LISTS
 from vqvae_tf.data.bundle import AUTOTUNE, DatasetBundle
 from vqvae_tf.data.datasets import SCHEMES, make_datasets
 from vqvae_tf.data.embedded_photos import PHOTOS_VALIDATION, load_photo, photo_names
 from vqvae_tf.data.errors import DatasetError
 from vqvae_tf.data.mnist import read_idx
 from vqvae_tf.data.tfrecords import TFRECORD_FEATURES, write_tfrecords
-from vqvae_tf.data.wav import WavError, read_wav, resample
+from vqvae_tf.data.wav import WavError, read_wav, resample, write_wav
 
 __all__ = [
     "AUTOTUNE",
@@ -27,6 +27,7 @@ __all__ = [
     "PHOTOS_VALIDATION",
     "SCHEMES",
     "TFRECORD_FEATURES",
+    "VALIDATION_LISTS",
     "DatasetBundle",
     "DatasetError",
     "WavError",
@@ -37,4 +38,5 @@ __all__ = [
     "read_wav",
     "resample",
     "write_tfrecords",
+    "write_wav",
 ]

@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: The held-out clips of `../shared/data/speech/ljspeech16k` (21 of 106).
 LJSPEECH16K_VALIDATION = Path(__file__).resolve().parent / "splits" / "ljspeech16k_validation.txt"
+#: The shipped validation lists by name (`train.py --validation_list=ljspeech16k`).
+VALIDATION_LISTS = {"ljspeech16k": LJSPEECH16K_VALIDATION}
 
 _SHORT, _UNLABELLED = "short", "unlabelled"
 _REASONS = (UNREADABLE, UNSUPPORTED, BAD_RATE, _SHORT, _UNLABELLED)

@@ -1,4 +1,4 @@
-"""WAV files as float32 mono at a chosen rate: `read_wav`, `resample`, `load_clip` (no TensorFlow).
+"""WAV files as float32 mono at a chosen rate: `read_wav`, `resample`, `load_clip`, `write_wav` (no TensorFlow).
 
 Read: 8-bit unsigned and 16-bit signed PCM (format tag 1, or
 WAVE_FORMAT_EXTENSIBLE with the PCM sub-format), any channel count, sample
@@ -19,6 +19,9 @@ down)` with `up / down` the target/source rate ratio reduced by their gcd
 filter is a Kaiser-windowed (beta 5) FIR low-pass at the lower Nyquist
 frequency. The filter's ripple can overshoot full scale slightly, so the
 result is clipped to [-1, 1].
+
+Write: `write_wav` writes mono 16-bit PCM atomically (training's audio
+samples).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import wave
 import numpy as np
 
 from vqvae_tf.data.errors import DatasetError
+from vqvae_tf.utils.atomic import atomic_output
+from vqvae_tf.utils.checks import check_int
 
 MIN_RATE, MAX_RATE = 8000, 48000
 UNREADABLE, UNSUPPORTED, BAD_RATE = "unreadable", "unsupported", "bad_rate"
@@ -192,3 +197,30 @@ def load_clip(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """
     samples, rate = read_wav(path)
     return resample(samples, rate, sample_rate)
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
+    """Writes float samples in [-1, 1] as a mono 16-bit PCM WAV file, atomically.
+
+    Samples are clipped to [-1, 1] and scaled by 32767 (rounded), so
+    `read_wav` gives them back within 1/32768. `samples` is `(T,)` or
+    `(T, 1)`; the file goes through a temp file renamed onto `path`
+    (`vqvae_tf.utils.atomic`), so a kill leaves no half-written WAV.
+
+    Raises:
+        ValueError: `samples` is not one channel, or `sample_rate` is not a
+            positive int.
+    """
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim == 2 and samples.shape[1] == 1:
+        samples = samples[:, 0]
+    if samples.ndim != 1:
+        raise ValueError(f"write_wav writes one channel, (T,) or (T, 1); received shape {samples.shape}.")
+    rate = check_int("sample_rate", sample_rate, 1)
+    pcm = np.round(np.clip(np.nan_to_num(samples), -1.0, 1.0) * 32767.0).astype("<i2")
+    with atomic_output(path) as temp:
+        with wave.open(str(temp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(pcm.tobytes())

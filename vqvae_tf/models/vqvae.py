@@ -6,18 +6,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vqvae_tf.models.audio_losses import waveform_stft_loss
 from vqvae_tf.models.float32 import float32_copy  # noqa: F401  (public here since 0.1)
 from vqvae_tf.models.image_inputs import ImageInputsMixin
 from vqvae_tf.models.metrics import DeadCodes
 from vqvae_tf.models.networks import Decoder, Encoder
 from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
 from vqvae_tf.utils import distributed_ops
-from vqvae_tf.utils.checks import check_int, check_number
+from vqvae_tf.utils.checks import check_choice, check_int, check_number
 
 logger = logging.getLogger(__name__)
 
 # Batches of encoder outputs used for k-means codebook initialisation.
 KMEANS_INIT_BATCHES = 4
+
+#: `reconstruction_loss` choices: "mse" (squared error / data_variance, the
+#: paper's) and "stft" (waveform L1 plus multi-resolution STFT, for audio;
+#: `vqvae_tf.models.audio_losses`).
+RECONSTRUCTION_LOSSES = ("mse", "stft")
 
 
 @keras.saving.register_keras_serializable(package="vqvae_tf")
@@ -54,6 +60,11 @@ class VQVAE(ImageInputsMixin, keras.Model):
             reconstruction loss is divided by it, as in the paper. Defaults
             to 1.0 (plain MSE).
         rank: 2 for images (NHWC), 1 for sequences (NWC). Defaults to 2.
+        reconstruction_loss: `"mse"` (the squared error divided by
+            `data_variance`, as in the paper) or `"stft"` (that term plus a
+            multi-resolution log-magnitude STFT loss,
+            `vqvae_tf.models.audio_losses.waveform_stft_loss`; rank 1, for
+            audio). Defaults to `"mse"`.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -98,10 +109,14 @@ class VQVAE(ImageInputsMixin, keras.Model):
         quantizer_config=None,
         data_variance=1.0,
         rank=2,
+        reconstruction_loss="mse",
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_int("input_channels", input_channels, minimum=1)
+        check_choice("reconstruction_loss", reconstruction_loss, RECONSTRUCTION_LOSSES)
+        if reconstruction_loss == "stft" and rank != 1:
+            raise ValueError(f"reconstruction_loss='stft' is for audio (rank=1); received rank={rank!r}.")
         if quantizer not in QUANTIZERS:
             raise ValueError(f"Unknown quantizer {quantizer!r}; expected one of {sorted(QUANTIZERS)}.")
         if quantizer_config is not None and not isinstance(quantizer_config, dict):
@@ -118,6 +133,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.quantizer_config = dict(quantizer_config or {})
         self.data_variance = data_variance
         self.rank = rank
+        self.reconstruction_loss = reconstruction_loss
         stack = dict(self._stack_config(), rank=rank, dtype=self.dtype_policy)
         self.encoder = Encoder(code_dim=code_dim, name="encoder", **stack)
         self.quantizer = get_quantizer(
@@ -290,6 +306,11 @@ class VQVAE(ImageInputsMixin, keras.Model):
         ]
 
     def _loss_terms(self, x, reconstruction, quantized):
+        # A mean over this replica's batch; train_step divides the total by
+        # the replica count (docs/design.md, fact 5), whichever loss it is.
+        if self.reconstruction_loss == "stft":
+            reconstruction_loss = waveform_stft_loss(x, reconstruction, self.data_variance)
+            return reconstruction_loss, reconstruction_loss + quantized["loss"]
         error = tf.square(tf.cast(x, tf.float32) - tf.cast(reconstruction, tf.float32))
         reconstruction_loss = tf.reduce_mean(error) / self.data_variance
         return reconstruction_loss, reconstruction_loss + quantized["loss"]
@@ -319,4 +340,8 @@ class VQVAE(ImageInputsMixin, keras.Model):
             data_variance=self.data_variance,
             rank=self.rank,
         )
+        # Written only when not the default: the configs (and so the model
+        # ids, utils.fingerprint) of every "mse" model stay what they were.
+        if self.reconstruction_loss != "mse":
+            config["reconstruction_loss"] = self.reconstruction_loss
         return config

@@ -18,9 +18,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+from vqvae_tf.data.audio import VALIDATION_LISTS
+from vqvae_tf.data.wav import MAX_RATE, MIN_RATE
 from vqvae_tf.export.api import FORMATS as EXPORT_FORMATS
 from vqvae_tf.export.api import QUANTIZATIONS as EXPORT_QUANTIZATIONS
 from vqvae_tf.models.networks import DOWNSAMPLE_FACTORS as DOWNSAMPLE
+from vqvae_tf.models.vqvae import RECONSTRUCTION_LOSSES
 from vqvae_tf.quantizers import QUANTIZERS as _QUANTIZER_REGISTRY
 from vqvae_tf.training.distribute import STRATEGIES
 from vqvae_tf.utils.atomic import write_bytes
@@ -31,6 +34,10 @@ from vqvae_tf.utils.checks import check_choice, check_int, check_number
 QUANTIZERS = tuple(_QUANTIZER_REGISTRY)
 LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16", "auto")
+#: "auto" resolves to "stft" for audio datasets and "mse" for images.
+RECONSTRUCTION_LOSS_CHOICES = ("auto", *RECONSTRUCTION_LOSSES)
+#: The dataset scheme whose runs build a rank-1 (waveform) model.
+AUDIO_SCHEME = "audio"
 
 #: Fields that may change between a run and its resumption: they change how
 #: long or where training runs and what happens afterwards, not what the
@@ -56,7 +63,10 @@ class ConfigError(ValueError):
 
 # Fields added after the first release, with the value older config files
 # implied (their runs were made without the feature).
-_VALUES_BEFORE_THE_FIELD_EXISTED = {"lookup_dim": 0, "augment": False}
+# The audio fields (sample_rate, crop_length, validation_list,
+# label_pattern) need no entry: their defaults are what image runs, the only
+# runs before them, meant. reconstruction_loss was the squared error.
+_VALUES_BEFORE_THE_FIELD_EXISTED = {"lookup_dim": 0, "augment": False, "reconstruction_loss": "mse"}
 
 
 @dataclasses.dataclass
@@ -70,6 +80,22 @@ class TrainConfig:
             dataset's default (yes for "photos", no for the others).
             Defaults to None.
         image_size: side of the square training crops. Defaults to 32.
+            Ignored for `audio:` datasets (train.py refuses `--image_size`
+            with one).
+        sample_rate: audio only: the model's rate in Hz (8000-48000); clips
+            are resampled to it. Defaults to 16000.
+        crop_length: audio only: training crop in samples, a multiple of
+            `downsample`. Defaults to 8192 (0.51 s at 16 kHz).
+        validation_list: audio only: a file naming the validation clips, or
+            the name of a shipped list (`vqvae_tf.data.VALIDATION_LISTS`:
+            "ljspeech16k"); None holds out a hash-chosen 20%. Defaults to
+            None.
+        label_pattern: audio only: regular expression giving each clip's
+            class from its file name. Defaults to None.
+        reconstruction_loss: "mse", "stft" (waveform L1 plus
+            multi-resolution STFT, `VQVAE(reconstruction_loss=...)`) or
+            "auto": "stft" for audio, "mse" for images, resolved when the
+            run starts. Defaults to "auto".
         epochs: number of epochs. Defaults to 15.
         steps_per_epoch: training steps per epoch. Defaults to 300.
         validation_steps: validation batches per epoch; 0 means the whole
@@ -114,6 +140,11 @@ class TrainConfig:
     dataset: str = "photos"
     augment: bool | None = None
     image_size: int = 32
+    sample_rate: int = 16000
+    crop_length: int = 8192
+    validation_list: str | None = None
+    label_pattern: str | None = None
+    reconstruction_loss: str = "auto"
     epochs: int = 15
     steps_per_epoch: int = 300
     validation_steps: int = 0
@@ -147,6 +178,8 @@ class TrainConfig:
     verbose: int = 1
 
     def __post_init__(self):
+        if self.validation_list is not None and not isinstance(self.validation_list, str):
+            self.validation_list = str(self.validation_list)  # a Path; config.json holds text
         self.export_formats = tuple(self.export_formats)
         self.export_quantizations = tuple(self.export_quantizations)
         self.validate()
@@ -171,8 +204,10 @@ class TrainConfig:
             ("verbose", 0),
             ("num_stages", 1),
             ("lookup_dim", 0),
+            ("crop_length", 1),
         ):
             check_int(name, getattr(self, name), minimum, error=ConfigError)
+        check_int("sample_rate", self.sample_rate, MIN_RATE, MAX_RATE, error=ConfigError)
         check_number("learning_rate", self.learning_rate, 0, inclusive_min=False, error=ConfigError)
         for name, maximum in (
             ("commitment_cost", None),
@@ -187,6 +222,7 @@ class TrainConfig:
             ("mixed_precision", MIXED_PRECISION),
             ("strategy", STRATEGIES),
             ("downsample", DOWNSAMPLE),
+            ("reconstruction_loss", RECONSTRUCTION_LOSS_CHOICES),
         ):
             check_choice(name, getattr(self, name), choices, error=ConfigError)
         for name in ("kmeans_init", "l2_normalize", "jit_compile", "export"):
@@ -196,7 +232,8 @@ class TrainConfig:
             raise ConfigError(f"augment must be a bool or None; received {self.augment!r}.")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset must be a non-empty spec such as 'photos'; received {self.dataset!r}.")
-        if self.image_size % self.downsample:
+        self._validate_audio()
+        if not self.is_audio and self.image_size % self.downsample:
             raise ConfigError(
                 f"image_size must be a multiple of downsample={self.downsample}; received {self.image_size}."
             )
@@ -206,6 +243,38 @@ class TrainConfig:
                 raise ConfigError(
                     f"{name} must be a non-empty subset of {', '.join(choices)}; received {list(values)!r}."
                 )
+
+    @property
+    def is_audio(self):
+        """Whether the dataset is audio (`audio:DIR`): the run trains a rank-1 waveform model."""
+        return self.dataset.partition(":")[0] == AUDIO_SCHEME
+
+    def _validate_audio(self):
+        for name in ("validation_list", "label_pattern"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name} must be a non-empty str or None; received {value!r}.")
+            if value is not None and not self.is_audio:
+                raise ConfigError(f"{name} applies to audio datasets (audio:DIR), not to {self.dataset!r}.")
+        if self.is_audio:
+            if self.crop_length % self.downsample:
+                raise ConfigError(
+                    f"crop_length must be a multiple of downsample={self.downsample}; received {self.crop_length}."
+                )
+        elif self.reconstruction_loss == "stft":
+            raise ConfigError(f"reconstruction_loss='stft' applies to audio datasets, not to {self.dataset!r}.")
+
+    def resolved_reconstruction_loss(self):
+        """`reconstruction_loss` with "auto" resolved: "stft" for audio, "mse" for images."""
+        if self.reconstruction_loss != "auto":
+            return self.reconstruction_loss
+        return "stft" if self.is_audio else "mse"
+
+    def validation_list_path(self):
+        """The validation list as a path: a shipped list's file for its name, else the path given (or None)."""
+        if self.validation_list is None:
+            return None
+        return VALIDATION_LISTS.get(self.validation_list, Path(self.validation_list))
 
     # ------------------------------------------------------------- the model
     def model_kwargs(self, channels, data_variance):
@@ -235,6 +304,7 @@ class TrainConfig:
             quantizer=self.quantizer,
             quantizer_config=quantizer_config,
             data_variance=float(data_variance),
+            **(dict(rank=1, reconstruction_loss=self.resolved_reconstruction_loss()) if self.is_audio else {}),
         )
 
     # ------------------------------------------------------------------ JSON

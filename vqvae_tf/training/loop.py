@@ -12,7 +12,8 @@ trains through `vqvae_tf.training.distribute.fit` and, on the chief, writes:
                                EMA codebooks, epoch counter (atomic)
     workdir/history.csv        one row per epoch (appended on resume)
     workdir/tensorboard/       scalars, reconstructions, code-usage histograms
-    workdir/samples/           epoch_XXX.png and latest.png grids
+    workdir/samples/           epoch_XXX.png and latest.png grids; for audio,
+                               epoch_XXX_clipK_{input,reconstruction}.wav
     workdir/export/            SavedModel / TFLite / ONNX when config.export
 
 Killed at any moment, the same call resumes from the last completed epoch.
@@ -117,7 +118,11 @@ def _resolve(config):
     config.validate()
     strategy = distribute.make_strategy(config.strategy)
     distribute.check_global_batch(config.batch_size, strategy)
-    config = dataclasses.replace(config, mixed_precision=resolve_mixed_precision(config.mixed_precision, strategy))
+    config = dataclasses.replace(
+        config,
+        mixed_precision=resolve_mixed_precision(config.mixed_precision, strategy),
+        reconstruction_loss=config.resolved_reconstruction_loss(),
+    )
     return config, strategy
 
 
@@ -152,13 +157,29 @@ def _datasets(config):
     """The `DatasetBundle` of the run (the same for training and for re-export calibration)."""
     from vqvae_tf.data.datasets import make_datasets
 
-    return make_datasets(
+    if not config.is_audio:
+        return make_datasets(
+            config.dataset,
+            image_size=config.image_size,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            augment=config.augment,
+        )
+    from vqvae_tf.training.audio_samples import fit_lengths
+
+    # TrainConfig.image_size does not apply to audio (see its docstring).
+    bundle = make_datasets(
         config.dataset,
-        image_size=config.image_size,
         batch_size=config.batch_size,
         seed=config.seed,
         augment=config.augment,
+        crop_length=config.crop_length,
+        sample_rate=config.sample_rate,
+        validation_list=config.validation_list_path(),
+        label_pattern=config.label_pattern,
     )
+    # Whole validation clips of any length, trimmed for the rank-1 model.
+    return dataclasses.replace(bundle, validation=fit_lengths(bundle.validation, config.downsample))
 
 
 @contextlib.contextmanager
@@ -213,7 +234,10 @@ def build_model(config, channels, data_variance):
     model = VQVAE(**config.model_kwargs(channels, data_variance))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(config)), jit_compile=config.jit_compile)
     # BackupAndRestore needs a built model (docs/design.md, fact 7).
-    model.build((None, config.image_size, config.image_size, channels))
+    if config.is_audio:
+        model.build((None, config.crop_length, channels))
+    else:
+        model.build((None, config.image_size, config.image_size, channels))
     return model
 
 
@@ -268,7 +292,6 @@ def make_callbacks(config, workdir, bundle, strategy=None, backup_dir=None):
     from vqvae_tf.training import distribute
 
     history_path = workdir / "history.csv"
-    samples = _sample_images(bundle.validation, config.num_samples)
     extra = []
     if config.quantizer == "gumbel":
         from vqvae_tf.quantizers.gumbel import GumbelTemperatureSchedule
@@ -286,7 +309,7 @@ def make_callbacks(config, workdir, bundle, strategy=None, backup_dir=None):
             initial_value_threshold=best_so_far(history_path),
         ),
         keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False, update_freq="epoch"),
-        cb.ReconstructionSamples(samples, workdir / "samples", log_dir=workdir / "tensorboard" / "samples"),
+        _samples(config, bundle, workdir),
         cb.CodeUsageHistogram(workdir / "tensorboard" / "code_usage"),
         _backup(backup_dir or workdir / "backup", strategy, distribute),
     ]
@@ -298,6 +321,18 @@ def _backup(backup_dir, strategy, distribute):
     # A non-chief worker restores from the chief's backup and writes its own
     # throwaway copy.
     return distribute.backup_and_restore(str(backup_dir), strategy)
+
+
+def _samples(config, bundle, workdir):
+    """The per-epoch samples callback: WAV files for audio, PNG grids for images."""
+    log_dir = workdir / "tensorboard" / "samples"
+    if config.is_audio:
+        from vqvae_tf.training.audio_samples import AudioSamples, sample_clips
+
+        clips = sample_clips(bundle.validation, config.num_samples, config.downsample, config.sample_rate)
+        return AudioSamples(clips, workdir / "samples", config.sample_rate, log_dir=log_dir)
+    samples = _sample_images(bundle.validation, config.num_samples)
+    return cb.ReconstructionSamples(samples, workdir / "samples", log_dir=log_dir)
 
 
 def _sample_images(validation, count):
