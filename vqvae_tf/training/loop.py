@@ -158,6 +158,7 @@ def _datasets(config):
         batch_size=config.batch_size,
         seed=config.seed,
         augment=config.augment,
+        validation_spec=config.validation_dataset,
     )
 
 
