@@ -6,7 +6,8 @@ parallel threads) into one flat uint8 tensor when the decoded pixels fit in
 (`crops.gather_crops`), as for the embedded photos, instead of a per-image
 decode, shuffle buffer and crop map. Measured in docs/benchmarks.md
 (training throughput). Validation crops are small, so they are always
-decoded once into arrays (`centre_crops`).
+decoded once into arrays (`centre_crops`). Like every library module it
+logs and raises, never prints (docs/design.md, Architecture).
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from vqvae_tf.data.crops import gather_crops
 logger = logging.getLogger(__name__)
 
 #: Decoded folder images are cached in memory when they take fewer bytes
-#: (1 GiB: the 1,427 training photos of ../shared/data/photos, about 480x320
-#: RGB, take 0.66 GB).
+#: (1 GiB: the 1,427 training photos of ../shared/data/photos take 0.49 GB).
 CACHE_BYTES = 1 << 30
 
 

@@ -162,7 +162,8 @@ def folder_bundle(directory, config):
         channels=channels,
         image_size=size,
         description=(
-            f"folder:{directory}: {len(pool.paths)} train / {len(val_kept)} validation images, "
+            f"folder:{directory}: {len(pool.paths)} train"
+            f"{'' if config.validation_spec else f' / {len(val_kept)} validation'} images, "
             f"random {size}x{size} crops (decoded once, {pool.flat.nbytes / 1e9:.2f} GB in memory)"
         ),
         data_variance=estimate_variance(train, config),
@@ -196,7 +197,8 @@ def _streamed_bundle(directory, config, train_files, validation, channels, class
         num_classes=len(class_names) if class_names else None,
         class_names=class_names,
         name=(
-            f"folder:{directory}: {len(train_files)} train / {len(validation[0])} validation images, "
+            f"folder:{directory}: {len(train_files)} train"
+            f"{'' if config.validation_spec else f' / {len(validation[0])} validation'} images, "
             f"random {config.image_size}x{config.image_size} crops (decoded at every visit)"
         ),
     )
