@@ -44,6 +44,12 @@ flags.DEFINE_string(
     "photos | digits | mnist:DIR | folder:DIR | npz:FILE | npy:FILE | tfrecord:GLOB | tfds:NAME[:SPLIT] | "
     "audio:DIR (WAV files: a rank-1 waveform model).",
 )
+flags.DEFINE_string(
+    "validation_dataset",
+    _DEFAULTS.validation_dataset,
+    "folder:DIR: validate on the centre crops of its images instead of a split of --dataset "
+    "(a folder --dataset then trains on all of its files).",
+)
 flags.DEFINE_bool(
     "augment",
     _DEFAULTS.augment,

@@ -17,13 +17,18 @@ global batch 128. Contenders:
 All train on the same in-memory batch of real photo crops. Each contender is
 timed for `--steps` steps in each of `--rounds` interleaved rounds (so a
 burst of load from other processes hurts everyone alike) and the best round
-counts. Then ours (default policy) is timed on the real `photos` tf.data
-pipeline against the in-memory batch.
+counts. Then ours (default policy) is timed on each real tf.data pipeline
+of `--source` (default `photos`; repeat the flag, e.g. `--source photos
+--source folder:../shared/data/photos/train`) against the in-memory batch,
+all interleaved in the same rounds, and the ratio of steps per second is
+printed for each source. `--pipeline_only` skips the peers (Sonnet and
+PyTorch need requirements-bench.txt).
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/train_throughput.py [--steps 30 --rounds 3]
+    TF_CPP_MIN_LOG_LEVEL=2 python bench/train_throughput.py --pipeline_only --steps 20 --rounds 2 \
+        --source photos --source folder:../shared/data/photos/train
 
-Prints a table and writes bench/results/train_throughput.json. Needs
-requirements-bench.txt.
+Prints a table and writes bench/results/train_throughput.json.
 """
 
 import argparse
@@ -49,6 +54,13 @@ def photo_batches(batch, count):
 
     bundle = make_datasets("photos", image_size=SIZE, batch_size=batch, seed=0, augment=False)  # as recorded
     return np.stack([b.numpy() for b in bundle.train.take(count)]), bundle
+
+
+def pipeline_batches(source, batch):
+    """The real tf.data pipeline of `source` for the benchmark model (no augmentation, seed 0)."""
+    from vqvae_tf.data.datasets import make_datasets
+
+    return make_datasets(source, image_size=SIZE, batch_size=batch, seed=0, augment=False)
 
 
 # --------------------------------------------------------------------- ours
@@ -243,68 +255,93 @@ def main():
     parser.add_argument("--steps", type=int, default=30, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--source", action="append", help="a make_datasets spec timed against in-memory crops (repeatable)"
+    )
+    parser.add_argument("--pipeline_only", action="store_true", help="skip the Sonnet and PyTorch peers")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "train_throughput.json")
     args = parser.parse_args()
 
     from vqvae_tf.training.loop import resolve_mixed_precision
     from vqvae_tf.utils import atomic
 
-    images, bundle = photo_batches(args.batch, 1)
-    contenders = [Ours(images, "float32"), Ours(images, "mixed_bfloat16"), Sonnet(images), Torch(images)]
-    for contender in contenders:
-        contender.run(args.warmup)
-    best = {c.name: float("inf") for c in contenders}
-    for _ in range(args.rounds):
+    images, _ = photo_batches(args.batch, 1)
+    contenders = [Ours(images, "float32"), Ours(images, "mixed_bfloat16")]
+    if not args.pipeline_only:
+        contenders += [Sonnet(images), Torch(images)]
+    images_per_s = {}
+    if not args.pipeline_only:
         for contender in contenders:
-            best[contender.name] = min(best[contender.name], contender.run(args.steps))
-    images_per_s = {name: args.steps * args.batch / seconds for name, seconds in best.items()}
-    peer = max(images_per_s["sonnet-float32"], images_per_s["torch-float32"])
+            contender.run(args.warmup)
+        best = {c.name: float("inf") for c in contenders}
+        for _ in range(args.rounds):
+            for contender in contenders:
+                best[contender.name] = min(best[contender.name], contender.run(args.steps))
+        images_per_s = {name: args.steps * args.batch / seconds for name, seconds in best.items()}
+        peer = max(images_per_s["sonnet-float32"], images_per_s["torch-float32"])
 
-    # Input pipeline: ours with the default policy, real photos vs in memory.
+    # Input pipelines: ours with the default policy, each real source vs in
+    # memory, interleaved round by round so that load hurts all alike.
     default_policy = resolve_mixed_precision("auto")
     ours = (
         next(c for c in contenders if c.name == f"ours-{default_policy}") if default_policy != "none" else contenders[0]
     )
-    pipeline = bundle.train
-    ours.run(args.warmup, pipeline)
-    memory_s = pipe_s = float("inf")
+    sources = args.source or ["photos"]
+    pipelines = {}
+    for source in sources:
+        start = time.perf_counter()
+        pipelines[source] = pipeline_batches(source, args.batch).train
+        build_s = time.perf_counter() - start
+        ours.run(args.warmup, pipelines[source])
+        print(f"{source}: pipeline built in {build_s:.1f} s")
+    ours.run(args.warmup)
+    memory_s = float("inf")
+    pipe_s = dict.fromkeys(sources, float("inf"))
     for _ in range(args.rounds):
         memory_s = min(memory_s, ours.run(args.steps))
-        pipe_s = min(pipe_s, ours.run(args.steps, pipeline))
-    pipeline_ratio = memory_s / pipe_s
+        for source in sources:
+            pipe_s[source] = min(pipe_s[source], ours.run(args.steps, pipelines[source]))
 
     print(
         f"\nTraining throughput, 32x32x3, K={NUM_CODES} D={CODE_DIM} hidden={HIDDEN}, batch {args.batch}, "
         f"best of {args.rounds} x {args.steps} steps ({os.cpu_count()} CPU cores)"
     )
-    print(f"{'contender':<22} {'images/s':>9} {'vs faster peer':>15} {'last loss':>10}")
-    for contender in contenders:
-        name = contender.name
+    if images_per_s:
+        print(f"{'contender':<22} {'images/s':>9} {'vs faster peer':>15} {'last loss':>10}")
+        for contender in contenders:
+            name = contender.name
+            print(
+                f"{name:<22} {images_per_s[name]:>9.0f} {images_per_s[name] / peer:>14.2f}x "
+                f"{contender.losses[-1]:>10.3f}"
+            )
+    print(f"\nInput pipeline ({ours.name}), in-memory {args.steps / memory_s:.2f} steps/s:")
+    for source in sources:
         print(
-            f"{name:<22} {images_per_s[name]:>9.0f} {images_per_s[name] / peer:>14.2f}x {contender.losses[-1]:>10.3f}"
+            f"  {source} tf.data {args.steps / pipe_s[source]:.2f} steps/s vs in-memory "
+            f"{args.steps / memory_s:.2f} steps/s = {100 * memory_s / pipe_s[source]:.1f}% (target >= 95%)"
         )
-    print(
-        f"\nInput pipeline ({ours.name}): photos tf.data {args.steps / pipe_s:.2f} steps/s vs in-memory "
-        f"{args.steps / memory_s:.2f} steps/s = {100 * pipeline_ratio:.1f}% (target >= 95%)"
-    )
-    fastest_ours = max(images_per_s["ours-float32"], images_per_s["ours-mixed_bfloat16"])
-    print(f"ours (best policy) / faster peer = {fastest_ours / peer:.2f}x (target >= 1.25x)")
-
     result = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
         | {"hidden_units": HIDDEN, "residual_units": RESIDUAL, "num_codes": NUM_CODES, "code_dim": CODE_DIM},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "images_per_s": images_per_s,
-        "ratio_to_faster_peer": {k: v / peer for k, v in images_per_s.items()},
-        "best_ours_vs_faster_peer": fastest_ours / peer,
         "pipeline": {
             "policy": ours.name,
-            "photos_steps_per_s": args.steps / pipe_s,
             "in_memory_steps_per_s": args.steps / memory_s,
-            "ratio": pipeline_ratio,
+            "sources": {
+                source: {"steps_per_s": args.steps / pipe_s[source], "ratio": memory_s / pipe_s[source]}
+                for source in sources
+            },
         },
-        "last_losses": {c.name: c.losses[-1] for c in contenders},
     }
+    if images_per_s:
+        fastest_ours = max(images_per_s["ours-float32"], images_per_s["ours-mixed_bfloat16"])
+        print(f"ours (best policy) / faster peer = {fastest_ours / peer:.2f}x (target >= 1.25x)")
+        result |= {
+            "images_per_s": images_per_s,
+            "ratio_to_faster_peer": {k: v / peer for k, v in images_per_s.items()},
+            "best_ours_vs_faster_peer": fastest_ours / peer,
+            "last_losses": {c.name: c.losses[-1] for c in contenders},
+        }
     atomic.write_json(args.json, result)
     print(f"wrote {args.json}")
 

@@ -84,6 +84,8 @@ class DataConfig:
     sample_rate: int | None = None
     validation_list: str | None = None
     label_pattern: str | None = None
+    # A separate validation source (`folder:DIR`), or None for the source's own split.
+    validation_spec: str | None = None
 
 
 def step_seed(config, step):

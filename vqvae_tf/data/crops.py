@@ -35,9 +35,16 @@ def gather_crops(flat, offsets, heights, widths, index, seed, size, channels, fl
     rows = top[:, None] + steps[None]
     cols = left[:, None] + cols
     pixel = rows[:, :, None] * w[:, None, None] + cols[:, None, :]
-    start = tf.gather(offsets, index)[:, None, None, None]
-    flat_index = start + pixel[..., None] * channels + tf.range(channels, dtype=tf.int64)
-    return tf.gather(flat, flat_index)
+    start = tf.gather(offsets, index)[:, None, None] // channels
+    # Gather whole pixels (C values each), with int32 indices when the
+    # images fit: the same crops for a third to a sixth of the index
+    # arithmetic, the input pipeline's main cost (docs/benchmarks.md,
+    # training throughput).
+    pixels = tf.reshape(flat, [-1, channels])
+    pixel_index = start + pixel
+    if flat.shape[0] is not None and flat.shape[0] // channels < 2**31:
+        pixel_index = tf.cast(pixel_index, tf.int32)
+    return tf.gather(pixels, pixel_index)
 
 
 def augment(crops, seed):

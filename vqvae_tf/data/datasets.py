@@ -33,6 +33,7 @@ sets the shuffling, crops and flips. Audio batches are float32 in [-1, 1],
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from vqvae_tf.data.arrays import digits_bundle, npy_bundle, npz_bundle
@@ -40,7 +41,7 @@ from vqvae_tf.data.audio import audio_bundle
 from vqvae_tf.data.bundle import AUTOTUNE, DataConfig, DatasetBundle
 from vqvae_tf.data.embedded_photos import PHOTOS_VALIDATION, load_photo, photo_names
 from vqvae_tf.data.errors import DatasetError
-from vqvae_tf.data.folders import folder_bundle
+from vqvae_tf.data.folders import folder_bundle, folder_validation
 from vqvae_tf.data.mnist import mnist_bundle, read_idx
 from vqvae_tf.data.photos import photos_bundle
 from vqvae_tf.data.tfds import tfds_bundle
@@ -105,6 +106,7 @@ def make_datasets(
     sample_rate: int | None = None,
     validation_list: str | os.PathLike | None = None,
     label_pattern: str | None = None,
+    validation_spec: str | None = None,
 ) -> DatasetBundle:
     """Builds the train and validation pipelines for a dataset spec.
 
@@ -148,6 +150,12 @@ def make_datasets(
         label_pattern: audio only: a regular expression searched in each
             file name, giving its class (the group named `label`, else the
             groups joined by `_`); files that do not match are skipped.
+        validation_spec: a separate validation source, `folder:DIR`: the
+            centre crop of every image below DIR (as a folder's own split),
+            converted to the training data's channels. A `folder:` training
+            source then trains on all of its files; other image sources
+            keep their training split. None (default) uses the source's
+            own validation split.
 
     Returns:
         A `DatasetBundle`.
@@ -190,7 +198,29 @@ def make_datasets(
         validation_list,
         label_pattern,
     )
-    return _checked(_BUILDERS[scheme](argument, config), config)
+    config = dataclasses.replace(config, validation_spec=_validation_directory(validation_spec, scheme, spec))
+    bundle = _BUILDERS[scheme](argument, config)
+    if config.validation_spec is not None:
+        validation, count = folder_validation(config.validation_spec, config, bundle.channels, bundle.class_names)
+        bundle = dataclasses.replace(
+            bundle,
+            validation=validation,
+            num_validation=count,
+            description=f"{bundle.description}; validation: centre crops of {count} images of {validation_spec}",
+        )
+    return _checked(bundle, config)
+
+
+def _validation_directory(validation_spec, scheme, spec):
+    """The folder of a `folder:DIR` validation spec (None for None), checked."""
+    if validation_spec is None:
+        return None
+    if scheme in _AUDIO_SCHEMES:
+        raise DatasetError(f"validation_spec applies to image datasets; {spec!r} is audio (use validation_list)")
+    kind, _, directory = str(validation_spec).partition(":")
+    if kind != "folder" or not directory:
+        raise DatasetError(f"validation_spec must be folder:DIR; received {validation_spec!r}")
+    return directory
 
 
 def _check_scheme_arguments(spec, audio, **given):

@@ -75,6 +75,10 @@ class TrainConfig:
 
     Attributes:
         dataset: a `vqvae_tf.data.datasets.make_datasets` spec. Defaults to "photos".
+        validation_dataset: a separate validation source, `folder:DIR`
+            (`make_datasets(validation_spec=...)`), instead of the
+            dataset's own split; None (default, and in config files written
+            before the field existed) uses the split.
         augment: random rotations, reflections, hue and saturation of the
             training crops (`make_datasets(augment=...)`); None means the
             dataset's default (yes for "photos", no for the others).
@@ -138,6 +142,7 @@ class TrainConfig:
     """
 
     dataset: str = "photos"
+    validation_dataset: str | None = None
     augment: bool | None = None
     image_size: int = 32
     sample_rate: int = 16000
@@ -233,6 +238,8 @@ class TrainConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset must be a non-empty spec such as 'photos'; received {self.dataset!r}.")
         self._validate_audio()
+        if self.validation_dataset is not None and not str(self.validation_dataset).startswith("folder:"):
+            raise ConfigError(f"validation_dataset must be folder:DIR or None; received {self.validation_dataset!r}.")
         if not self.is_audio and self.image_size % self.downsample:
             raise ConfigError(
                 f"image_size must be a multiple of downsample={self.downsample}; received {self.image_size}."

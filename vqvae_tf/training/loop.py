@@ -177,6 +177,7 @@ def _datasets(config):
         sample_rate=config.sample_rate,
         validation_list=config.validation_list_path(),
         label_pattern=config.label_pattern,
+        validation_spec=config.validation_dataset,
     )
     # Whole validation clips of any length, trimmed for the rank-1 model.
     return dataclasses.replace(bundle, validation=fit_lengths(bundle.validation, config.downsample))
