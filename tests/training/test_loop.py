@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from vqvae_tf.training.config import ConfigError, TrainConfig  # noqa: E402
 from vqvae_tf.training.loop import train_and_evaluate  # noqa: E402
 from vqvae_tf.utils.atomic import PARTIAL_MARKER, atomic_output  # noqa: E402
 from vqvae_tf.utils.image_grid import comparison_grid, save_comparison_grid  # noqa: E402
+from vqvae_tf.utils.keras_files import ModelFileError  # noqa: E402
 
 TINY = dict(
     image_size=16,
@@ -257,6 +259,18 @@ def test_resume_refuses_a_different_model_and_overwrite_starts_afresh(tmp_path):
     assert fresh["initial_epoch"] == 0 and fresh["epochs_run"] == 1
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 2
     assert TrainConfig.load(tmp_path / "config.json").num_codes == 64
+
+
+@pytest.mark.slow
+def test_resume_from_a_damaged_backup_says_so_and_keeps_it(finished_run, tmp_path):
+    shutil.copytree(finished_run[0], tmp_path, dirs_exist_ok=True)
+    weights = tmp_path / "backup" / "latest.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:1000])  # as if the disk filled up mid-write outside this library
+    with pytest.raises(
+        ModelFileError, match=r"training backup .*latest\.weights\.h5 \(1000 bytes\) cannot be loaded.*--overwrite"
+    ):
+        train_and_evaluate(tiny(epochs=3), tmp_path)
+    assert weights.stat().st_size == 1000  # left for the user to inspect, not deleted
 
 
 class _PoisonWeights(keras.callbacks.Callback):

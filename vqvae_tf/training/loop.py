@@ -42,7 +42,7 @@ from vqvae_tf.training.workdir import (
     read_history,
     truncate_history,
 )
-from vqvae_tf.utils.keras_files import load_keras_file
+from vqvae_tf.utils.keras_files import ModelFileError, load_keras_file, load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +202,19 @@ def _build_or_restore(config, bundle, strategy, backup_dir, initial_epoch):
             # Restoring before fit skips the k-means initialisation that
             # fit would otherwise run (and BackupAndRestore overwrite).
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(backup_dir / "latest.weights.h5")
+            _restore_backup(model, backup_dir)
     return model
+
+
+def _restore_backup(model, backup_dir):
+    """Loads the backup's weights, or says how to recover from a damaged backup (left as it is)."""
+    try:
+        load_weights_file(model, backup_dir / "latest.weights.h5", what="training backup")
+    except ModelFileError as error:
+        raise ModelFileError(
+            f"{error}. The run cannot resume from it; --overwrite restarts the run from epoch 0 "
+            f"(best.keras and model.keras, if any, are the last complete checkpoints)"
+        ) from None
 
 
 def _fit(model, config, bundle, strategy, outdir, backup_dir, initial_epoch):

@@ -19,7 +19,7 @@ REQUIRED_MEMBERS = ("config.json", "metadata.json")
 
 
 class ModelFileError(ValueError):
-    """A `.keras` file that is truncated, corrupt or not a Keras model archive; the message says which."""
+    """A `.keras` or weights file that is truncated, corrupt or not what it should be; the message says which."""
 
 
 def check_keras_file(path) -> Path:
@@ -77,3 +77,31 @@ def load_keras_file(path, *, what: str = "model", compile: bool = True):
     except (ValueError, KeyError, TypeError, OSError, AttributeError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         raise ModelFileError(f"cannot load {path} as a Keras {what}: {message[:300]}") from None
+
+
+def load_weights_file(model, path, *, what: str = "weights") -> None:
+    """`model.load_weights(path)` for a `.weights.h5` file, with one-line errors.
+
+    h5py answers a truncated file with an `OSError` from deep inside its C
+    library ("truncated file: eof = ...") and a file of another model with a
+    `ValueError` naming layers; both become a `ModelFileError` naming `path`,
+    its size and `what` it should hold. The file is never modified.
+
+    Args:
+        model: a built Keras model.
+        path: the `.weights.h5` file.
+        what: what the file is, for messages ("training backup").
+
+    Raises:
+        FileNotFoundError: nothing exists at `path`.
+        ModelFileError: the file is not loadable weights of `model`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    size = path.stat().st_size
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise ModelFileError(f"{what} {path} ({size} bytes) cannot be loaded: {message[:300]}") from None
