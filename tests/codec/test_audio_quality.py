@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vqvae_tf.codec import audio_quality
-from vqvae_tf.codec.audio_quality import align, pesq_wb, si_snr, stoi
+from vqvae_tf.codec.audio_quality import align, pesq_wb, remove_delay, si_snr, stoi
 
 RATE = 16000
 
@@ -119,6 +119,11 @@ def test_align_finds_and_removes_a_delay(delay):
     assert si_snr(a, b) > 19.0
     with pytest.raises(ValueError, match="max_shift must be an int >= 0; received -1"):
         align(x, shifted, -1)
+    fixed_a, fixed_b = remove_delay(x, shifted, delay)
+    np.testing.assert_array_equal(fixed_a, a)
+    np.testing.assert_array_equal(fixed_b, b)
+    with pytest.raises(ValueError, match="delay must be an int number of samples; received 1.5"):
+        remove_delay(x, shifted, 1.5)
 
 
 def test_docstring_examples():

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PESQ_RATE", "STOI_MIN_RATE", "align", "pesq_wb", "si_snr", "stoi"]
+__all__ = ["PESQ_RATE", "STOI_MIN_RATE", "align", "pesq_wb", "remove_delay", "si_snr", "stoi"]
 
 #: The one rate of wide-band PESQ, in Hz.
 PESQ_RATE = 16000
@@ -181,9 +181,22 @@ def align(reference, degraded, max_shift: int) -> tuple[np.ndarray, np.ndarray, 
     corr = np.fft.irfft(np.fft.rfft(degraded, size) * np.conj(np.fft.rfft(reference, size)), size)
     lags = np.arange(-min(max_shift, len(reference) - 1), min(max_shift, len(degraded) - 1) + 1)
     delay = int(lags[np.argmax(corr[lags % size])])
+    return (*remove_delay(reference, degraded, delay), delay)
+
+
+def remove_delay(reference, degraded, delay: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(reference, degraded)` trimmed to their overlap once `degraded` is advanced by `delay` samples.
+
+    A positive `delay` drops the first `delay` samples of `degraded` (it
+    lags), a negative one the first `-delay` of `reference`; then both are
+    cut to one length.
+    """
+    reference, degraded = np.asarray(reference), np.asarray(degraded)
+    if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)):
+        raise ValueError(f"remove_delay: delay must be an int number of samples; received {delay!r}.")
     if delay >= 0:
         degraded = degraded[delay:]
     else:
         reference = reference[-delay:]
     length = min(len(reference), len(degraded))
-    return reference[:length], degraded[:length], delay
+    return reference[:length], degraded[:length]
