@@ -6,8 +6,8 @@ Specs: `photos` (the photos bundled with scikit-image and scikit-learn),
 `make_datasets`), `bundle` (`DatasetBundle` and the shared pipeline steps),
 `crops` (random crops and augmentation), `streams` (sources decoded in the
 pipeline), one module per source (`photos`, `arrays`, `mnist`, `folders`,
-`tfrecords`, `tfds`, `audio`), `wav` (reading WAV files and resampling,
-no TensorFlow), `embedded_photos` (the bundled photos), `image_arrays`
+`tfrecords`, `tfds`, `audio`), `wav` (re-exports `vqvae_tf.utils.wav`:
+reading WAV files and resampling, no TensorFlow), `embedded_photos` (the bundled photos), `image_arrays`
 (numpy checks and conversions), `errors` (`DatasetError`); `image_io` keeps
 the old module's names.
 """
