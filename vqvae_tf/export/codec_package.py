@@ -18,9 +18,10 @@ import numpy as np
 
 from vqvae_tf.codec.api import encode_codes
 from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
-from vqvae_tf.codec.model import COUNTS, MANIFEST, PRIOR, CodecError, load_model
+from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
 from vqvae_tf.data.image_io import load_photo, photo_names
+from vqvae_tf.export.prior_tflite import cone_geometry, convert_prior
 from vqvae_tf.utils import atomic
 
 __all__ = ["add_prior", "package_model"]
@@ -121,9 +122,11 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
         The path of the written `prior.keras`.
     """
     model = load_model(model)
-    if model.prior_path is not None and not overwrite:
+    if (model.directory / PRIOR).is_file() and not overwrite:
         raise CodecError(f"model {model.name!r} already has {PRIOR}; pass overwrite=True (--overwrite) to replace it")
     prior_path = Path(prior_path)
+    if prior_path.suffix != ".keras":
+        raise CodecError(f"add-prior takes a trained prior.keras; received {prior_path}")
     prior = model.prior(prior_path)
     bits, count = 0, 0
     photos = photo_names("train")
@@ -142,12 +145,16 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
         packed_bits_per_code=math.ceil(math.log2(model.num_codes)),
         source=f"photos train split: {', '.join(photos)}",
     )
+    rows, cols, target_position = cone_geometry(prior)
+    sidecar["tflite"] = dict(window=[rows, cols], target=list(target_position), file=LITE_PRIOR)
     target = model.directory / PRIOR
     _save_inference_copy(prior, target)
+    atomic.write_bytes(model.directory / LITE_PRIOR, convert_prior(prior))
     atomic.write_json(target.with_suffix(".json"), sidecar)
     model._priors.clear()
-    if prior_fingerprint(model.prior()).hex() != sidecar["fingerprint"]:
-        raise CodecError(f"{target} does not reload as the prior it was written from")
+    for path in (target, model.directory / LITE_PRIOR):
+        if prior_fingerprint(model.prior(path)).hex() != sidecar["fingerprint"]:
+            raise CodecError(f"{path} does not reload as the prior it was written from")
     return target
 
 
