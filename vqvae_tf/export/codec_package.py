@@ -106,9 +106,12 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
 
     Checks that the prior fits the model (`CodecModel.prior`), measures the
     `prior` method's rate on the bundled training photos (whole, as the
-    codec sees them) and writes `prior.keras` and its sidecar `prior.json`
-    (the model id, the prior's fingerprint and map size, the training
-    command, the rate) into the model's directory, each atomically. The
+    codec sees them) and writes `prior.keras`, `prior.tflite` (the cone
+    model the codec runs with LiteRT, `vqvae_tf.export.prior_tflite`) and
+    their sidecar `prior.json` (the model id, the prior's fingerprint, map
+    size and TFLite window, the training command, the rate) into the
+    model's directory, each atomically; both files must reload with the
+    recorded fingerprint. The
     written prior holds the weights only, without the optimizer state that
     `train.py` saves for resuming (a third of the size).
 
