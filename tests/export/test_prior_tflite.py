@@ -8,7 +8,7 @@ import pytest
 
 from vqvae_tf.codec.prior_coding import decode_prior_payload, encode_prior_payload, prior_fingerprint
 from vqvae_tf.codec.prior_coding.lite_prior import LitePrior
-from vqvae_tf.export.prior_tflite import cone_geometry, convert_prior
+from vqvae_tf.export.prior_tflite import convert_prior, split_geometry
 from vqvae_tf.priors.pixelcnn import GatedPixelCNN
 
 K, MAP = 32, (6, 6)
@@ -23,11 +23,10 @@ def prior():
 
 
 def _write(prior, directory, quantization="float32"):
-    rows, cols, target = cone_geometry(prior)
     path = directory / f"prior_{quantization}.tflite"
     path.write_bytes(convert_prior(prior, quantization))
     sidecar = dict(num_codes=K, map_shape=list(MAP), fingerprint=prior_fingerprint(prior).hex())
-    sidecar["tflite"] = dict(window=[rows, cols], target=list(target))
+    sidecar["tflite"] = dict(reach=split_geometry(prior)[0])
     path.with_suffix(".json").write_text(json.dumps(sidecar))
     return LitePrior(path)
 

@@ -21,7 +21,7 @@ from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
 from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
 from vqvae_tf.data.image_io import load_photo, photo_names
-from vqvae_tf.export.prior_tflite import cone_geometry, convert_prior
+from vqvae_tf.export.prior_tflite import convert_prior, split_geometry
 from vqvae_tf.utils import atomic
 
 __all__ = ["add_prior", "package_model"]
@@ -106,7 +106,7 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
 
     Checks that the prior fits the model (`CodecModel.prior`), measures the
     `prior` method's rate on the bundled training photos (whole, as the
-    codec sees them) and writes `prior.keras`, `prior.tflite` (the cone
+    codec sees them) and writes `prior.keras`, `prior.tflite` (the TFLite
     model the codec runs with LiteRT, `vqvae_tf.export.prior_tflite`) and
     their sidecar `prior.json` (the model id, the prior's fingerprint, map
     size and TFLite window, the training command, the rate) into the
@@ -148,8 +148,7 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
         packed_bits_per_code=math.ceil(math.log2(model.num_codes)),
         source=f"photos train split: {', '.join(photos)}",
     )
-    rows, cols, target_position = cone_geometry(prior)
-    sidecar["tflite"] = dict(window=[rows, cols], target=list(target_position), file=LITE_PRIOR)
+    sidecar["tflite"] = dict(reach=split_geometry(prior)[0], file=LITE_PRIOR)
     target = model.directory / PRIOR
     _save_inference_copy(prior, target)
     atomic.write_bytes(model.directory / LITE_PRIOR, convert_prior(prior))

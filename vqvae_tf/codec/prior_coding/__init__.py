@@ -22,8 +22,8 @@ same tables. A larger difference is caught by the checksum of the codes
 (standalone payloads and `.vqz` method 2 both carry one): an error instead
 of wrong codes. A prior runs as a Keras model (TensorFlow; the encoder runs
 it once on whole maps, the decoder once per position) or as a `LitePrior`
-(`lite_prior`: the TFLite cone model of `vqvae_tf.export.prior_tflite`, one
-call per position, with LiteRT and NumPy).
+(`lite_prior`: the TFLite model of `vqvae_tf.export.prior_tflite`, one call
+per row and one per position, with LiteRT and NumPy).
 
 Modules:
 

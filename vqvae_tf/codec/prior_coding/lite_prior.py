@@ -1,11 +1,11 @@
 """A prior exported to TFLite (`prior.tflite`), run with LiteRT and NumPy: the device side of the `prior` method.
 
-The file holds one signature, `logits`: the prior's logits at ONE position
-of a batch of code maps, from the window of codes that position depends on
-(`vqvae_tf.export.prior_tflite` explains the window and why it is exact).
-Its sidecar is the codec model's `prior.json` (written by `python -m
-vqvae_tf.codec add-prior`): the prior's fingerprint, map size, codebook
-size and the window geometry. No TensorFlow here.
+The file holds two signatures (`vqvae_tf.export.prior_tflite` explains
+them and why they are exact): `rows`, run once per map row (cached while
+the rows above stay the same), and `position`, the logits of one position
+for a batch of maps. Its sidecar is the codec model's `prior.json` (written
+by `python -m vqvae_tf.codec add-prior`): the prior's fingerprint, map
+size, codebook size and reach. No TensorFlow here.
 
 Example:
 
@@ -26,6 +26,23 @@ from vqvae_tf.utils.checks import check_int
 __all__ = ["LitePrior"]
 
 
+def _crop(codes, top, left, rows, cols):
+    """`codes[:, top : top + rows, left : left + cols]` of maps `(N, H, W)`, 0 outside the map."""
+    out = np.zeros((codes.shape[0], rows, cols), np.int32)
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + rows, codes.shape[1]), min(left + cols, codes.shape[2])
+    if r1 > r0 and c1 > c0:
+        out[:, r0 - top : r1 - top, c0 - left : c1 - left] = codes[:, r0:r1, c0:c1]
+    return out
+
+
+def _inside(top, left, rows, cols, shape):
+    """float32 `(rows, cols)`: 1 where the window position lies inside a map of `shape`."""
+    r = np.arange(rows)[:, None] + top
+    c = np.arange(cols)[None, :] + left
+    return ((r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])).astype(np.float32)
+
+
 class LitePrior:
     """The TFLite prior of a codec model.
 
@@ -38,8 +55,8 @@ class LitePrior:
         map_shape: `(H, W)`, the map size the prior codes (its training
             crops' code maps). fingerprint: 8 bytes identifying the trained
             prior (the Keras prior's `prior_fingerprint`, recorded at export).
-        window: `(rows, cols)` of the codes one call reads; target: the
-            coded position's `(row, col)` in the window.
+        reach: `L * (kernel_size // 2)`: the rows above and columns on each
+            side a position's logits read (`vqvae_tf.export.prior_tflite`).
     """
 
     num_classes = 0
@@ -53,60 +70,54 @@ class LitePrior:
         sidecar = path.with_suffix(".json")
         try:
             meta = json.loads(sidecar.read_text())
-            lite = meta["tflite"]
             self.num_codes = int(meta["num_codes"])
             self.map_shape = tuple(int(s) for s in meta["map_shape"])
             self.fingerprint = bytes.fromhex(meta["fingerprint"])
-            self.window = tuple(int(s) for s in lite["window"])
-            self.target = tuple(int(s) for s in lite["target"])
+            self.reach = int(meta["tflite"]["reach"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(
                 f"{sidecar} must be the prior's sidecar with num_codes, map_shape, fingerprint and "
-                f"tflite.window/target (written by `python -m vqvae_tf.codec add-prior`): {error!r}"
+                f"tflite.reach (written by `python -m vqvae_tf.codec add-prior`): {error!r}"
             ) from None
         self.path = path
         self.model_id = meta.get("model_id")
         check_int("num_threads", num_threads, minimum=1)
         self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        inputs = {detail["name"]: detail for detail in self._interpreter.get_input_details()}
-        if set(inputs) != {"codes", "mask"} or len(self._interpreter.get_output_details()) != 1:
-            raise ValueError(f"{path} is not a prior's cone model: inputs {sorted(inputs)}, expected codes and mask")
-        self._codes_index, self._mask_index = inputs["codes"]["index"], inputs["mask"]["index"]
-        self._output_index = self._interpreter.get_output_details()[0]["index"]
-        self._batch = None
-        self._masks = {}
+        signatures = self._interpreter.get_signature_list()
+        if set(signatures) != {"rows", "position"}:
+            raise ValueError(f"{path} has signatures {sorted(signatures)}; a prior has 'rows' and 'position'")
+        self._rows = self._interpreter.get_signature_runner("rows")
+        self._position = self._interpreter.get_signature_runner("position")
+        self._cached_row = self._cached_above = self._vertical = None
 
-    def _mask(self, row, col):
-        key = (row, col)
-        if key not in self._masks:
-            rows, cols = self.window
-            r = np.arange(rows)[:, None] + row - self.target[0]
-            c = np.arange(cols)[None, :] + col - self.target[1]
-            inside = (r >= 0) & (r < self.map_shape[0]) & (c >= 0) & (c < self.map_shape[1])
-            self._masks[key] = inside.astype(np.float32)
-        return self._masks[key]
-
-    def windows(self, codes, row, col):
-        """The windows `(N, rows, cols)` int32 of position `(row, col)` of maps `(N, H, W)` (0 outside the map)."""
-        rows, cols = self.window
-        top, left = row - self.target[0], col - self.target[1]
-        out = np.zeros((codes.shape[0], rows, cols), np.int32)
-        r0, c0 = max(top, 0), max(left, 0)
-        r1, c1 = min(top + rows, codes.shape[1]), min(left + cols, codes.shape[2])
-        out[:, r0 - top : r1 - top, c0 - left : c1 - left] = codes[:, r0:r1, c0:c1]
-        return out
+    def _row_features(self, codes, row):
+        """`rows` of `row`, padded with `reach` zero columns on the left; cached while the rows above stay."""
+        above = codes[:, :row]
+        if (
+            self._cached_row == row
+            and self._cached_above.shape == above.shape
+            and np.array_equal(self._cached_above, above)
+        ):
+            return self._vertical
+        reach, width = self.reach, self.map_shape[1]
+        top, left, rows, cols = row - reach - 1, -reach - 1, reach + 2, width + 2 * reach + 1
+        vertical = self._rows(
+            codes=_crop(codes, top, left, rows, cols), mask=_inside(top, left, rows, cols, self.map_shape)
+        )["vertical"]
+        self._vertical = np.pad(vertical, [(0, 0), (0, 0), (reach, 0), (0, 0)])
+        self._cached_row, self._cached_above = row, above.copy()
+        return self._vertical
 
     def logits_at(self, codes, row, col):
         """float32 logits `(N, K)` at `(row, col)` of int32 maps `(N, H, W)`, from the codes before it."""
-        windows = self.windows(codes, row, col)
-        if windows.shape[0] != self._batch:
-            self._interpreter.resize_tensor_input(self._codes_index, windows.shape)
-            self._interpreter.allocate_tensors()
-            self._batch = windows.shape[0]
-        self._interpreter.set_tensor(self._codes_index, windows)
-        self._interpreter.set_tensor(self._mask_index, self._mask(row, col))
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output_index)
+        reach = self.reach
+        vertical = self._row_features(codes, row)
+        left = col - reach - 1
+        return self._position(
+            codes=_crop(codes, row, left, 1, reach + 1)[:, 0],
+            vertical=np.ascontiguousarray(vertical[:, :, col : col + reach + 1]),
+            mask=_inside(row, left, 1, reach + 2, self.map_shape)[0],
+        )["logits"]
 
     def __repr__(self):
         return f"LitePrior({str(self.path)!r})"

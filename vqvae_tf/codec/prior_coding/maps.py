@@ -51,7 +51,7 @@ def _coded_mask(extents, row, col):
 
 def _position_logits(prior):
     """`(codes (n, H, W), labels, row, col) -> float32 logits (n, K)` at one position, from the codes before it."""
-    if hasattr(prior, "logits_at"):  # `LitePrior`: one TFLite call on the position's window
+    if hasattr(prior, "logits_at"):  # `LitePrior`: one TFLite call per position (and per row)
         return lambda codes, labels, row, col: prior.logits_at(codes, row, col)
     logits_of = logits_function(prior)
     return lambda codes, labels, row, col: logits_of(codes, labels)[:, row, col]
