@@ -48,3 +48,12 @@ def test_keras_encoded_stream_decodes_with_litert(prior, tmp_path):
     np.testing.assert_array_equal(decode_prior_payload(lite, params, payload, codes.shape), codes)
     params, payload = encode_prior_payload(lite, codes)
     np.testing.assert_array_equal(decode_prior_payload(lite, params, payload, codes.shape), codes)
+
+
+def test_a_prior_without_its_sidecar_fields_is_refused_clearly(prior, tmp_path):
+    path = _write(prior, tmp_path).path
+    path.with_suffix(".json").write_text(json.dumps({"num_codes": K}))
+    with pytest.raises(ValueError, match="tflite.reach"):
+        LitePrior(path)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        LitePrior(tmp_path / "missing.tflite")
