@@ -2,15 +2,18 @@
 
 Two parts, one per run:
 
-`--photos`: the image codec (`python -m vqvae_tf.codec`) on the held-out
-photos (`vqvae_tf.data.PHOTOS_VALIDATION`, whole) with a shipped model
-(default d8k512) and its shipped prior: `.vqz` bytes of the packed, static
-and prior methods (the same codes, so identical reconstructions, which the
-run checks), the savings, and compress / decompress wall time, plus the
-decompress time of a 768x512 photo (a held-out photo resized). Writes
+`--photos`: the image codec (`python -m vqvae_tf.codec`) on the first
+`--num-photos` held-out photos of `--photo-dir` (default
+`../shared/data/photos/valid`, whole) with a shipped model (default d8k512)
+and its shipped TFLite prior: `.vqz` bytes (and bits per code) of the packed,
+static and prior methods (the same codes, so identical reconstructions,
+which the run checks), the savings, and compress / decompress wall time
+(best of `--repeats`), plus the decompress time of a 768x512 photo (the
+first photo resized), with `--keras-peer` beside the same stream decoded
+with the Keras prior under TensorFlow. Writes
 bench/results/prior_coding_photos.json.
 
-    TF_CPP_MIN_LOG_LEVEL=2 python bench/prior_coding.py --photos [--model d8k512]
+    TF_CPP_MIN_LOG_LEVEL=2 python bench/prior_coding.py --photos [--model d8k512] [--keras-peer]
 
 Default (no `--photos`): MNIST code maps. Trains a small VQ-VAE on MNIST (`../shared/data/mnist`, 8,000 / 2,000 split
 of the t10k digits, 28x28 -> 7x7 code maps), saves it as a training run
@@ -141,31 +144,37 @@ def _timed(fn):
 
 
 def photo_streams(args):
-    """The codec's three methods on the held-out photos with a shipped model and its prior."""
+    """The codec's three methods on held-out photos with a shipped model and its shipped (TFLite) prior."""
     from PIL import Image
 
     from vqvae_tf import codec
-    from vqvae_tf.data.embedded_photos import PHOTOS_VALIDATION, load_photo
 
     model = codec.load_model(args.model, num_threads=args.threads)
     _, load_seconds = _timed(model.prior)
-    prior_info = json.loads(model.prior_path.with_suffix(".json").read_text())
-    images = {name: np.asarray(load_photo(name)) for name in PHOTOS_VALIDATION}
-    coffee = Image.fromarray(images["coffee"]).resize((768, 512), Image.BICUBIC)
-    images["coffee_768x512"] = np.asarray(coffee)
+    prior_info = json.loads(model.directory.joinpath("prior.json").read_text())
+    files = sorted(p for p in Path(args.photo_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    images = {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in files[: args.num_photos]}
+    first = next(iter(images.values()))
+    images["first_768x512"] = np.asarray(Image.fromarray(first).resize((768, 512), Image.BICUBIC))
     # One untimed call per method, so no row pays for creating interpreters.
     for method in codec.METHODS:
-        codec.decompress_bytes(codec.compress_image(images["chelsea"][:64, :64], model, method), model)
+        codec.decompress_bytes(codec.compress_image(first[:64, :64], model, method), model)
     rows = {}
     for name, image in images.items():
         row = {"shape": list(image.shape)}
         decoded = {}
         for method in codec.METHODS:
             data, encode_seconds = _timed(lambda: codec.compress_image(image, model, method))
-            decoded[method], decode_seconds = _timed(lambda: codec.decompress_bytes(data, model))
+            # Best of `--repeats` decodes: the machine is shared with a training run.
+            decode_seconds = math.inf
+            for _ in range(args.repeats):
+                decoded[method], seconds = _timed(lambda: codec.decompress_bytes(data, model))
+                decode_seconds = min(decode_seconds, seconds)
+            codes = int(np.prod(bitstream.read_header(data).code_shape))
             row[method] = {
                 "bytes": len(data),
                 "bits_per_pixel": 8 * len(data) / (image.shape[0] * image.shape[1]),
+                "bits_per_code": 8 * len(data) / codes,
                 "encode_seconds": encode_seconds,
                 "decode_seconds": decode_seconds,
             }
@@ -176,32 +185,45 @@ def photo_streams(args):
         row["static_vs_packed"] = 1 - row["static"]["bytes"] / row["packed"]["bytes"]
         rows[name] = row
         print(
-            f"{name:15s} {'x'.join(map(str, image.shape[:2])):>8s} "
+            f"{name:18s} {'x'.join(map(str, image.shape[:2])):>8s} "
             + " ".join(
-                f"{row[m]['bytes']:6d} B {row[m]['encode_seconds']:5.2f}/{row[m]['decode_seconds']:5.2f} s"
+                f"{m} {row[m]['bits_per_code']:5.2f} b/code {row[m]['encode_seconds']:5.2f}/"
+                f"{row[m]['decode_seconds']:5.2f} s"
                 for m in codec.METHODS
             )
-            + f"  prior vs packed {100 * row['prior_vs_packed']:5.1f}%  "
-            f"vs static {100 * row['prior_vs_static']:5.1f}%",
+            + f"  prior vs packed {100 * row['prior_vs_packed']:5.1f}%  vs static {100 * row['prior_vs_static']:5.1f}%",
             flush=True,
         )
-    held_out = [rows[name] for name in PHOTOS_VALIDATION]
+    held_out = [rows[name] for name in images if name != "first_768x512"]
     totals = {m: sum(r[m]["bytes"] for r in held_out) for m in codec.METHODS}
     pixels = sum(r["shape"][0] * r["shape"][1] for r in held_out)
+    big = rows["first_768x512"]
     summary = {
         "bytes": totals,
         "bits_per_pixel": {m: 8 * totals[m] / pixels for m in codec.METHODS},
         "prior_vs_packed": 1 - totals["prior"] / totals["packed"],
         "prior_vs_static": 1 - totals["prior"] / totals["static"],
         "static_vs_packed": 1 - totals["static"] / totals["packed"],
-        "mean_prior_vs_packed_per_photo": float(np.mean([r["prior_vs_packed"] for r in held_out])),
         "identical_reconstructions": True,
     }
+    # The peer: the same stream decoded with the Keras prior under TensorFlow (the previous default path).
+    keras_seconds = None
+    if args.keras_peer:
+        data = codec.compress_image(images["first_768x512"], model, "prior")
+        keras_prior = model.directory / "prior.keras"
+        codec.decompress_bytes(data, model, prior=keras_prior)
+        _, keras_seconds = _timed(lambda: codec.decompress_bytes(data, model, prior=keras_prior))
     print(
-        f"held-out total  packed {totals['packed']} B, static {totals['static']} B, prior {totals['prior']} B: "
-        f"prior {100 * summary['prior_vs_packed']:.1f}% smaller than packed, "
-        f"{100 * summary['prior_vs_static']:.1f}% smaller than static; "
-        f"768x512 prior decode {rows['coffee_768x512']['prior']['decode_seconds']:.2f} s"
+        f"held-out total ({len(held_out)} photos) packed {totals['packed']} B, static {totals['static']} B, "
+        f"prior {totals['prior']} B: prior {100 * summary['prior_vs_packed']:.1f}% smaller than packed, "
+        f"{100 * summary['prior_vs_static']:.1f}% smaller than static; 768x512 decode: prior (LiteRT) "
+        f"{big['prior']['decode_seconds']:.3f} s, packed {big['packed']['decode_seconds']:.3f} s"
+        + (
+            f", prior with the Keras prior (TensorFlow) {keras_seconds:.3f} s = "
+            f"{keras_seconds / big['prior']['decode_seconds']:.1f}x the LiteRT time"
+            if keras_seconds
+            else ""
+        )
     )
     return {
         "model": model.name,
@@ -211,6 +233,7 @@ def photo_streams(args):
         "threads": args.threads,
         "photos": rows,
         "held_out": summary,
+        "keras_prior_decode_seconds_768x512": keras_seconds,
         "load_average": list(os.getloadavg()),
     }
 
@@ -225,6 +248,10 @@ def main():
     parser.add_argument("--photos", action="store_true", help="the image codec on the held-out photos")
     parser.add_argument("--model", default="d8k512", help="--photos: shipped codec model with a prior")
     parser.add_argument("--threads", type=int, default=2, help="--photos: TFLite interpreter threads")
+    parser.add_argument("--photo-dir", default=str(REPO.parent / "shared" / "data" / "photos" / "valid"))
+    parser.add_argument("--num-photos", type=int, default=4, help="--photos: the first n photos of --photo-dir")
+    parser.add_argument("--repeats", type=int, default=3, help="--photos: decodes per stream, the best counts")
+    parser.add_argument("--keras-peer", action="store_true", help="--photos: also time the TensorFlow prior path")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     parser.add_argument("--steps", type=int, default=1000, help="VQ-VAE training steps")
     parser.add_argument("--prior-steps", type=int, default=1000)

@@ -545,7 +545,7 @@ def test_prior_round_trip_is_exact(prior, shape):
     header = decoded.header
     assert len(header.method_params) == 20
     params = header.prior_params
-    assert params["tile"] == PRIOR_TILE and params["label"] is None and params["tiles_per_batch"] == 64
+    assert params["tile"] == PRIOR_TILE and params["label"] is None and params["tiles_per_batch"] == 256
     assert params["codes_crc32"] == zlib.crc32(codes.astype("<i4").tobytes())
     assert bytes.fromhex(params["fingerprint"]) == header.method_params[:8]
 

@@ -486,16 +486,33 @@ def test_cli_prior_method_round_trips_across_processes(prior_model_dir, tmp_path
         np.testing.assert_array_equal(np.asarray(decoded), expected)
 
 
-def test_cli_prior_method_without_tensorflow_or_with_a_mismatched_prior_fails_in_one_line(prior_model_dir, tmp_path):
-    Image.fromarray(_photo(16, 16)).save(tmp_path / "in.png")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "prior.keras").write_bytes((prior_model_dir / "prior.keras").read_bytes())
-    (other / "prior.json").write_text(json.dumps({"model_id": "0123456789abcdef"}))
-    for extra, message in ((), "needs TensorFlow"), (("--prior", other / "prior.keras"), "trained for model"):
+def test_cli_prior_method_runs_without_tensorflow_and_a_keras_or_mismatched_prior_fails_in_one_line(
+    prior_model_dir, tmp_path
+):
+    image = _photo(16, 16)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    # The model's own prior.tflite: LiteRT on both ends, no TensorFlow.
+    done = _cli("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir, "--method", "prior")
+    assert done.returncode == 0, done.stderr
+    done = _cli("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", prior_model_dir)
+    assert done.returncode == 0, done.stderr
+    model = codec.load_model(prior_model_dir)
+    expected = codec.decompress_bytes(codec.compress_image(image, model, "packed"), model)
+    with Image.open(tmp_path / "out.png") as decoded:
+        np.testing.assert_array_equal(np.asarray(decoded), expected)
+    (tmp_path / "x.vqz").unlink()
+    cases = []
+    for name, model_id in (("keras_only", model.model_id), ("other", "0123456789abcdef")):
+        other = tmp_path / name
+        other.mkdir()
+        (other / "prior.keras").write_bytes((prior_model_dir / "prior.keras").read_bytes())
+        (other / "prior.json").write_text(json.dumps({"model_id": model_id}))
+        cases.append((other / "prior.keras", "needs TensorFlow" if name == "keras_only" else "trained for model"))
+    for prior, message in cases:
         done = _cli(
-            "compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir, "--method", "prior", *extra
-        )
+            "compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir, "--method", "prior",
+            "--prior", prior,
+        )  # fmt: skip
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert lines[-1].startswith("vqvae_tf.codec: error:") and message in lines[-1], lines[-1]

@@ -2,8 +2,9 @@
 
 The codec runs an exported TFLite encoder and decoder through
 `vqvae_tf.codec.lite_runtime` (ai-edge-litert + NumPy), so compressing and
-decompressing with the `packed` and `static` methods need no TensorFlow; the
-`prior` method runs a Keras prior and needs TensorFlow. The file format is
+decompressing with the `packed` and `static` methods need no TensorFlow, nor does the `prior`
+method with a TFLite prior (`prior.tflite`, run with LiteRT); only a Keras
+prior (`--prior prior.keras`) needs TensorFlow. The file format is
 `vqvae_tf.codec.bitstream`.
 
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
@@ -38,13 +39,16 @@ are the same for all three):
 * `static`: entropy coded under the model's code usage on its training
   photos (`code_counts.json`);
 * `prior`: entropy coded under an autoregressive prior (`--prior PATH`, by
-  default the model's own `prior.keras`; the shipped `d8k512` has one).
+  default the model's own `prior.tflite`, else `prior.keras`; the shipped
+  `d8k512` has both).
   The whole code map is coded, in tiles of the prior's map size (the code
   maps of the training crops it learned from, 8 x 8 codes for `d8k512`),
   independently of the pixel tiles of the networks; decoding runs the prior
   once per position of a tile, for batches of tiles at a time, and needs
-  the same prior (its fingerprint is in the file) on the same software
-  stack (a CRC of the codes catches numerical differences).
+  the same prior (its fingerprint is in the file); its probability tables
+  are deterministic up to logit differences of `quantized.MARGIN` between
+  machines (`vqvae_tf.codec.prior_coding.quantized`), and a CRC of the
+  codes turns larger differences into an error.
 """
 
 from __future__ import annotations
@@ -116,10 +120,10 @@ def compress_image(
         model: anything `load_model` takes. Defaults to `DEFAULT_MODEL`.
         method: "packed" (fixed-width codes), "static" (entropy coded under
             the model's code usage distribution) or "prior" (entropy coded
-            under an autoregressive prior; needs TensorFlow). Defaults to
-            "packed".
-        prior: the "prior" method's prior: a `prior.keras` path, or None
-            for the model's own (`CodecModel.prior`). Ignored by the other
+            under an autoregressive prior). Defaults to "packed".
+        prior: the "prior" method's prior: a `prior.tflite` or
+            `prior.keras` path, or None for the model's own
+            (`CodecModel.prior`). Ignored by the other
             methods.
         tile: core tile side in pixels (a multiple of the downsampling
             factor). Defaults to 256.
@@ -183,7 +187,8 @@ def decompress_bytes(
         model: anything `load_model` takes; None finds the shipped model
             whose id the stream carries.
         prior: for streams of the "prior" method, the prior they were
-            coded with (a `prior.keras` path), or None for the model's own.
+            coded with (a `prior.tflite` or `prior.keras` path), or None for
+            the model's own.
         tile, halo: tiling of the decoder (see `compress_image`).
         max_pixels: refuse larger images before allocating.
 

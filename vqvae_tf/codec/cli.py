@@ -86,12 +86,12 @@ def define_flags():
         "Codec model: shipped name or directory (default: "
         f"{DEFAULT_MODEL} to compress, the file's own model to decompress).",
     )
-    flags.DEFINE_enum("method", "packed", list(METHODS), "Payload coding of compress; 'prior' needs TensorFlow.")
+    flags.DEFINE_enum("method", "packed", list(METHODS), "Payload coding of compress.")
     flags.DEFINE_string(
         "prior",
         None,
-        "compress/decompress --method prior: a prior.keras (default: the "
-        "model's own prior.keras; the shipped d8k512 has one). Needs TensorFlow.",
+        "compress/decompress --method prior: a prior.tflite, or a prior.keras (needs TensorFlow); "
+        "default: the model's own prior.tflite, else prior.keras (the shipped d8k512 has both).",
     )
     flags.DEFINE_integer("threads", 2, "Interpreter threads.", lower_bound=1)
     flags.DEFINE_string("encoder", "int8", "package: encoder quantization to ship.")

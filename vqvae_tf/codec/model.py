@@ -31,6 +31,7 @@ from vqvae_tf.utils.checks import check_int
 
 __all__ = [
     "COUNTS",
+    "LITE_PRIOR",
     "PRIOR",
     "CodecError",
     "CodecModel",
@@ -50,6 +51,9 @@ COUNTS = "code_counts.json"
 #: The prior of the `prior` method in a codec model directory; its sidecar
 #: (same stem, `.json`) names the model it was trained for.
 PRIOR = "prior.keras"
+#: The same prior exported to TFLite (`vqvae_tf.export.prior_tflite`): what the
+#: `prior` method runs by default, with LiteRT and NumPy.
+LITE_PRIOR = "prior.tflite"
 # Preference order when a directory holds several exported variants: the int8
 # encoder is small and loses nothing measurable; a float decoder was 0.03-0.07
 # dB better than int8 on the held-out photos (pretrained/README.md).
@@ -132,18 +136,22 @@ class CodecModel:
 
     @property
     def prior_path(self) -> Path | None:
-        """The model's own `prior.keras`, or None if it has none."""
-        path = self.directory / PRIOR
-        return path if path.is_file() else None
+        """The model's own prior: `prior.tflite` (LiteRT), else `prior.keras` (TensorFlow), else None."""
+        for name in (LITE_PRIOR, PRIOR):
+            if (self.directory / name).is_file():
+                return self.directory / name
+        return None
 
     def prior(self, path=None):
-        """The prior of the `prior` method, loaded once (needs TensorFlow).
+        """The prior of the `prior` method, loaded once.
 
         Args:
-            path: a `prior.keras` (e.g. `train.py --stage=prior`'s
-                `WORKDIR/prior/prior.keras`); None takes the model's own
-                (`prior_path`). If a sidecar `prior.json` lies beside it,
-                its `model_id` must be this model's.
+            path: a `prior.tflite` (a `LitePrior`, run with LiteRT: no
+                TensorFlow) or a `prior.keras` (e.g. `train.py
+                --stage=prior`'s `WORKDIR/prior/prior.keras`, needs
+                TensorFlow); None takes the model's own (`prior_path`). If a
+                sidecar `prior.json` lies beside it, its `model_id` must be
+                this model's.
 
         Raises:
             FileNotFoundError: no such prior, or the model has none.
@@ -168,6 +176,9 @@ class CodecModel:
             raise CodecError(
                 f"prior {path} was trained for model {sidecar['model_id']!r}, not for {self.name!r} ({self.model_id})"
             )
+        if path.suffix == ".tflite":
+            self._priors[path] = self._lite_prior(path)
+            return self._priors[path]
         try:
             import tensorflow  # noqa: F401  (a clear message if the prior's backend is missing)
 
@@ -198,6 +209,22 @@ class CodecModel:
                 f"prior {path} is class-conditional ({num_classes} classes); the codec needs an unconditional prior"
             )
         self._priors[path] = prior
+        return prior
+
+    def _lite_prior(self, path: Path):
+        from vqvae_tf.codec.prior_coding.lite_prior import LitePrior
+
+        if self.code_shape:
+            raise CodecError(
+                f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
+                "method codes (h, w) maps; use --method packed|static"
+            )
+        try:
+            prior = LitePrior(path, num_threads=self.num_threads)
+        except ValueError as error:
+            raise CodecError(f"cannot load prior {path}: {error}") from None
+        if prior.num_codes != self.num_codes:
+            raise CodecError(f"prior {path} models {prior.num_codes} codes; model {self.name!r} has {self.num_codes}")
         return prior
 
 

@@ -18,9 +18,10 @@ import numpy as np
 
 from vqvae_tf.codec.api import encode_codes
 from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
-from vqvae_tf.codec.model import COUNTS, MANIFEST, PRIOR, CodecError, load_model
+from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
 from vqvae_tf.data.image_io import load_photo, photo_names
+from vqvae_tf.export.prior_tflite import convert_prior, split_geometry
 from vqvae_tf.utils import atomic
 
 __all__ = ["add_prior", "package_model"]
@@ -105,9 +106,12 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
 
     Checks that the prior fits the model (`CodecModel.prior`), measures the
     `prior` method's rate on the bundled training photos (whole, as the
-    codec sees them) and writes `prior.keras` and its sidecar `prior.json`
-    (the model id, the prior's fingerprint and map size, the training
-    command, the rate) into the model's directory, each atomically. The
+    codec sees them) and writes `prior.keras`, `prior.tflite` (the TFLite
+    model the codec runs with LiteRT, `vqvae_tf.export.prior_tflite`) and
+    their sidecar `prior.json` (the model id, the prior's fingerprint, map
+    size and TFLite window, the training command, the rate) into the
+    model's directory, each atomically; both files must reload with the
+    recorded fingerprint. The
     written prior holds the weights only, without the optimizer state that
     `train.py` saves for resuming (a third of the size).
 
@@ -121,9 +125,11 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
         The path of the written `prior.keras`.
     """
     model = load_model(model)
-    if model.prior_path is not None and not overwrite:
+    if (model.directory / PRIOR).is_file() and not overwrite:
         raise CodecError(f"model {model.name!r} already has {PRIOR}; pass overwrite=True (--overwrite) to replace it")
     prior_path = Path(prior_path)
+    if prior_path.suffix != ".keras":
+        raise CodecError(f"add-prior takes a trained prior.keras; received {prior_path}")
     prior = model.prior(prior_path)
     bits, count = 0, 0
     photos = photo_names("train")
@@ -142,12 +148,15 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
         packed_bits_per_code=math.ceil(math.log2(model.num_codes)),
         source=f"photos train split: {', '.join(photos)}",
     )
+    sidecar["tflite"] = dict(reach=split_geometry(prior)[0], file=LITE_PRIOR)
     target = model.directory / PRIOR
     _save_inference_copy(prior, target)
+    atomic.write_bytes(model.directory / LITE_PRIOR, convert_prior(prior))
     atomic.write_json(target.with_suffix(".json"), sidecar)
     model._priors.clear()
-    if prior_fingerprint(model.prior()).hex() != sidecar["fingerprint"]:
-        raise CodecError(f"{target} does not reload as the prior it was written from")
+    for path in (target, model.directory / LITE_PRIOR):
+        if prior_fingerprint(model.prior(path)).hex() != sidecar["fingerprint"]:
+            raise CodecError(f"{path} does not reload as the prior it was written from")
     return target
 
 

@@ -12,36 +12,30 @@ positions hold 0, which a causal prior never looks at) and pops the codes of
 that position from the stack.
 
 Determinism, the one thing an entropy coder cannot get wrong: the decoder
-must build bit-identical probability tables. Both sides therefore
-
-1. run the SAME traced function (`tf.function` around the prior) on the CPU
-   in float32, on inputs of the same shape `(N, H, W)`: a causal network's
-   output at position i is then a function of the codes before i computed by
-   the same kernels in the same order (tested bit-exact for `GatedPixelCNN`
-   and `TransformerPrior`); the KV cache and the PixelCNN's row-cropped
-   sampler use other shapes, hence other kernels, and are NOT used;
-2. convert the logits of one position `(N, K)` to float64 probabilities with
-   the same NumPy procedure (`probabilities_from_logits`) on an array of the
-   same shape;
-3. let constriction quantise them (deterministic for identical float64
-   input).
-
-Bit-identical logits across machines with different CPUs, thread counts or
-TensorFlow builds are not guaranteed (no learned entropy coder can promise
-that without integer arithmetic): code and decode with the same software
-stack, and rely on the checksum of the codes (standalone payloads and
-`.vqz` method 2 both carry one) to turn a mismatch into an error instead of
-wrong codes.
+must build bit-identical probability tables, on any machine. The tables
+depend on the logits only through integers (`quantized`: a coarse logit
+grid, an integer weight table, and per position a coded grid flag that
+keeps every relevant logit `quantized.MARGIN` nats away from a rounding
+boundary), so logits that differ by less than the margin between encoder
+and decoder (other CPUs, runtimes, thread counts, Keras vs LiteRT) give the
+same tables. A larger difference is caught by the checksum of the codes
+(standalone payloads and `.vqz` method 2 both carry one): an error instead
+of wrong codes. A prior runs as a Keras model (TensorFlow; the encoder runs
+it once on whole maps, the decoder once per position) or as a `LitePrior`
+(`lite_prior`: the TFLite model of `vqvae_tf.export.prior_tflite`, one call
+per row and one per position, with LiteRT and NumPy).
 
 Modules:
 
-- `probabilities`: the deterministic probability model and input checks;
+- `quantized`: the deterministic tables (grid, weights, margins, grid flags);
+- `lite_prior`: `LitePrior`, a prior exported to TFLite;
+- `probabilities`: the float softmax, the traced Keras logits, input checks;
 - `maps`: the coding core and standalone payloads of whole maps
   (`encode_codes`, `decode_codes`);
 - `tiled`: `.vqz` method 2, one map of any size in tiles
   (`encode_prior_payload`, `decode_prior_payload`, `prior_fingerprint`).
 
-Nothing here imports TensorFlow until a prior runs.
+Nothing here imports TensorFlow until a Keras prior runs.
 """
 
 from vqvae_tf.codec.prior_coding.maps import decode_codes, encode_codes

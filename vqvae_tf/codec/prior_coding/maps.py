@@ -21,6 +21,7 @@ import zlib
 import numpy as np
 
 from vqvae_tf.codec.entropy import AnsDecoder, AnsEncoder, AnsError
+from vqvae_tf.codec.prior_coding import quantized
 from vqvae_tf.codec.prior_coding.probabilities import (
     PriorCodingError,
     check_codes,
@@ -28,7 +29,6 @@ from vqvae_tf.codec.prior_coding.probabilities import (
     check_map_shape,
     check_prior,
     logits_function,
-    probabilities_from_logits,
 )
 
 __all__ = ["codes_crc", "decode_codes", "decode_payload", "encode_codes", "pop_batch", "push_batch"]
@@ -49,33 +49,58 @@ def _coded_mask(extents, row, col):
     return (row < heights) & (col < widths)
 
 
+def _position_logits(prior):
+    """`(codes (n, H, W), labels, row, col) -> float32 logits (n, K)` at one position, from the codes before it."""
+    if hasattr(prior, "logits_at"):  # `LitePrior`: one TFLite call per position (and per row)
+        return lambda codes, labels, row, col: prior.logits_at(codes, row, col)
+    logits_of = logits_function(prior)
+    return lambda codes, labels, row, col: logits_of(codes, labels)[:, row, col]
+
+
 def push_batch(encoder: AnsEncoder, prior, batch, labels, extents=None):
     """Pushes one batch of maps `(n, H, W)` onto `encoder` so it pops in decode order.
 
-    Positions pop in raster order, at each position the coded maps of the
-    batch in index order: the order in which `pop_batch` can compute them.
-    `extents` (`(heights, widths)`, ints `(n,)`) marks the real part of each
-    map; the rest is edge padding, never coded. Batches must be pushed in
-    REVERSE decode order (the coder is a stack).
+    Positions pop in raster order; at each position the grid flags of the
+    coded maps of the batch, then their codes, in index order: the order in
+    which `pop_batch` can compute them (tables: `quantized`). `extents`
+    (`(heights, widths)`, ints `(n,)`) marks the real part of each map; the
+    rest is edge padding, never coded. Batches must be pushed in REVERSE
+    decode order (the coder is a stack).
     """
-    logits = logits_function(prior)(batch, labels)
     n, height, width = batch.shape
-    symbols, tables = [], []
+    if hasattr(prior, "logits_at"):
+        # The decoder's inputs exactly: the codes before each position, zeros after.
+        logits_at = _position_logits(prior)
+        order = np.arange(height * width).reshape(height, width)
+        logits = np.stack(
+            [
+                logits_at(np.where(order < t, batch, 0).astype(np.int32), labels, *divmod(t, width))
+                for t in range(height * width)
+            ],
+            axis=1,
+        ).reshape(n, height, width, -1)
+    else:
+        logits = logits_function(prior)(batch, labels)
+    flag_table = quantized.flag_probabilities()
+    chunks = []
     for t in range(height * width):
         row, col = divmod(t, width)
         coded = _coded_mask(extents, row, col)
         rows = slice(None) if coded is None else coded
         if coded is not None and not coded.any():
             continue
-        symbols.append(batch[rows, row, col])
-        # Same (n_coded, K) array the decoder builds: bit-identical tables.
-        tables.append(probabilities_from_logits(logits[rows, row, col]))
-    encoder.push(np.concatenate(symbols), np.concatenate(tables))
+        position_logits = logits[rows, row, col]
+        grids = quantized.choose_grids(position_logits)
+        chunks.append((grids.astype(np.int32), flag_table))
+        chunks.append((batch[rows, row, col], quantized.tables(position_logits, grids)))
+    for symbols, table in reversed(chunks):
+        encoder.push(symbols, table)
 
 
 def pop_batch(decoder: AnsDecoder, prior, shape, labels, extents=None):
     """Inverse of `push_batch`: pops one batch of maps of `shape` `(n, H, W)`."""
-    logits_of = logits_function(prior)
+    logits_at = _position_logits(prior)
+    flag_table = quantized.flag_probabilities()
     n, height, width = shape
     codes = np.zeros(shape, np.int32)
     for t in range(height * width):
@@ -89,7 +114,9 @@ def pop_batch(decoder: AnsDecoder, prior, shape, labels, extents=None):
             if not coded.any():
                 continue
         rows = slice(None) if coded is None else coded
-        table = probabilities_from_logits(logits_of(codes, labels)[rows, row, col])
+        count = n if coded is None else int(coded.sum())
+        grids = decoder.pop(flag_table, count)
+        table = quantized.tables(logits_at(codes, labels, row, col)[rows], grids)
         codes[rows, row, col] = decoder.pop(table)
     return codes
 

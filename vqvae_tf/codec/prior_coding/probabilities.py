@@ -76,11 +76,11 @@ def logits_function(prior):
 
 def check_prior(prior):
     """Raises TypeError unless `prior` has what prior coding uses."""
-    for name in ("num_codes", "num_classes", "logits"):
+    for name in ("num_codes", "num_classes", "logits_at" if hasattr(prior, "logits_at") else "logits"):
         if not hasattr(prior, name):
             raise TypeError(
                 "`prior` must be an autoregressive prior (GatedPixelCNN, TransformerPrior, "
-                f"UnigramPrior); received {type(prior).__name__} without `{name}`."
+                f"UnigramPrior, LitePrior); received {type(prior).__name__} without `{name}`."
             )
 
 

@@ -20,6 +20,7 @@ import struct
 import numpy as np
 
 from vqvae_tf.codec.entropy import AnsEncoder
+from vqvae_tf.codec.prior_coding import quantized
 from vqvae_tf.codec.prior_coding.maps import codes_crc, decode_payload, pop_batch, push_batch
 from vqvae_tf.codec.prior_coding.probabilities import (
     PriorCodingError,
@@ -50,21 +51,27 @@ __all__ = [
 PARAMS = struct.Struct("<8sHHHHI")
 NO_LABEL = 0xFFFF
 #: Tiles that go through the prior together in a method-2 stream: bounds the
-#: memory of one prior call (64 tiles of 8 x 8 codes: 4,096 positions).
-DEFAULT_TILES_PER_BATCH = 64
+#: memory of one prior call (256 tiles of 8 x 8 codes; a 768x512 photo has 96).
+DEFAULT_TILES_PER_BATCH = 256
 _UINT16_MAX = 0xFFFF
 _FINGERPRINT_SIZE = 8
 
 
 def prior_fingerprint(prior):
-    """8-byte BLAKE2b of the prior's class, config and weights.
+    """8 bytes identifying the prior and the probability scheme (`quantized.SCHEME`).
 
-    Stored in a method-2 stream so that a decoder holding another prior (or
-    other weights) refuses the stream instead of decoding garbage.
+    BLAKE2b of the scheme, the prior's class, config and weights. Stored in a
+    method-2 stream so that a decoder holding another prior (or other
+    weights, or an older scheme) refuses the stream instead of decoding
+    garbage. A `LitePrior` carries the fingerprint of the Keras prior it was
+    exported from (`prior.json`), so either side may be Keras or LiteRT.
     """
+    if hasattr(prior, "fingerprint"):
+        return bytes(prior.fingerprint)
     import keras
 
     digest = hashlib.blake2b(digest_size=_FINGERPRINT_SIZE)
+    digest.update(quantized.SCHEME)
     digest.update(type(prior).__name__.encode())
     if isinstance(prior, keras.Model):
         fingerprint.update_with_model(digest, prior)
@@ -130,7 +137,7 @@ def encode_prior_payload(prior, codes, label=None, *, tile=None, tiles_per_batch
             the whole map for a prior without one (whose tiles may not be
             larger than the map).
         tiles_per_batch: tiles per prior call. Defaults to
-            `DEFAULT_TILES_PER_BATCH` (64).
+            `DEFAULT_TILES_PER_BATCH` (256).
 
     Returns:
         `(params, payload)`: `params` is `PARAMS.pack(fingerprint, label,
