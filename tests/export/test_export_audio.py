@@ -5,7 +5,7 @@ per module on synthetic audio written here (tones, chirps, noise bursts) and
 exported once; other synthetic clips give the evaluation audio. The TFLite
 files run through LiteRT signature runners (inputs `(batch, time, 1)` in
 [-1, 1]); the registry sweep exports one small 1-D model per quantizer
-family. Tolerances are stated next to each assertion.
+family not covered by the parity model. Tolerances are stated next to each assertion.
 """
 
 import json
@@ -203,8 +203,13 @@ def test_representative_audio_range_is_signed(tmp_path):
 
 
 # ------------------------------------------------------------ registry sweep
+# The parity tests above cover "vq"; "ema" shares its inference graph (BaseVectorQuantizer.codes and
+# .lookup). Each of the other families runs once here: about 40 s each on a loaded 2-core machine.
+SWEEP_1D = sorted(set(QUANTIZERS) - {"vq", "ema"})
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", sorted(QUANTIZERS))
+@pytest.mark.parametrize("kind", SWEEP_1D)
 def test_every_quantizer_exports_1d(kind, tmp_path):
     """One small causal speech-network model per quantizer family, float32, in each runtime."""
     import onnxruntime

@@ -49,9 +49,7 @@ def representative_images(data, model, max_images=MAX_IMAGES):
     # Waveforms are signed; images are in [0, 1].
     floor, what = (-1.0, "audio samples") if model.rank == 1 else (0.0, "float images")
     if low < floor - 1e-3 or high > 1.0 + 1e-3:
-        raise ExportError(
-            f"representative {what} must lie in [{floor:g}, 1]; received values in [{low:g}, {high:g}]"
-        )
+        raise ExportError(f"representative {what} must lie in [{floor:g}, 1]; received values in [{low:g}, {high:g}]")
     return images
 
 

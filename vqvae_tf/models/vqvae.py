@@ -191,8 +191,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         hop = int(np.prod(strides))
         if downsample is not None and downsample != hop:
             raise ValueError(
-                f"downsample must be the product of strides {list(strides)} ({hop}) or None; "
-                f"received {downsample!r}."
+                f"downsample must be the product of strides {list(strides)} ({hop}) or None; received {downsample!r}."
             )
         return hop, (True if causal is None else bool(causal))
 

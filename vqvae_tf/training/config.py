@@ -280,7 +280,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} applies to audio datasets (audio:DIR), not to {self.dataset!r}.")
         if self.is_audio:
             if self.crop_length % self.hop:
-                raise ConfigError(f"crop_length must be a multiple of the hop {self.hop}; received {self.crop_length}.")
+                what = f"downsample={self.downsample}" if self.audio_strides is None else f"the hop {self.hop}"
+                raise ConfigError(f"crop_length must be a multiple of {what}; received {self.crop_length}.")
         elif self.reconstruction_loss == "stft":
             raise ConfigError(f"reconstruction_loss='stft' applies to audio datasets, not to {self.dataset!r}.")
 
