@@ -4,7 +4,7 @@
     python train.py --workdir=runs/mnist --dataset=mnist:../shared/data/mnist --epochs=20
     python train.py --stage=prior --workdir=runs/mnist --prior=pixelcnn --prior_conditional
     python train.py --workdir=runs/speech --dataset=audio:../shared/data/speech/ljspeech16k \
-        --validation_list=ljspeech16k --crop_length=8192 --downsample=16   # a waveform model
+        --validation_list=ljspeech16k --crop_length=8000 --audio_strides=2,4,5,8   # a speech model
 
 The prior stage reads the VQ-VAE of --workdir (model.keras, config.json) and
 writes WORKDIR/prior/ (prior.keras, prior_metrics.json, samples.png); sample
@@ -134,6 +134,13 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("num_codes", _DEFAULTS.num_codes, "Codebook size K.", lower_bound=2, upper_bound=1 << 20)
 flags.DEFINE_integer("code_dim", _DEFAULTS.code_dim, "Code vector size D.", lower_bound=1)
+flags.DEFINE_list(
+    "audio_strides",
+    None,
+    "Audio: strides of the speech network, e.g. 2,4,5,8 (a 320-sample hop: 50 code frames/s at 16 kHz); "
+    "unset: the paper's network with --downsample.",
+)
+flags.DEFINE_bool("causal", _DEFAULTS.causal, "With --audio_strides: a causal (streamable) network.")
 flags.DEFINE_enum(
     "downsample",
     str(_DEFAULTS.downsample),
@@ -196,9 +203,21 @@ def config_from_flags():
     renamed = {"verbose": "keras_verbose"}
     fields = {name: FLAGS[renamed.get(name, name)].value for name in cfg.TrainConfig.__dataclass_fields__}
     fields["downsample"] = int(fields["downsample"])
+    if fields["audio_strides"] is not None:
+        try:
+            fields["audio_strides"] = tuple(int(s) for s in fields["audio_strides"])
+        except ValueError:
+            raise cfg.ConfigError(
+                f"--audio_strides must be integers such as 2,4,5,8; received {','.join(FLAGS.audio_strides)}."
+            ) from None
     audio = fields["dataset"].partition(":")[0] == cfg.AUDIO_SCHEME
+    if fields["audio_strides"] is not None and FLAGS["downsample"].present:
+        raise cfg.ConfigError("--downsample does not apply with --audio_strides (the hop is the strides' product).")
+    if audio and fields["audio_strides"] is None and FLAGS["causal"].present:
+        raise cfg.ConfigError("--causal applies with --audio_strides (the speech network).")
     # Flags of the other kind of data are refused, not silently ignored.
-    misplaced = ["image_size"] if audio else ["sample_rate", "crop_length", "validation_list", "label_pattern"]
+    audio_flags = ["sample_rate", "crop_length", "validation_list", "label_pattern", "audio_strides", "causal"]
+    misplaced = ["image_size"] if audio else audio_flags
     given = [f"--{name}" for name in misplaced if FLAGS[name].present]
     if given:
         kind = "image datasets" if audio else "audio datasets (audio:DIR)"

@@ -19,13 +19,17 @@ Every `.tflite` and `.onnx` file `NAME.EXT` travels with `NAME.json`
       "rank": 2,                       # spatial axes: 2 = images (B, H, W, C)
       "num_codes": 512,                # codes are int32 in [0, num_codes)
       "code_dim": 64,
-      "value_range": [0.0, 1.0],       # float images, NHWC
+      "value_range": [0.0, 1.0],       # float images, NHWC; [-1.0, 1.0] for rank-1 audio (B, L, C)
       "input_size_rule": "height and width: positive multiples of 4",
       "code_dtype": "int32",
       "quantizer": "ema",
       "l2_normalize": false,
       "versions": {"vqvae_tf": "0.1.0", "tensorflow": "2.21.0", "keras": "3.15.1"}
     }
+
+Speech-network models (`VQVAE(strides=...)`) add `"strides"`, `"causal"`,
+`"algorithmic_latency"` and `"receptive_field"` (samples), and
+`"sample_rate"` (Hz) when the model has one.
 
 The export directory also holds `export.json`: the same model fields plus
 every file written with its size in bytes and SHA-256.
@@ -53,14 +57,29 @@ def model_fields(model, identifier):
         "rank": int(model.rank),
         "num_codes": int(model.num_codes),
         "code_dim": int(model.code_dim),
-        "value_range": [0.0, 1.0],
+        "value_range": [-1.0, 1.0] if model.rank == 1 else [0.0, 1.0],
         "input_size_rule": f"{spatial}: positive multiples of {model.downsample}",
         "code_dtype": "int32",
         "code_shape": list(code_axes(model)),
         "quantizer": model.quantizer_name,
         "l2_normalize": bool(getattr(model.quantizer, "l2_normalize", False)),
         "versions": {"vqvae_tf": vqvae_tf.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+        **_speech_fields(model),
     }
+
+
+def _speech_fields(model):
+    if getattr(model, "strides", None) is None:
+        return {}
+    fields = dict(
+        strides=list(model.strides),
+        causal=bool(model.causal),
+        algorithmic_latency=int(model.algorithmic_latency),
+        receptive_field=int(model.receptive_field),
+    )
+    if model.sample_rate is not None:
+        fields["sample_rate"] = int(model.sample_rate)
+    return fields
 
 
 def sidecar(fields, fmt, name, signatures, quantization="float32", int8_io=False):

@@ -9,12 +9,14 @@ MAX_IMAGES = 256
 
 
 def representative_images(data, model, max_images=MAX_IMAGES):
-    """float32 images `(N, H, W, C)` in [0, 1] for calibrating `model`.
+    """float32 images `(N, H, W, C)` in [0, 1] (or audio `(N, L, C)` in [-1, 1]) for calibrating `model`.
 
     Args:
         data: array `(N, H, W, C)` (or one image `(H, W, C)`), float in
             [0, 1] or uint8 in [0, 255]; or a `tf.data.Dataset` of such
-            images, batched or not, or of `(images, ...)` tuples.
+            images, batched or not, or of `(images, ...)` tuples. For a
+            rank-1 model, `(N, L, C)` float samples in [-1, 1] (the range
+            of `vqvae_tf.data.read_wav`).
         model: the VQVAE (for channels, rank and downsampling factor).
         max_images: at most this many images are kept.
 
@@ -44,8 +46,10 @@ def representative_images(data, model, max_images=MAX_IMAGES):
     if not np.all(np.isfinite(images)):
         raise ExportError("representative images contain NaN or Inf; expected finite values in [0, 1]")
     low, high = float(images.min()), float(images.max())
-    if low < -1e-3 or high > 1.0 + 1e-3:
-        raise ExportError(f"representative float images must lie in [0, 1]; received values in [{low:g}, {high:g}]")
+    # Waveforms are signed; images are in [0, 1].
+    floor, what = (-1.0, "audio samples") if model.rank == 1 else (0.0, "float images")
+    if low < floor - 1e-3 or high > 1.0 + 1e-3:
+        raise ExportError(f"representative {what} must lie in [{floor:g}, 1]; received values in [{low:g}, {high:g}]")
     return images
 
 

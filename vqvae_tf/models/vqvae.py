@@ -9,8 +9,9 @@ import tensorflow as tf
 from vqvae_tf.models.audio_losses import waveform_stft_loss
 from vqvae_tf.models.float32 import float32_copy  # noqa: F401  (public here since 0.1)
 from vqvae_tf.models.image_inputs import ImageInputsMixin
-from vqvae_tf.models.metrics import DeadCodes
+from vqvae_tf.models.metrics import DeadCodes, si_snr
 from vqvae_tf.models.networks import Decoder, Encoder
+from vqvae_tf.models.speech_networks import SpeechDecoder, SpeechEncoder, check_strides, time_reach
 from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
 from vqvae_tf.utils import distributed_ops
 from vqvae_tf.utils.checks import check_choice, check_int, check_number
@@ -43,7 +44,8 @@ class VQVAE(ImageInputsMixin, keras.Model):
         input_channels: int, channels of the data (3 for RGB, 1 for gray).
             Defaults to 3.
         downsample: int in (2, 4, 8, 16), spatial reduction from data to
-            code map. Defaults to 4.
+            code map; with `strides`, their product (None: 4, or the
+            product of `strides`). Defaults to None.
         hidden_units: int, channels of the convolutions. Defaults to 256.
         residual_units: int, channels inside residual blocks. Defaults to 256.
         num_residual_blocks: int. Defaults to 2.
@@ -65,6 +67,18 @@ class VQVAE(ImageInputsMixin, keras.Model):
             multi-resolution log-magnitude STFT loss,
             `vqvae_tf.models.audio_losses.waveform_stft_loss`; rank 1, for
             audio). Defaults to `"mse"`.
+        strides: None (the paper's network) or, for rank 1, a sequence of
+            strides of the speech network
+            (`vqvae_tf.models.speech_networks.SpeechEncoder`): (2, 4, 5, 8)
+            is a 320-sample hop, 50 code frames per second at 16 kHz.
+            `hidden_units` is then its first stage's width (doubled by each
+            stride), `num_residual_blocks` its dilated units per stage;
+            `residual_units` is unused. Defaults to None.
+        causal: with `strides`: left-only padding, so the model can stream
+            (`algorithmic_latency`); None means True. Only None or False
+            without `strides` (the paper's network is not causal).
+        sample_rate: int or None, the audio rate in Hz, stored with the
+            model to give `latency_ms`. Defaults to None.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -79,7 +93,8 @@ class VQVAE(ImageInputsMixin, keras.Model):
     Metrics: `loss`, `reconstruction_loss`, `vq_loss`, `perplexity` (batch),
     `codebook_usage` (fraction of codes used in a batch), `dead_codes`
     (codes not used at all so far in the epoch) and `psnr` (dB, data range
-    [0, 1]).
+    [0, 1]); rank-1 models add `si_snr` (dB, scale-invariant SNR per clip,
+    `vqvae_tf.models.metrics.si_snr`).
 
     Example:
 
@@ -99,7 +114,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
     def __init__(
         self,
         input_channels=3,
-        downsample=4,
+        downsample=None,
         hidden_units=256,
         residual_units=256,
         num_residual_blocks=2,
@@ -110,9 +125,13 @@ class VQVAE(ImageInputsMixin, keras.Model):
         data_variance=1.0,
         rank=2,
         reconstruction_loss="mse",
+        strides=None,
+        causal=None,
+        sample_rate=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        downsample, causal = self._speech_args(rank, downsample, strides, causal, sample_rate)
         check_int("input_channels", input_channels, minimum=1)
         check_choice("reconstruction_loss", reconstruction_loss, RECONSTRUCTION_LOSSES)
         if reconstruction_loss == "stft" and rank != 1:
@@ -134,12 +153,21 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.data_variance = data_variance
         self.rank = rank
         self.reconstruction_loss = reconstruction_loss
-        stack = dict(self._stack_config(), rank=rank, dtype=self.dtype_policy)
-        self.encoder = Encoder(code_dim=code_dim, name="encoder", **stack)
+        self.strides = None if strides is None else check_strides(strides)
+        self.causal = causal
+        self.sample_rate = sample_rate
+        if strides is None:
+            stack = dict(self._stack_config(), rank=rank, dtype=self.dtype_policy)
+            self.encoder = Encoder(code_dim=code_dim, name="encoder", **stack)
+            self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
+        else:
+            stack = dict(strides=strides, hidden_units=hidden_units, num_residual_blocks=num_residual_blocks)
+            stack.update(causal=causal, dtype=self.dtype_policy)
+            self.encoder = SpeechEncoder(code_dim=code_dim, name="encoder", **stack)
+            self.decoder = SpeechDecoder(output_channels=input_channels, name="decoder", **stack)
         self.quantizer = get_quantizer(
             quantizer, num_codes=num_codes, code_dim=code_dim, name="quantizer", **self.quantizer_config
         )
-        self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
@@ -147,6 +175,53 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.usage_tracker = keras.metrics.Mean(name="codebook_usage")
         self.dead_codes_tracker = DeadCodes(num_codes, name="dead_codes")
         self.psnr_tracker = keras.metrics.Mean(name="psnr")
+        self.si_snr_tracker = keras.metrics.Mean(name="si_snr") if rank == 1 else None
+
+    def _speech_args(self, rank, downsample, strides, causal, sample_rate):
+        """Checks the speech arguments; returns `downsample` and `causal` resolved."""
+        if sample_rate is not None:
+            check_int("sample_rate", sample_rate, minimum=1)
+        if strides is None:
+            if causal:
+                raise ValueError(f"causal=True needs the speech network (strides=...); received causal={causal!r}.")
+            return (4 if downsample is None else downsample), False
+        if rank != 1:
+            raise ValueError(f"strides are for the rank-1 speech network; received rank={rank!r}.")
+        strides = check_strides(strides)
+        hop = int(np.prod(strides))
+        if downsample is not None and downsample != hop:
+            raise ValueError(
+                f"downsample must be the product of strides {list(strides)} ({hop}) or None; received {downsample!r}."
+            )
+        return hop, (True if causal is None else bool(causal))
+
+    # ---------------------------------------------------------- time reach
+    @property
+    def receptive_field(self):
+        """Input samples that one output sample depends on (speech network; None otherwise)."""
+        return self._time_reach()[0]
+
+    @property
+    def algorithmic_latency(self):
+        """Samples to buffer before an output sample can be computed, it included (speech network; else None).
+
+        One hop (`downsample`) for a causal model; more without `causal`.
+        Computed by `vqvae_tf.models.speech_networks.time_reach`.
+        """
+        return self._time_reach()[1]
+
+    @property
+    def latency_ms(self):
+        """`algorithmic_latency` in milliseconds at `sample_rate` (None without either)."""
+        latency = self.algorithmic_latency
+        if latency is None or self.sample_rate is None:
+            return None
+        return 1000.0 * latency / self.sample_rate
+
+    def _time_reach(self):
+        if self.strides is None:
+            return None, None
+        return time_reach(self.encoder.time_ops(), self.decoder.time_ops(), self.downsample)
 
     # ------------------------------------------------------------ building
     def build(self, input_shape):
@@ -303,7 +378,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
             self.usage_tracker,
             self.dead_codes_tracker,
             self.psnr_tracker,
-        ]
+        ] + ([self.si_snr_tracker] if self.si_snr_tracker is not None else [])
 
     def _loss_terms(self, x, reconstruction, quantized):
         # A mean over this replica's batch; train_step divides the total by
@@ -326,6 +401,8 @@ class VQVAE(ImageInputsMixin, keras.Model):
         error = tf.square(tf.cast(x, tf.float32) - tf.cast(reconstruction, tf.float32))
         mse = tf.reduce_mean(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)
         self.psnr_tracker.update_state(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0))
+        if self.si_snr_tracker is not None:
+            self.si_snr_tracker.update_state(si_snr(x, reconstruction))
         return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
@@ -344,4 +421,8 @@ class VQVAE(ImageInputsMixin, keras.Model):
         # ids, utils.fingerprint) of every "mse" model stay what they were.
         if self.reconstruction_loss != "mse":
             config["reconstruction_loss"] = self.reconstruction_loss
+        if self.strides is not None:
+            config.update(strides=list(self.strides), causal=self.causal)
+        if self.sample_rate is not None:
+            config["sample_rate"] = self.sample_rate
         return config

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from vqvae_tf.data.audio import VALIDATION_LISTS
@@ -23,6 +24,7 @@ from vqvae_tf.data.wav import MAX_RATE, MIN_RATE
 from vqvae_tf.export.api import FORMATS as EXPORT_FORMATS
 from vqvae_tf.export.api import QUANTIZATIONS as EXPORT_QUANTIZATIONS
 from vqvae_tf.models.networks import DOWNSAMPLE_FACTORS as DOWNSAMPLE
+from vqvae_tf.models.speech_networks import check_strides
 from vqvae_tf.models.vqvae import RECONSTRUCTION_LOSSES
 from vqvae_tf.quantizers import QUANTIZERS as _QUANTIZER_REGISTRY
 from vqvae_tf.training.distribute import STRATEGIES
@@ -89,7 +91,14 @@ class TrainConfig:
         sample_rate: audio only: the model's rate in Hz (8000-48000); clips
             are resampled to it. Defaults to 16000.
         crop_length: audio only: training crop in samples, a multiple of
-            `downsample`. Defaults to 8192 (0.51 s at 16 kHz).
+            `hop` (`downsample`, or the product of `audio_strides`).
+            Defaults to 8192 (0.51 s at 16 kHz).
+        audio_strides: audio only: None (the paper's network with
+            `downsample`) or the strides of the speech network
+            (`VQVAE(strides=...)`), e.g. (2, 4, 5, 8): 320 samples per code
+            frame, 50 frames per second at 16 kHz. Defaults to None.
+        causal: with `audio_strides`: a causal (streamable) network.
+            Defaults to True.
         validation_list: audio only: a file naming the validation clips, or
             the name of a shipped list (`vqvae_tf.data.VALIDATION_LISTS`:
             "ljspeech16k"); None holds out a hash-chosen 20%. Defaults to
@@ -147,6 +156,8 @@ class TrainConfig:
     image_size: int = 32
     sample_rate: int = 16000
     crop_length: int = 8192
+    audio_strides: tuple | None = None
+    causal: bool = True
     validation_list: str | None = None
     label_pattern: str | None = None
     reconstruction_loss: str = "auto"
@@ -185,6 +196,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.validation_list is not None and not isinstance(self.validation_list, str):
             self.validation_list = str(self.validation_list)  # a Path; config.json holds text
+        if self.audio_strides is not None:
+            self.audio_strides = check_strides(self.audio_strides)  # a list in config.json
         self.export_formats = tuple(self.export_formats)
         self.export_quantizations = tuple(self.export_quantizations)
         self.validate()
@@ -230,7 +243,7 @@ class TrainConfig:
             ("reconstruction_loss", RECONSTRUCTION_LOSS_CHOICES),
         ):
             check_choice(name, getattr(self, name), choices, error=ConfigError)
-        for name in ("kmeans_init", "l2_normalize", "jit_compile", "export"):
+        for name in ("kmeans_init", "l2_normalize", "jit_compile", "export", "causal"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool; received {getattr(self, name)!r}.")
         if self.augment is not None and not isinstance(self.augment, bool):
@@ -257,6 +270,8 @@ class TrainConfig:
         return self.dataset.partition(":")[0] == AUDIO_SCHEME
 
     def _validate_audio(self):
+        if self.audio_strides is not None and not self.is_audio:
+            raise ConfigError(f"audio_strides applies to audio datasets (audio:DIR), not to {self.dataset!r}.")
         for name in ("validation_list", "label_pattern"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
@@ -264,12 +279,16 @@ class TrainConfig:
             if value is not None and not self.is_audio:
                 raise ConfigError(f"{name} applies to audio datasets (audio:DIR), not to {self.dataset!r}.")
         if self.is_audio:
-            if self.crop_length % self.downsample:
-                raise ConfigError(
-                    f"crop_length must be a multiple of downsample={self.downsample}; received {self.crop_length}."
-                )
+            if self.crop_length % self.hop:
+                what = f"downsample={self.downsample}" if self.audio_strides is None else f"the hop {self.hop}"
+                raise ConfigError(f"crop_length must be a multiple of {what}; received {self.crop_length}.")
         elif self.reconstruction_loss == "stft":
             raise ConfigError(f"reconstruction_loss='stft' applies to audio datasets, not to {self.dataset!r}.")
+
+    @property
+    def hop(self):
+        """Samples (or pixels along a side) per code: the product of `audio_strides`, else `downsample`."""
+        return self.downsample if self.audio_strides is None else math.prod(self.audio_strides)
 
     def resolved_reconstruction_loss(self):
         """`reconstruction_loss` with "auto" resolved: "stft" for audio, "mse" for images."""
@@ -300,9 +319,12 @@ class TrainConfig:
             quantizer_config["decay"] = self.decay
         if self.quantizer == "residual":
             quantizer_config.update(num_stages=self.num_stages, quantizer_dropout=self.quantizer_dropout)
+        speech = {}
+        if self.audio_strides is not None:
+            speech = dict(strides=list(self.audio_strides), causal=self.causal, sample_rate=self.sample_rate)
         return dict(
             input_channels=channels,
-            downsample=self.downsample,
+            downsample=self.hop,
             hidden_units=self.hidden_units,
             residual_units=self.residual_units,
             num_residual_blocks=self.num_residual_blocks,
@@ -312,6 +334,7 @@ class TrainConfig:
             quantizer_config=quantizer_config,
             data_variance=float(data_variance),
             **(dict(rank=1, reconstruction_loss=self.resolved_reconstruction_loss()) if self.is_audio else {}),
+            **speech,
         )
 
     # ------------------------------------------------------------------ JSON
@@ -319,6 +342,8 @@ class TrainConfig:
         data = dataclasses.asdict(self)
         data["export_formats"] = list(self.export_formats)
         data["export_quantizations"] = list(self.export_quantizations)
+        if self.audio_strides is not None:
+            data["audio_strides"] = list(self.audio_strides)
         return data
 
     def to_json(self):

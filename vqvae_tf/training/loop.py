@@ -180,7 +180,7 @@ def _datasets(config):
         validation_spec=config.validation_dataset,
     )
     # Whole validation clips of any length, trimmed for the rank-1 model.
-    return dataclasses.replace(bundle, validation=fit_lengths(bundle.validation, config.downsample))
+    return dataclasses.replace(bundle, validation=fit_lengths(bundle.validation, config.hop))
 
 
 @contextlib.contextmanager
@@ -341,7 +341,7 @@ def _samples(config, bundle, workdir):
     if config.is_audio:
         from vqvae_tf.training.audio_samples import AudioSamples, sample_clips
 
-        clips = sample_clips(bundle.validation, config.num_samples, config.downsample, config.sample_rate)
+        clips = sample_clips(bundle.validation, config.num_samples, config.hop, config.sample_rate)
         return AudioSamples(clips, workdir / "samples", config.sample_rate, log_dir=log_dir)
     samples = _sample_images(bundle.validation, config.num_samples)
     return cb.ReconstructionSamples(samples, workdir / "samples", log_dir=log_dir)

@@ -1,0 +1,396 @@
+"""A waveform encoder and decoder with large strides, for speech codecs.
+
+In the style of SoundStream (Zeghidour et al. 2021, arXiv:2107.03312) and
+EnCodec (Defossez et al. 2022, arXiv:2210.13438), smaller. Encoder: a
+kernel-7 convolution to `hidden_units` channels, then per stride `s` a stage
+of dilated residual units (`num_residual_blocks` of them, dilations 1, 3,
+9, ...) and an ELU with a strided convolution of kernel `2 s` that doubles
+the channels; an ELU and a kernel-3 projection to `code_dim`. Strides
+(2, 4, 5, 8) give one code frame per 320 samples: 50 frames per second at
+16 kHz. The decoder mirrors it with nearest-neighbour upsampling followed by
+a kernel-`2 s` convolution (no transposed-convolution op in exported
+graphs: RESHAPE, BROADCAST_TO and CONV_2D in TFLite), and ends with a
+kernel-7 convolution to the output channels, linear.
+
+`causal=True` pads every convolution on the left only: an output sample
+never depends on a later input sample beyond the current code frame, so the
+codec can stream with `algorithmic_latency` samples of delay (one hop).
+`receptive_field` and `algorithmic_latency` are computed exactly from the
+layer list by interval arithmetic (`time_reach`); tests check them against
+the networks' actual dependence on perturbed inputs.
+"""
+
+import math
+
+import keras
+
+from vqvae_tf.utils.checks import check_bool, check_int
+
+#: Dilations of the residual units of a stage: 1, 3, 9, ... (SoundStream).
+DILATION_BASE = 3
+_UNIT_KERNEL = 7
+
+
+def check_strides(strides):
+    """`strides` as a tuple of ints in 2..16; a `ValueError` naming what was received otherwise."""
+    if isinstance(strides, (str, bytes)) or not hasattr(strides, "__iter__"):
+        raise ValueError(f"strides must be a sequence of ints in 2..16, e.g. (2, 4, 5, 8); received {strides!r}.")
+    strides = tuple(strides)
+    if not strides:
+        raise ValueError("strides must hold at least one stride, e.g. (2, 4, 5, 8); received ().")
+    return tuple(check_int("strides", s, minimum=2, maximum=16) for s in strides)
+
+
+def _padding(kernel, stride, dilation, causal):
+    """(left, right) zero padding: total `d (k - 1) + 1 - s` keeps `T / s` outputs for T divisible by s."""
+    total = dilation * (kernel - 1) + 1 - stride
+    left = total if causal else total // 2
+    return left, total - left
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class PaddedConv1D(keras.layers.Layer):
+    """A 1-D convolution with explicit causal or centred zero padding.
+
+    Args:
+        filters: int, output channels.
+        kernel_size: int.
+        strides: int. Defaults to 1.
+        dilation_rate: int. Defaults to 1.
+        causal: bool, all padding on the left (no look-ahead). Defaults to True.
+        activation: a Keras activation name or None. Defaults to None.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, T, channels)`, T divisible by `strides`.
+    Output shape: `(batch, T / strides, filters)`.
+
+    Example:
+
+    >>> conv = PaddedConv1D(8, 4, strides=2)
+    >>> conv(np.zeros((1, 16, 1), "float32")).shape
+    TensorShape([1, 8, 8])
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, dilation_rate=1, causal=True, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = check_int("filters", filters, minimum=1)
+        self.kernel_size = check_int("kernel_size", kernel_size, minimum=1)
+        self.strides = check_int("strides", strides, minimum=1)
+        self.dilation_rate = check_int("dilation_rate", dilation_rate, minimum=1)
+        self.causal = check_bool("causal", causal)
+        self.activation = activation
+        if self.kernel_size < self.strides and self.dilation_rate == 1:
+            raise ValueError(f"kernel_size must be >= strides; received {kernel_size} and {strides}.")
+        self.pad = _padding(self.kernel_size, self.strides, self.dilation_rate, self.causal)
+        self.conv = keras.layers.Conv1D(
+            filters,
+            kernel_size,
+            strides=strides,
+            dilation_rate=dilation_rate,
+            padding="valid",
+            activation=activation,
+            name="conv",
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, input_shape):
+        self.conv.build((input_shape[0], None, input_shape[-1]))
+
+    def call(self, inputs):
+        return self.conv(keras.ops.pad(inputs, [[0, 0], list(self.pad), [0, 0]]))
+
+    def compute_output_shape(self, input_shape):
+        steps = None if input_shape[1] is None else input_shape[1] // self.strides
+        return (input_shape[0], steps, self.filters)
+
+    def time_op(self):
+        """`("conv", kernel, stride, dilation, left_pad)`, for `time_reach`."""
+        return ("conv", self.kernel_size, self.strides, self.dilation_rate, self.pad[0])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            dilation_rate=self.dilation_rate,
+            causal=self.causal,
+            activation=self.activation,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class ResidualUnit1D(keras.layers.Layer):
+    """`x + conv1(elu(conv7_dilated(elu(x))))`, SoundStream's residual unit.
+
+    Args:
+        filters: int, channels of the input and output.
+        dilation_rate: int, dilation of the kernel-7 convolution.
+        causal: bool. Defaults to True.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, T, filters)`. Output shape: the same.
+
+    Example:
+
+    >>> unit = ResidualUnit1D(8, dilation_rate=3)
+    >>> unit(np.zeros((1, 32, 8), "float32")).shape
+    TensorShape([1, 32, 8])
+    """
+
+    def __init__(self, filters, dilation_rate, causal=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = check_int("filters", filters, minimum=1)
+        self.dilation_rate = check_int("dilation_rate", dilation_rate, minimum=1)
+        self.causal = check_bool("causal", causal)
+        policy = self.dtype_policy
+        self.dilated = PaddedConv1D(filters, _UNIT_KERNEL, 1, dilation_rate, causal, name="dilated", dtype=policy)
+        self.pointwise = PaddedConv1D(filters, 1, causal=causal, name="pointwise", dtype=policy)
+
+    def build(self, input_shape):
+        if input_shape[-1] is not None and input_shape[-1] != self.filters:
+            raise ValueError(f"ResidualUnit1D expects {self.filters} channels; received shape {tuple(input_shape)}.")
+        self.dilated.build(input_shape)
+        self.pointwise.build(input_shape)
+
+    def call(self, inputs):
+        return inputs + self.pointwise(keras.ops.elu(self.dilated(keras.ops.elu(inputs))))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def time_op(self):
+        # The skip path's reach lies inside the dilated convolution's.
+        return self.dilated.time_op()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, dilation_rate=self.dilation_rate, causal=self.causal)
+        return config
+
+
+class _SpeechStack(keras.layers.Layer):
+    """Arguments, config and time analysis shared by `SpeechEncoder` and `SpeechDecoder`."""
+
+    def __init__(self, strides=(2, 4, 5, 8), hidden_units=16, num_residual_blocks=3, causal=True, **kwargs):
+        super().__init__(**kwargs)
+        self.strides = check_strides(strides)
+        self.hidden_units = check_int("hidden_units", hidden_units, minimum=1)
+        self.num_residual_blocks = check_int("num_residual_blocks", num_residual_blocks, minimum=0)
+        self.causal = check_bool("causal", causal)
+        self.hop = math.prod(self.strides)
+
+    def _units(self, filters, prefix):
+        return [
+            ResidualUnit1D(filters, DILATION_BASE**j, self.causal, name=f"{prefix}_unit{j}", dtype=self.dtype_policy)
+            for j in range(self.num_residual_blocks)
+        ]
+
+    def _conv(self, filters, kernel, name, strides=1):
+        return PaddedConv1D(filters, kernel, strides, causal=self.causal, name=name, dtype=self.dtype_policy)
+
+    def _check_input(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs shaped (batch, steps, channels); "
+                f"received shape {tuple(input_shape)}."
+            )
+
+    def build(self, input_shape):
+        self._check_input(input_shape)
+        shape = tuple(input_shape)
+        for layer in self.sequence:
+            layer.build(shape)
+            shape = tuple(layer.compute_output_shape(shape))
+
+    def call(self, inputs):
+        x = inputs
+        for i, layer in enumerate(self.sequence):
+            x = layer(keras.ops.elu(x) if i in self.activated else x)
+        return x
+
+    def time_ops(self):
+        """The layers' time operations in call order: `("conv", k, s, d, left_pad)` and `("up", s)`."""
+        return [layer.time_op() for layer in self.sequence]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            strides=list(self.strides),
+            hidden_units=self.hidden_units,
+            num_residual_blocks=self.num_residual_blocks,
+            causal=self.causal,
+        )
+        return config
+
+
+_SPEECH_ARGS = """
+    Args:
+        strides: sequence of ints in 2..16, the stride of each stage; their
+            product is the hop (samples per code frame). Defaults to
+            (2, 4, 5, 8): 320 samples, 50 frames per second at 16 kHz.
+        hidden_units: int, channels of the first stage; each stride doubles
+            them (16 gives 32, 64, 128, 256). Defaults to 16.
+        num_residual_blocks: int, dilated residual units per stage
+            (dilations 1, 3, 9, ...). Defaults to 3.
+        causal: bool, left-only padding (streamable). Defaults to True.
+"""
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class SpeechEncoder(_SpeechStack):
+    __doc__ = (
+        """Waveform to `code_dim` vectors, one per `hop` samples.
+"""
+        + _SPEECH_ARGS
+        + """        code_dim: int, channels of the output (the quantizer's D).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, T, C)` with T divisible by `hop`.
+    Output shape: `(batch, T / hop, code_dim)`.
+
+    Example:
+
+    >>> encoder = SpeechEncoder(strides=(4, 5), hidden_units=4, code_dim=8)
+    >>> encoder(np.zeros((1, 400, 1), "float32")).shape
+    TensorShape([1, 20, 8])
+    """
+    )
+
+    def __init__(self, strides=(2, 4, 5, 8), hidden_units=16, num_residual_blocks=3, code_dim=64, causal=True, **kw):
+        super().__init__(strides, hidden_units, num_residual_blocks, causal, **kw)
+        self.code_dim = check_int("code_dim", code_dim, minimum=1)
+        width = hidden_units
+        self.sequence = [self._conv(width, 7, "conv_in")]
+        self.activated = set()  # indices of layers whose input goes through an ELU first
+        for i, stride in enumerate(self.strides):
+            self.sequence += self._units(width, f"stage{i}")
+            width *= 2
+            self.activated.add(len(self.sequence))
+            self.sequence.append(self._conv(width, 2 * stride, f"down{i}", strides=stride))
+        self.activated.add(len(self.sequence))
+        self.sequence.append(self._conv(code_dim, 3, "project"))
+
+    def compute_output_shape(self, input_shape):
+        steps = None if input_shape[1] is None else input_shape[1] // self.hop
+        return (input_shape[0], steps, self.code_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config["code_dim"] = self.code_dim
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class Upsample1D(keras.layers.Layer):
+    """Nearest-neighbour upsampling in time: each step repeated `factor` times.
+
+    Written as broadcast and reshape, which TFLite and ONNX run as builtins.
+
+    Args:
+        factor: int >= 1.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, T, C)`. Output shape: `(batch, T * factor, C)`.
+
+    Example:
+
+    >>> Upsample1D(3)(np.zeros((1, 4, 2), "float32")).shape
+    TensorShape([1, 12, 2])
+    """
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = check_int("factor", factor, minimum=1)
+
+    def call(self, inputs):
+        shape = keras.ops.shape(inputs)
+        # expand_dims, not inputs[:, :, None]: TFLite builtins lack a StridedSlice with a new axis.
+        tiled = keras.ops.broadcast_to(keras.ops.expand_dims(inputs, 2), (shape[0], shape[1], self.factor, shape[2]))
+        return keras.ops.reshape(tiled, (shape[0], shape[1] * self.factor, shape[2]))
+
+    def compute_output_shape(self, input_shape):
+        steps = None if input_shape[1] is None else input_shape[1] * self.factor
+        return (input_shape[0], steps, input_shape[2])
+
+    def time_op(self):
+        return ("up", self.factor)
+
+    def get_config(self):
+        config = super().get_config()
+        config["factor"] = self.factor
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class SpeechDecoder(_SpeechStack):
+    __doc__ = (
+        """`code_dim` vectors back to a waveform, the mirror of `SpeechEncoder`.
+"""
+        + _SPEECH_ARGS
+        + """        output_channels: int, channels of the waveform. Defaults to 1.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, t, code_dim)`.
+    Output shape: `(batch, t * hop, output_channels)`, linear.
+
+    Example:
+
+    >>> decoder = SpeechDecoder(strides=(4, 5), hidden_units=4)
+    >>> decoder(np.zeros((1, 20, 8), "float32")).shape
+    TensorShape([1, 400, 1])
+    """
+    )
+
+    def __init__(
+        self, strides=(2, 4, 5, 8), hidden_units=16, num_residual_blocks=3, output_channels=1, causal=True, **kw
+    ):
+        super().__init__(strides, hidden_units, num_residual_blocks, causal, **kw)
+        self.output_channels = check_int("output_channels", output_channels, minimum=1)
+        width = hidden_units * 2 ** len(self.strides)
+        self.sequence = [self._conv(width, 7, "conv_in")]
+        self.activated = set()
+        for i, stride in reversed(list(enumerate(self.strides))):
+            width //= 2
+            self.activated.add(len(self.sequence))
+            self.sequence.append(Upsample1D(stride, name=f"repeat{i}", dtype=self.dtype_policy))
+            self.sequence.append(self._conv(width, 2 * stride, f"up{i}"))
+            self.sequence += self._units(width, f"stage{i}")
+        self.activated.add(len(self.sequence))
+        self.sequence.append(self._conv(output_channels, 7, "conv_out"))
+
+    def compute_output_shape(self, input_shape):
+        steps = None if input_shape[1] is None else input_shape[1] * self.hop
+        return (input_shape[0], steps, self.output_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config["output_channels"] = self.output_channels
+        return config
+
+
+def time_reach(encoder_ops, decoder_ops, hop):
+    """(receptive_field, algorithmic_latency) in samples of an encoder-decoder pair.
+
+    For each output sample `n` of one hop (far from the clip's edges, where
+    every sample behaves the same), walks the decoder and then the encoder
+    backwards to the interval `[a(n), b(n)]` of input samples that `n`
+    depends on. The receptive field is the widest `b - a + 1`; the
+    algorithmic latency is `max(b(n) - n) + 1`: the samples that must have
+    arrived, sample `n` included, before output sample `n` can be computed
+    (one hop for a causal model, ignoring computation time).
+    """
+    ops = list(reversed(list(encoder_ops) + list(decoder_ops)))
+    widest, latency = 0, 0
+    origin = 1000 * hop
+    for n in range(origin, origin + hop):
+        lo, hi = n, n
+        for op in ops:
+            if op[0] == "up":
+                lo, hi = lo // op[1], hi // op[1]
+            else:
+                _, kernel, stride, dilation, left = op
+                lo, hi = lo * stride - left, hi * stride - left + dilation * (kernel - 1)
+        widest, latency = max(widest, hi - lo + 1), max(latency, hi - n + 1)
+    return widest, latency
