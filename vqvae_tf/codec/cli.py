@@ -1,6 +1,7 @@
 """The codec's command line: `python -m vqvae_tf.codec` (or `vqvae-codec` when installed).
 
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
+                                     [--quality Q | --bpp B]      # rate of a residual model (--kbps: audio)
     python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
     python -m vqvae_tf.codec info photo.vqz
     python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
@@ -41,11 +42,22 @@ def _model_flag(FLAGS, default=False):
 
 
 def _compress(args, FLAGS):
-    result = compress(args[0], args[1], _model_flag(FLAGS, default=True), FLAGS.method, FLAGS.prior)
+    result = compress(
+        args[0],
+        args[1],
+        _model_flag(FLAGS, default=True),
+        FLAGS.method,
+        FLAGS.prior,
+        quality=FLAGS.quality,
+        bpp=FLAGS.bpp,
+        kbps=FLAGS.kbps,
+    )
     height, width, channels = result["image_shape"]
+    kept, total = result["stages"]
     print(
         f"{args[1]}: {result['bytes']} bytes, {result['bits_per_pixel']:.4f} bpp "
-        f"({height}x{width}x{channels}, model {result['model']}, {result['method']})"
+        f"({height}x{width}x{channels}, model {result['model']}, {result['method']}, "
+        f"quality {result['quality']}: {kept} of {total} stages)"
     )
 
 
@@ -93,6 +105,13 @@ def define_flags():
         "compress/decompress --method prior: a prior.keras (default: the "
         "model's own prior.keras; the shipped d8k512 has one). Needs TensorFlow.",
     )
+    flags.DEFINE_integer(
+        "quality",
+        None,
+        "compress: stages kept, 1..S for a residual model of S stages (default S; 1 only for a single-stage model).",
+    )
+    flags.DEFINE_float("bpp", None, "compress (image models): the highest quality whose file is <= this bits/pixel.")
+    flags.DEFINE_float("kbps", None, "compress (audio models): the highest quality whose file is <= this kbit/s.")
     flags.DEFINE_integer("threads", 2, "Interpreter threads.", lower_bound=1)
     flags.DEFINE_string("encoder", "int8", "package: encoder quantization to ship.")
     flags.DEFINE_string("decoder", "float16", "package: decoder quantization to ship.")
