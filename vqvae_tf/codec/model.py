@@ -197,6 +197,14 @@ class CodecModel:
                 the prior does not fit this model (codebook size, class
                 labels, the model it was trained for).
         """
+        # Checked before any file is read: the method codes (h, w) maps, and a
+        # residual model's prior models S * K tokens, so the codebook-size
+        # check below would blame the wrong thing.
+        if self.code_shape:
+            raise CodecError(
+                f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
+                "method codes (h, w) maps (at every quality); use --method packed|static"
+            )
         if path is None:
             if self.prior_path is None:
                 raise FileNotFoundError(
@@ -230,13 +238,6 @@ class CodecModel:
         num_codes, num_classes = getattr(prior, "num_codes", None), getattr(prior, "num_classes", None)
         if num_codes is None or num_classes is None or not hasattr(prior, "logits"):
             raise CodecError(f"{path} holds a {type(prior).__name__}, not an autoregressive prior")
-        # Checked first: a residual model's prior models S * K tokens, so the
-        # codebook-size check below would blame the wrong thing.
-        if self.code_shape:
-            raise CodecError(
-                f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
-                "method codes (h, w) maps; use --method packed|static"
-            )
         if num_codes != self.num_codes:
             raise CodecError(f"prior {path} models {num_codes} codes; model {self.name!r} has {self.num_codes}")
         if num_classes:

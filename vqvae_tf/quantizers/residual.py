@@ -322,9 +322,10 @@ class ResidualVectorQuantizer(QuantizerLayer):
         """Stage `i`'s vectors of `codes`, zero where a code is `absent_code`.
 
         A clamped gather times a 0/1 mask: builtin TFLite ops (MINIMUM,
-        GATHER, LESS, CAST, MUL) in every export quantization.
+        GATHER, LESS, CAST, EXPAND_DIMS, MUL) in every export quantization
+        (`[..., None]` would be a StridedSlice, which the builtins lack).
         """
-        present = tf.cast(codes < self.num_codes, tf.float32)[..., None]
+        present = tf.expand_dims(tf.cast(codes < self.num_codes, tf.float32), -1)
         return self._stage(i).lookup(tf.minimum(codes, self.num_codes - 1)) * present
 
     def initialize_codebook(self, vectors):
