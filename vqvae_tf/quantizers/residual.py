@@ -300,7 +300,7 @@ class ResidualVectorQuantizer(QuantizerLayer):
         Returns float32 `indices.shape[:-1] + (code_dim,)`. Passing fewer
         stages than `num_stages` decodes at a lower bit rate.
         """
-        indices = check_indices(self, indices, self.num_codes + 1)
+        indices = check_indices(self, indices, self.num_codes, absent_code=self.absent_code)
         stages = indices.shape[-1] if indices.shape.rank else None
         if stages is None or not 1 <= stages <= self.num_stages:
             raise ValueError(
