@@ -252,3 +252,12 @@ def test_prior_method_refuses_residual_models_at_any_quality(rvq, tmp_path):
     for quality in (1, STAGES):
         with pytest.raises(codec.CodecError, match=r"codes of shape \(h, w\) \+ \(3,\).*at every quality"):
             codec.compress_image(IMAGE, rvq, "prior", quality=quality, prior=prior)
+
+
+def test_eval_measures_a_chosen_quality(rvq):
+    from vqvae_tf.codec import evaluation
+
+    row = evaluation.evaluate_image(IMAGE, rvq, quality=1)
+    assert row["quality"] == 1
+    assert row["bits_per_pixel"] == 8 * len(codec.compress_image(IMAGE, rvq, quality=1)) / (30 * 42)
+    assert evaluation.evaluate_image(IMAGE, rvq)["quality"] == STAGES

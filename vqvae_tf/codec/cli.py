@@ -73,7 +73,7 @@ def _info(args, FLAGS):
 def _eval(args, FLAGS):
     from vqvae_tf.codec import evaluation
 
-    rows = evaluation.evaluate_folder(args[0], _model_flag(FLAGS, default=True), FLAGS.method)
+    rows = evaluation.evaluate_folder(args[0], _model_flag(FLAGS, default=True), FLAGS.method, FLAGS.quality)
     print(evaluation.format_table(rows))
     if FLAGS.json:
         write_output(FLAGS.json, (json.dumps(rows, indent=2) + "\n").encode())
@@ -108,7 +108,7 @@ def define_flags():
     flags.DEFINE_integer(
         "quality",
         None,
-        "compress: stages kept, 1..S for a residual model of S stages (default S; 1 only for a single-stage model).",
+        "compress, eval: stages kept, 1..S for a residual model of S stages (default S; 1 only for single-stage).",
     )
     flags.DEFINE_float("bpp", None, "compress (image models): the highest quality whose file is <= this bits/pixel.")
     flags.DEFINE_float("kbps", None, "compress (audio models): the highest quality whose file is <= this kbit/s.")
