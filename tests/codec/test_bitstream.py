@@ -16,7 +16,8 @@ from vqvae_tf.codec.bitstream import BitstreamError, Method, decode_stream, enco
 
 MODEL_ID = bitstream.make_model_id(b"test model")
 OTHER_ID = bitstream.make_model_id(b"another model")
-HEADER_BYTES = 54  # fixed header, documented in the module docstring
+HEADER_BYTES = 58  # fixed header of version 2 (written), documented in the module docstring
+V1_HEADER_BYTES = 54  # version 1 (read only); `_forge` writes it
 CRC_BYTES = 4
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -58,7 +59,7 @@ def _forge(
     payload=b"\x1b",
     payload_length=None,
 ):
-    """A stream with arbitrary header fields and a valid CRC."""
+    """A version-1 stream with arbitrary header fields and a valid CRC (the reader still reads version 1)."""
     if payload_length is None:
         payload_length = len(payload)
     head = struct.pack(
@@ -332,7 +333,8 @@ def test_static_needs_the_same_distribution():
     "fields, expected",
     [
         ({"magic": b"PNG\x89"}, "magic"),
-        ({"version": 2}, "version 2"),
+        ({"version": 3}, "version 3, this reader supports versions 1, 2"),
+        ({"version": 0}, "version 0"),
         ({"method": 7}, "method id 7"),
         ({"method": 2}, "'prior' takes 20 parameter bytes, got 0"),
         ({"method": 2, "params": bytes(20), "flags": 1, "stages": 2}, "'prior' with the stage-axis flag"),

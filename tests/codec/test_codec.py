@@ -140,7 +140,7 @@ def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tm
     for method in ("packed", "static"):
         data = codec.compress_image(image, residual, method)
         stream = bitstream.decode_stream(
-            data, expected_model_id=residual.stream_id, code_probabilities=residual.code_probabilities()
+            data, expected_model_id=residual.stream_id, code_probabilities=residual.code_probabilities(2)
         )
         np.testing.assert_array_equal(stream.codes, codes)
         expected = tiling.to_uint8(residual.decoder.decode(codes))[:20, :28]

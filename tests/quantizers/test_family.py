@@ -260,8 +260,14 @@ def test_residual_arguments_and_lookup_shapes_are_validated():
     rvq = ResidualVectorQuantizer(num_codes=8, code_dim=3, num_stages=2)
     with pytest.raises(ValueError, match=r"1 <= n <= num_stages=2; received shape \(4, 3\)"):
         rvq.lookup(np.zeros((4, 3), "int32"))
-    with pytest.raises(ValueError, match=r"indices in \[0, 8\)"):
-        rvq.lookup(np.full((4, 2), 8, "int32"))
+    with pytest.raises(ValueError, match=r"indices in \[0, 8\) or 8 \(an absent stage\); received values in \[0, 9\]"):
+        rvq.lookup(np.array([[0, 9]], "int32"))
+    # Code 8 (absent_code) is a stage left out: the first stage alone, with a static shape.
+    codes = np.array([[3, 5], [1, 7]], "int32")
+    padded = np.array([[3, 8], [1, 8]], "int32")
+    np.testing.assert_allclose(rvq.lookup(padded).numpy(), rvq.lookup(codes[:, :1]).numpy(), atol=1e-7)
+    assert not np.allclose(rvq.lookup(codes).numpy(), rvq.lookup(padded).numpy())
+    np.testing.assert_array_equal(rvq.lookup(np.full((2, 2), 8, "int32")).numpy(), np.zeros((2, 3)))
 
 
 # --------------------------------------------------------------------- FSQ

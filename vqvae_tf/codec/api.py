@@ -8,6 +8,7 @@ prior (`--prior prior.keras`) needs TensorFlow. The file format is
 `vqvae_tf.codec.bitstream`.
 
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
+                                     [--quality Q | --bpp B]
     python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
     python -m vqvae_tf.codec info photo.vqz
     python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
@@ -31,6 +32,10 @@ What the codec does to an image:
 * the header's model id is the exporter's model id (SHA-256 of config and
   weights, see `vqvae_tf.export.metadata`), so a file decoded with another model
   fails with a clear error instead of producing garbage.
+
+Rate (`vqvae_tf.codec.rate`): a residual model's stream keeps the first Q of
+its S stages (`quality=Q`, 1..S, default S), or the most stages whose whole
+file fits `bpp=B` bits per pixel; a single-stage model has quality 1 only.
 
 Methods (how the code map is stored; the codes, hence the decoded image,
 are the same for all three):
@@ -60,10 +65,11 @@ from pathlib import Path
 import numpy as np
 
 from vqvae_tf.codec import tiling
-from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_PIXELS, BitstreamError, Header, Method, read_header
+from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_PIXELS, BitstreamError, Header, Kind, Method, read_header
 from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
 from vqvae_tf.codec.images import read_image, write_output, write_png
 from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
+from vqvae_tf.codec.rate import check_rate, keep_stages, pad_stages, pick_quality
 from vqvae_tf.utils.checks import check_int, is_int
 
 logger = logging.getLogger(__name__)
@@ -111,16 +117,33 @@ def _to_model_channels(image: np.ndarray, model: CodecModel) -> np.ndarray:
 
 
 def compress_image(
-    image, model=None, method: str = "packed", *, prior=None, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO
+    image,
+    model=None,
+    method: str = "packed",
+    *,
+    quality: int | None = None,
+    bpp: float | None = None,
+    kbps: float | None = None,
+    prior=None,
+    tile: int = DEFAULT_TILE,
+    halo: int = DEFAULT_HALO,
 ) -> bytes:
     """Compresses a uint8 image to a `.vqz` stream.
 
     Args:
         image: uint8 `(H, W)` or `(H, W, C)`, any size >= 1 x 1.
-        model: anything `load_model` takes. Defaults to `DEFAULT_MODEL`.
+        model: anything `load_model` takes (an image model). Defaults to
+            `DEFAULT_MODEL`.
         method: "packed" (fixed-width codes), "static" (entropy coded under
             the model's code usage distribution) or "prior" (entropy coded
-            under an autoregressive prior). Defaults to "packed".
+            under an autoregressive prior; single-stage models only).
+            Defaults to "packed".
+        quality: stages kept, `1..S` for a residual model of S stages (1
+            only for a single-stage model). Defaults to S (all stages).
+        bpp: instead of `quality`: the highest quality whose whole stream
+            is at most `bpp` bits per pixel of `image` (the encoder runs
+            once; every prefix of the stages is measured).
+        kbps: for audio models only; an image model refuses it (use `bpp`).
         prior: the "prior" method's prior: a `prior.tflite` or
             `prior.keras` path, or None for the model's own
             (`CodecModel.prior`). Ignored by the other
@@ -130,27 +153,41 @@ def compress_image(
         halo: margin in code positions around each tile. Defaults to 6.
 
     Returns:
-        The stream as bytes.
+        The stream as bytes (`read_header(data).kept_stages` is its quality).
+
+    Raises:
+        CodecError: bad image or arguments, an audio model, quality out of
+            range, or a `bpp` below what the lowest quality reaches for this
+            image (the message gives that rate).
     """
     model = load_model(model)
+    model.check_kind("image", "the input")
     if method not in METHODS:
         raise CodecError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
+    request = check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
     image = _as_image(image)
-    probabilities = model.code_probabilities() if method == "static" else None
+    static = method == "static"
+    probabilities = model.code_probabilities() if static and not model.code_shape else None
     prior_model = model.prior(prior) if method == "prior" else None
     codes = encode_codes(image, model, tile=tile, halo=halo)
-    try:
-        return encode_stream(
-            codes,
-            num_codes=model.num_codes,
-            model_id=model.stream_id,
-            image_shape=image.shape,
-            method=method,
-            code_probabilities=probabilities,
-            prior=prior_model,
-        )
-    except BitstreamError as error:
-        raise CodecError(f"cannot encode the codes: {error}") from None
+
+    def build(stages: int) -> bytes:
+        try:
+            return encode_stream(
+                keep_stages(codes, model, stages),
+                num_codes=model.num_codes,
+                model_id=model.stream_id,
+                image_shape=image.shape,
+                total_stages=model.total_stages if model.code_shape else None,
+                method=method,
+                code_probabilities=model.code_probabilities(stages) if static and model.code_shape else probabilities,
+                prior=prior_model,
+            )
+        except BitstreamError as error:
+            raise CodecError(f"cannot encode the codes: {error}") from None
+
+    height, width = image.shape[:2]
+    return pick_quality(model, request, build, height * width, f"this {height}x{width} image")[1]
 
 
 def encode_codes(
@@ -202,10 +239,23 @@ def decompress_bytes(
         header = read_header(data)
     except BitstreamError as error:
         raise CodecError(f"not a valid .vqz stream: {error}") from None
+    # The kinds first: an audio stream given to an image model is a kind
+    # mismatch before it is a model mismatch.
+    if model is not None:
+        model = load_model(model)
+        model.check_kind(header.kind.label, "the stream")
+    elif header.kind != Kind.IMAGE:
+        raise CodecError(f"the stream holds {header.kind.label}; decompress_bytes decodes image streams")
     model = _model_for(header, model)
     factor = model.downsample
     height, width, channels = header.image_shape
-    expected_codes = (math.ceil(height / factor), math.ceil(width / factor)) + model.code_shape
+    if header.total_stages != model.total_stages:
+        raise CodecError(
+            f"stream keeps {header.kept_stages} of {header.total_stages} stages; "
+            f"model {model.name!r} has {model.total_stages}"
+        )
+    stages = (header.kept_stages,) if model.code_shape else ()
+    expected_codes = (math.ceil(height / factor), math.ceil(width / factor)) + stages
     if header.code_shape != expected_codes:
         raise CodecError(
             f"stream has a code map of shape {header.code_shape}; an image of {height}x{width} "
@@ -217,7 +267,9 @@ def decompress_bytes(
         raise CodecError(f"stream holds a {channels}-channel image; model {model.name!r} makes {model.channels}")
     probabilities = prior_model = None
     if header.method == Method.STATIC:
-        probabilities = model.code_probabilities()
+        # Version 2 codes each stage kept under its own distribution.
+        per_stage = header.version >= 2 and header.has_stage_axis
+        probabilities = model.code_probabilities(header.kept_stages if per_stage else None)
     elif header.method == Method.PRIOR:
         prior_model = model.prior(prior)
     try:
@@ -231,7 +283,8 @@ def decompress_bytes(
     except BitstreamError as error:
         raise CodecError(f"cannot decode the stream: {error}") from None
     tile_codes = _tile_codes(tile, factor)
-    image = tiling.decode_tiled(model.decoder.decode, stream.codes, factor, model.channels, tile_codes, halo)
+    codes = pad_stages(stream.codes, model)
+    image = tiling.decode_tiled(model.decoder.decode, codes, factor, model.channels, tile_codes, halo)
     image = image[:height, :width]
     if channels == 1 and model.channels != 1:
         # The encoder saw the gray image repeated on every channel; the mean
@@ -265,16 +318,22 @@ def _show_id(raw: bytes) -> str:
     return raw.rstrip(b"\0").hex() if raw.endswith(b"\0" * 8) else raw.hex()
 
 
-def compress(input_path, output_path, model=None, method: str = "packed", prior=None) -> dict:
+def compress(
+    input_path, output_path, model=None, method: str = "packed", prior=None, *, quality=None, bpp=None, kbps=None
+) -> dict:
     """Compresses an image file into a `.vqz` file (written atomically).
+
+    `quality`, `bpp` and `kbps` choose the rate as in `compress_image`.
 
     Returns:
         A dict: `bytes`, `bits_per_pixel`, `image_shape`, `code_shape`,
-        `model`, `method`.
+        `model`, `method`, `quality` (stages kept), `stages` (kept, total).
     """
     model = load_model(model)
+    model.check_kind("image", str(input_path))
+    check_rate(model, quality=quality, bpp=bpp, kbps=kbps)  # before reading the image
     image = _as_image(read_image(input_path))
-    data = compress_image(image, model, method, prior=prior)
+    data = compress_image(image, model, method, prior=prior, quality=quality, bpp=bpp, kbps=kbps)
     write_output(output_path, data)
     header = read_header(data)
     return dict(
@@ -284,6 +343,8 @@ def compress(input_path, output_path, model=None, method: str = "packed", prior=
         code_shape=header.code_shape,
         model=model.name,
         method=method,
+        quality=header.kept_stages,
+        stages=(header.kept_stages, header.total_stages),
     )
 
 
@@ -313,19 +374,36 @@ def describe(path) -> dict:
         header = read_header(data)
     except BitstreamError as error:
         raise CodecError(f"not a valid .vqz stream: {error}") from None
-    height, width, channels = header.image_shape
     matching = [name for name in shipped_models() if load_model(name).stream_id == header.model_id]
+    if header.kind == Kind.IMAGE:
+        height, width, channels = header.image_shape
+        signal = dict(
+            image_shape=[height, width, channels],
+            bits_per_pixel=round(8 * header.total_length / (height * width), 5),
+        )
+    else:
+        audio = header.audio
+        signal = dict(
+            sample_rate=audio.sample_rate,
+            num_samples=audio.num_samples,
+            channels=audio.channels,
+            source_channels=audio.source_channels,
+            duration_seconds=round(audio.duration, 6),
+            kilobits_per_second=round(8 * header.total_length / audio.duration / 1000, 5),
+        )
     return dict(
         file=str(path),
         bytes=header.total_length,
         version=header.version,
+        kind=header.kind.label,
         method=header.method.name.lower(),
         model_id=_show_id(header.model_id),
         shipped_model=matching[0] if matching else None,
-        image_shape=[height, width, channels],
+        quality=header.kept_stages,
+        stages=[header.kept_stages, header.total_stages],
         code_shape=list(header.code_shape),
         num_codes=header.num_codes,
         payload_bytes=header.payload_length,
-        bits_per_pixel=round(8 * header.total_length / (height * width), 5),
+        **signal,
         **({"prior": header.prior_params} if header.method == Method.PRIOR else {}),
     )

@@ -1,6 +1,7 @@
 """The codec's command line: `python -m vqvae_tf.codec` (or `vqvae-codec` when installed).
 
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
+                                     [--quality Q | --bpp B]      # rate of a residual model (--kbps: audio)
     python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
     python -m vqvae_tf.codec info photo.vqz
     python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
@@ -41,11 +42,22 @@ def _model_flag(FLAGS, default=False):
 
 
 def _compress(args, FLAGS):
-    result = compress(args[0], args[1], _model_flag(FLAGS, default=True), FLAGS.method, FLAGS.prior)
+    result = compress(
+        args[0],
+        args[1],
+        _model_flag(FLAGS, default=True),
+        FLAGS.method,
+        FLAGS.prior,
+        quality=FLAGS.quality,
+        bpp=FLAGS.bpp,
+        kbps=FLAGS.kbps,
+    )
     height, width, channels = result["image_shape"]
+    kept, total = result["stages"]
     print(
         f"{args[1]}: {result['bytes']} bytes, {result['bits_per_pixel']:.4f} bpp "
-        f"({height}x{width}x{channels}, model {result['model']}, {result['method']})"
+        f"({height}x{width}x{channels}, model {result['model']}, {result['method']}, "
+        f"quality {result['quality']}: {kept} of {total} stages)"
     )
 
 
@@ -61,7 +73,7 @@ def _info(args, FLAGS):
 def _eval(args, FLAGS):
     from vqvae_tf.codec import evaluation
 
-    rows = evaluation.evaluate_folder(args[0], _model_flag(FLAGS, default=True), FLAGS.method)
+    rows = evaluation.evaluate_folder(args[0], _model_flag(FLAGS, default=True), FLAGS.method, FLAGS.quality)
     print(evaluation.format_table(rows))
     if FLAGS.json:
         write_output(FLAGS.json, (json.dumps(rows, indent=2) + "\n").encode())
@@ -93,6 +105,13 @@ def define_flags():
         "compress/decompress --method prior: a prior.tflite, or a prior.keras (needs TensorFlow); "
         "default: the model's own prior.tflite, else prior.keras (the shipped d8k512 has both).",
     )
+    flags.DEFINE_integer(
+        "quality",
+        None,
+        "compress, eval: stages kept, 1..S for a residual model of S stages (default S; 1 only for single-stage).",
+    )
+    flags.DEFINE_float("bpp", None, "compress (image models): the highest quality whose file is <= this bits/pixel.")
+    flags.DEFINE_float("kbps", None, "compress (audio models): the highest quality whose file is <= this kbit/s.")
     flags.DEFINE_integer("threads", 2, "Interpreter threads.", lower_bound=1)
     flags.DEFINE_string("encoder", "int8", "package: encoder quantization to ship.")
     flags.DEFINE_string("decoder", "float16", "package: decoder quantization to ship.")

@@ -165,12 +165,16 @@ def match_quality(image: np.ndarray, fmt: str, target_bpp: float) -> dict:
     )
 
 
-def evaluate_image(image: np.ndarray, model, method: str = "packed", name: str = "") -> dict:
-    """Our codec on one uint8 image beside JPEG and WebP at matched bits per pixel."""
+def evaluate_image(image: np.ndarray, model, method: str = "packed", name: str = "", quality=None) -> dict:
+    """Our codec on one uint8 image beside JPEG and WebP at matched bits per pixel.
+
+    `quality`: stages kept of a residual model (`compress_image`); None for all.
+    """
     from vqvae_tf.codec import api as codec
+    from vqvae_tf.codec.bitstream.header import read_header
 
     start = time.perf_counter()
-    data = codec.compress_image(image, model, method)
+    data = codec.compress_image(image, model, method, quality=quality)
     encode_seconds = time.perf_counter() - start
     start = time.perf_counter()
     decoded = codec.decompress_bytes(data, model)
@@ -182,6 +186,7 @@ def evaluate_image(image: np.ndarray, model, method: str = "packed", name: str =
         height=int(image.shape[0]),
         width=int(image.shape[1]),
         method=method,
+        quality=read_header(data).kept_stages,
         bits_per_pixel=bpp,
         psnr=psnr(reference, decoded.reshape(reference.shape)),
         ms_ssim=ms_ssim(reference, decoded.reshape(reference.shape)),
@@ -193,8 +198,8 @@ def evaluate_image(image: np.ndarray, model, method: str = "packed", name: str =
     return row
 
 
-def evaluate_folder(directory, model, method: str = "packed") -> list[dict]:
-    """`evaluate_image` on every PNG / JPEG / BMP file under `directory`."""
+def evaluate_folder(directory, model, method: str = "packed", quality=None) -> list[dict]:
+    """`evaluate_image` (at `quality`) on every PNG / JPEG / BMP file under `directory`."""
     from vqvae_tf.codec import api as codec
     from vqvae_tf.codec.images import IMAGE_EXTENSIONS
 
@@ -206,7 +211,8 @@ def evaluate_folder(directory, model, method: str = "packed") -> list[dict]:
         raise ValueError(f"image folder {directory} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
     model = codec.load_model(model)
     return [
-        evaluate_image(codec.read_image(path), model, method, name=str(path.relative_to(directory))) for path in files
+        evaluate_image(codec.read_image(path), model, method, name=str(path.relative_to(directory)), quality=quality)
+        for path in files
     ]
 
 

@@ -73,6 +73,10 @@ class _LiteModel:
         self.rank = int(self.metadata.get("rank", 2))
         self.model_id = self.metadata["model_id"]
         self.code_shape = tuple(int(n) for n in self.metadata.get("code_shape", ()))
+        # Residual decoders exported since the rate-control format: the code
+        # that marks a stage absent (None: every stage must be present).
+        absent = self.metadata.get("absent_code")
+        self.absent_code = None if absent is None else int(absent)
         self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self._runner = self._interpreter.get_signature_runner(self._signature)
         self._input_detail = self._runner.get_input_details()[self._input]
@@ -142,8 +146,11 @@ class LiteDecoder(_LiteModel):
 
     `decode(codes)`: integer codes `(B, h, w)` or one map `(h, w)` in
     `[0, num_codes)` (plus the sidecar's `code_shape` axes, e.g. residual
-    stages). Returns float32 images `(B, h*f, w*f, C)` (or
-    without the batch axis), nominally in [0, 1] (not clipped).
+    stages). A residual decoder whose sidecar names an `absent_code`
+    (`num_codes`) also takes that code for a stage left out: decoding the
+    first `n` stages is decoding them with the later stages absent.
+    Returns float32 images `(B, h*f, w*f, C)` (or without the batch axis),
+    nominally in [0, 1] (not clipped).
     """
 
     _signature, _input, _output = "decode", "codes", "images"
@@ -163,8 +170,11 @@ class LiteDecoder(_LiteModel):
             raise TypeError(f"decode expects integer codes; received dtype {codes.dtype}")
         self._check_spatial(codes.shape, 1, "code map")
         low, high = int(codes.min()), int(codes.max())
-        if low < 0 or high >= self.num_codes:
-            raise ValueError(f"decode expects codes in [0, {self.num_codes}); received values in [{low}, {high}]")
+        if low < 0 or high > (self.num_codes - 1 if self.absent_code is None else self.absent_code):
+            allowed = f"[0, {self.num_codes})" + (
+                "" if self.absent_code is None else f" or {self.absent_code} (absent)"
+            )
+            raise ValueError(f"decode expects codes in {allowed}; received values in [{low}, {high}]")
         images = _dequantize(self._run(codes.astype(np.int32)), self._output_detail)
         return images[0] if single else images
 

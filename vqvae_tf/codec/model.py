@@ -84,9 +84,16 @@ class CodecModel:
         downsample: spatial factor between image and code map.
         num_codes: codebook size K.
         channels: image channels the network takes.
-        code_shape: trailing code axes per position (`()` for one stage).
-        counts: code usage counts `(K,)` for the `static` method, or None.
+        code_shape: trailing code axes per position (`()` for one stage,
+            `(S,)` for S residual stages).
+        counts: code usage counts for the `static` method: `(K,)`, or
+            `(S, K)` per stage for a residual model; or None.
         num_threads: interpreter threads.
+        rank: spatial axes of the networks: 2 for images, 1 for audio.
+        absent_code: the code the decoder reads as "stage absent"
+            (residual decoders exported with it), else None: such a decoder
+            decodes only streams that keep every stage.
+        rates: codec.json's `rates` (one dict per quality), or `[]`.
     """
 
     name: str
@@ -100,6 +107,9 @@ class CodecModel:
     code_shape: tuple
     counts: np.ndarray | None = None
     num_threads: int = 2
+    rank: int = 2
+    absent_code: int | None = None
+    rates: list = dataclasses.field(default_factory=list)
     _encoder: object = dataclasses.field(default=None, repr=False)
     _decoder: object = dataclasses.field(default=None, repr=False)
     _priors: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -125,14 +135,50 @@ class CodecModel:
             self._decoder = LiteDecoder(self.decoder_path, num_threads=self.num_threads)
         return self._decoder
 
-    def code_probabilities(self) -> np.ndarray:
-        """The `static` method's distribution, from the usage counts."""
+    @property
+    def kind(self) -> str:
+        """`"image"` (rank 2) or `"audio"` (rank 1): the signals the model codes."""
+        return "image" if self.rank == 2 else "audio"
+
+    @property
+    def total_stages(self) -> int:
+        """Quantizer stages S (1 for a single-stage model): the highest quality."""
+        return int(self.code_shape[0]) if self.code_shape else 1
+
+    def check_kind(self, kind: str, what: str) -> None:
+        """Raises `CodecError` unless `kind` ("image" or "audio") is this model's kind.
+
+        Args:
+            kind: the kind of the signal or stream at hand.
+            what: what holds it, e.g. "the stream" (named in the message).
+        """
+        if kind != self.kind:
+            article = {"image": "an image", "audio": "audio"}
+            raise CodecError(
+                f"{what} holds {article[kind]}, but model {self.name!r} is an {self.kind} model; "
+                f"it needs an {kind} model"
+            )
+
+    def code_probabilities(self, stages: int | None = None) -> np.ndarray:
+        """The `static` method's distribution, from the usage counts.
+
+        Args:
+            stages: None for one `(K,)` distribution of every code (pooled
+                over the stages of a residual model: what version-1 streams
+                use); `n` for the `(n, K)` distributions of the first `n`
+                stages of a residual model (version-2 streams with a stage
+                axis; counts measured before per-stage counts give every
+                stage the pooled distribution).
+        """
         if self.counts is None:
             raise CodecError(
                 f"model {self.name!r} has no {COUNTS}, which the 'static' method needs; "
                 f"use --method packed, or make one with `python -m vqvae_tf.codec package`"
             )
-        return code_probabilities_from_counts(self.counts)
+        if stages is None:
+            return code_probabilities_from_counts(self.counts if self.counts.ndim == 1 else self.counts.sum(axis=0))
+        rows = self.counts[:stages] if self.counts.ndim == 2 else [self.counts] * stages
+        return np.stack([code_probabilities_from_counts(row) for row in rows])
 
     @property
     def prior_path(self) -> Path | None:
@@ -159,6 +205,14 @@ class CodecModel:
                 the prior does not fit this model (codebook size, class
                 labels, the model it was trained for).
         """
+        # Checked before any file is read: the method codes (h, w) maps, and a
+        # residual model's prior models S * K tokens, so the codebook-size
+        # check below would blame the wrong thing.
+        if self.code_shape:
+            raise CodecError(
+                f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
+                "method codes (h, w) maps (at every quality); use --method packed|static"
+            )
         if path is None:
             if self.prior_path is None:
                 raise FileNotFoundError(
@@ -195,13 +249,6 @@ class CodecModel:
         num_codes, num_classes = getattr(prior, "num_codes", None), getattr(prior, "num_classes", None)
         if num_codes is None or num_classes is None or not hasattr(prior, "logits"):
             raise CodecError(f"{path} holds a {type(prior).__name__}, not an autoregressive prior")
-        # Checked first: a residual model's prior models S * K tokens, so the
-        # codebook-size check below would blame the wrong thing.
-        if self.code_shape:
-            raise CodecError(
-                f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
-                "method codes (h, w) maps; use --method packed|static"
-            )
         if num_codes != self.num_codes:
             raise CodecError(f"prior {path} models {num_codes} codes; model {self.name!r} has {self.num_codes}")
         if num_classes:
@@ -305,8 +352,10 @@ def load_model(model=None, num_threads: int = 2) -> CodecModel:
             f"(encoder {[encoder_meta.get(f) for f in mismatch]}, decoder {[decoder_meta.get(f) for f in mismatch]}); "
             "they must be exported from the same trained model"
         )
-    if encoder_meta.get("rank", 2) != 2:
-        raise CodecError(f"codec model {directory} has rank {encoder_meta.get('rank')}; the image codec needs 2")
+    if encoder_meta.get("rank", 2) not in (1, 2):
+        raise CodecError(
+            f"codec model {directory} has rank {encoder_meta.get('rank')}; expected 2 (images) or 1 (audio)"
+        )
     result = CodecModel(
         name=directory.name,
         directory=directory,
@@ -318,6 +367,9 @@ def load_model(model=None, num_threads: int = 2) -> CodecModel:
         channels=int(encoder_meta["input_channels"]),
         code_shape=tuple(int(n) for n in encoder_meta.get("code_shape", ())),
         num_threads=num_threads,
+        rank=int(encoder_meta.get("rank", 2)),
+        absent_code=None if decoder_meta.get("absent_code") is None else int(decoder_meta["absent_code"]),
+        rates=list(manifest.get("rates", [])),
     )
     if (directory / COUNTS).is_file():
         result.counts = _read_counts(directory / COUNTS, result)
@@ -349,7 +401,13 @@ def _read_counts(path: Path, model: CodecModel) -> np.ndarray:
     data = _read_json(path)
     if data.get("model_id") != model.model_id:
         raise CodecError(f"{path} was measured with model {data.get('model_id')!r}, not {model.model_id!r}")
-    counts = np.asarray(data.get("counts", []), dtype=np.float64)
-    if counts.shape != (model.num_codes,):
-        raise CodecError(f"{path} holds {counts.shape} counts; expected ({model.num_codes},)")
+    try:
+        counts = np.asarray(data.get("counts", []), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CodecError(f"{path} holds ragged or non-numeric counts") from None
+    # A residual model's counts are per stage (S, K); files written before
+    # per-stage counts hold one (K,) row pooled over the stages.
+    shapes = [(model.num_codes,)] + ([(model.total_stages, model.num_codes)] if model.code_shape else [])
+    if counts.shape not in shapes:
+        raise CodecError(f"{path} holds {counts.shape} counts; expected {' or '.join(map(str, shapes))}")
     return counts

@@ -33,9 +33,11 @@ def package_model(
     """Makes a codec model directory from an exporter's `tflite/` directory.
 
     Copies `encoder_<encoder>.tflite`, `decoder_<decoder>.tflite` and their
-    sidecars, measures code usage counts by compressing the bundled training
-    photos (`vqvae_tf.data.image_io.photo_names("train")`, whole, as the codec
-    sees them) and writes `code_counts.json` and `codec.json`. The directory
+    sidecars, measures code usage counts (per stage for a residual model) by
+    compressing the bundled training photos
+    (`vqvae_tf.data.image_io.photo_names("train")`, whole, as the codec sees
+    them) and writes `code_counts.json` and `codec.json` (with `rates`: the
+    packed and static bits per pixel of every quality, i.e. stages kept). The directory
     is built next to `out_dir` and renamed into place at the end
     (`vqvae_tf.utils.atomic.atomic_directory`).
 
@@ -62,27 +64,41 @@ def package_model(
             names[kind] = f"{stem}.tflite"
         (staging / MANIFEST).write_text(json.dumps(dict(names, name=out_dir.name), indent=2) + "\n")
         model = load_model(staging)
-        counts = np.zeros(model.num_codes, dtype=np.int64)
+        # Per stage for a residual model: its stages use their codes very
+        # differently, and the static method codes each under its own row.
+        stages = model.total_stages
+        counts = np.zeros((stages, model.num_codes), dtype=np.int64)
         photos = photo_names("train")
         for name in photos:
-            codes = encode_codes(np.asarray(load_photo(name)), model)
-            counts += np.bincount(codes.reshape(-1), minlength=model.num_codes)
-        probabilities = code_probabilities_from_counts(counts)
-        entropy = float(-(counts / counts.sum() * np.log2(probabilities)).sum())
+            codes = encode_codes(np.asarray(load_photo(name)), model).reshape(-1, stages)
+            for stage in range(stages):
+                counts[stage] += np.bincount(codes[:, stage], minlength=model.num_codes)
+        # Bits per code of each stage under its own smoothed distribution.
+        entropies = [float(-(row / row.sum() * np.log2(code_probabilities_from_counts(row))).sum()) for row in counts]
         (staging / COUNTS).write_text(
             json.dumps(
                 dict(
                     model_id=model.model_id,
                     num_codes=model.num_codes,
                     source=f"photos train split: {', '.join(photos)}",
-                    counts=counts.tolist(),
+                    counts=(counts if model.code_shape else counts[0]).tolist(),
                 ),
                 indent=1,
             )
             + "\n"
         )
-        # A residual model stores num_stages codes per position.
-        codes_per_pixel = math.prod(model.code_shape) / model.downsample**2
+        pixels_per_position = model.downsample**2
+        bits = math.ceil(math.log2(model.num_codes))
+        # One rate per quality (stages kept): code bits only, the header's
+        # ~62 bytes come on top (they matter on small images only).
+        rates = [
+            dict(
+                quality=quality,
+                packed_bits_per_pixel=quality * bits / pixels_per_position,
+                static_bits_per_pixel_on_training_photos=round(sum(entropies[:quality]) / pixels_per_position, 4),
+            )
+            for quality in range(1, stages + 1)
+        ]
         manifest = dict(
             name=out_dir.name,
             encoder=names["encoder"],
@@ -92,9 +108,11 @@ def package_model(
             num_codes=model.num_codes,
             channels=model.channels,
             code_shape=list(model.code_shape),
-            packed_bits_per_pixel=math.ceil(math.log2(model.num_codes)) * codes_per_pixel,
-            static_bits_per_pixel_on_training_photos=round(entropy * codes_per_pixel, 4),
-            codes_used_on_training_photos=int((counts > 0).sum()),
+            total_stages=stages,
+            packed_bits_per_pixel=rates[-1]["packed_bits_per_pixel"],
+            static_bits_per_pixel_on_training_photos=rates[-1]["static_bits_per_pixel_on_training_photos"],
+            rates=rates,
+            codes_used_on_training_photos=int((counts.sum(axis=0) > 0).sum()),
             train_command=command,
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

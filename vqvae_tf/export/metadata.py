@@ -22,6 +22,8 @@ Every `.tflite` and `.onnx` file `NAME.EXT` travels with `NAME.json`
       "value_range": [0.0, 1.0],       # float images, NHWC; [-1.0, 1.0] for rank-1 audio (B, L, C)
       "input_size_rule": "height and width: positive multiples of 4",
       "code_dtype": "int32",
+      "code_shape": [],                # trailing code axes per position: [S] for S residual stages
+      "absent_code": 512,              # residual models only: the code a decoder reads as "stage absent"
       "quantizer": "ema",
       "l2_normalize": false,
       "versions": {"vqvae_tf": "0.1.0", "tensorflow": "2.21.0", "keras": "3.15.1"}
@@ -61,6 +63,9 @@ def model_fields(model, identifier):
         "input_size_rule": f"{spatial}: positive multiples of {model.downsample}",
         "code_dtype": "int32",
         "code_shape": list(code_axes(model)),
+        # Residual quantizers: the index a decoder reads as "stage absent" (a
+        # zero vector), so one decoder decodes any prefix of the stages.
+        **({"absent_code": int(model.quantizer.absent_code)} if hasattr(model.quantizer, "absent_code") else {}),
         "quantizer": model.quantizer_name,
         "l2_normalize": bool(getattr(model.quantizer, "l2_normalize", False)),
         "versions": {"vqvae_tf": vqvae_tf.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},

@@ -169,12 +169,20 @@ def dense(flat, kernel, bias):
     return tf.nn.bias_add(tf.matmul(flat, kernel), bias)
 
 
-def check_indices(layer, indices, num_codes):
+def check_indices(layer, indices, num_codes, absent_code=None):
     """Integer code indices as int32; eager calls also check the range.
+
+    Args:
+        layer: the layer (named in messages).
+        indices: integer indices.
+        num_codes: codes are in `[0, num_codes)`.
+        absent_code: an extra allowed value meaning "absent" (residual
+            stages), or None.
 
     Raises:
         TypeError: if the indices are not integers.
-        ValueError: (eagerly) if a value lies outside `[0, num_codes)`.
+        ValueError: (eagerly) if a value lies outside `[0, num_codes)` (or is
+            not `absent_code`).
     """
     indices = tf.convert_to_tensor(indices)
     if not indices.dtype.is_integer:
@@ -183,9 +191,11 @@ def check_indices(layer, indices, num_codes):
         )
     if tf.executing_eagerly() and tf.size(indices) > 0:
         low, high = int(tf.reduce_min(indices)), int(tf.reduce_max(indices))
-        if low < 0 or high >= num_codes:
+        top = num_codes if absent_code is None else absent_code + 1
+        if low < 0 or high >= top:
+            extra = "" if absent_code is None else f" or {absent_code} (an absent stage)"
             raise ValueError(
-                f"{type(layer).__name__}.lookup expects indices in [0, {num_codes}); "
+                f"{type(layer).__name__}.lookup expects indices in [0, {num_codes}){extra}; "
                 f"received values in [{low}, {high}]."
             )
     return tf.cast(indices, tf.int32)

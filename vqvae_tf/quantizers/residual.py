@@ -283,13 +283,24 @@ class ResidualVectorQuantizer(QuantizerLayer):
         indices = tf.stack(indices, axis=-1)
         return tf.reshape(indices, tf.concat([tf.shape(inputs)[:-1], [self.num_stages]], axis=0))
 
+    @property
+    def absent_code(self):
+        """The index (`num_codes`) that `lookup` reads as "stage absent": a zero vector."""
+        return self.num_codes
+
     def lookup(self, indices):
-        """Sum of the first `n` stage codes for int indices `(..., n)`, `1 <= n <= num_stages`.
+        """Sum of the stage codes of int indices `(..., n)`, `1 <= n <= num_stages`.
+
+        Index `absent_code` (`num_codes`) marks a stage as absent: it adds
+        nothing. A map that keeps the first `m` stages can therefore be
+        decoded either as `(..., m)` or padded to `(..., num_stages)` with
+        `absent_code`; both give the same vectors, and the second keeps the
+        shape static, so one exported decoder serves every `m`.
 
         Returns float32 `indices.shape[:-1] + (code_dim,)`. Passing fewer
         stages than `num_stages` decodes at a lower bit rate.
         """
-        indices = check_indices(self, indices, self.num_codes)
+        indices = check_indices(self, indices, self.num_codes, absent_code=self.absent_code)
         stages = indices.shape[-1] if indices.shape.rank else None
         if stages is None or not 1 <= stages <= self.num_stages:
             raise ValueError(
@@ -301,11 +312,21 @@ class ResidualVectorQuantizer(QuantizerLayer):
         # unstack (TFLite UNPACK), not indices[..., i]: an ellipsis slice is a
         # StridedSlice that the TFLite builtins do not take.
         per_stage = tf.unstack(indices, num=stages, axis=-1)
-        total = tf.add_n([self._stage(i).lookup(codes) for i, codes in enumerate(per_stage)])
+        total = tf.add_n([self._stage_vectors(i, codes) for i, codes in enumerate(per_stage)])
         if self.lookup_dim is None:
             return total
         flat = self._from_search_space(tf.reshape(total, [-1, self.lookup_dim]))
         return tf.reshape(flat, tf.concat([tf.shape(indices)[:-1], [self.code_dim]], axis=0))
+
+    def _stage_vectors(self, i, codes):
+        """Stage `i`'s vectors of `codes`, zero where a code is `absent_code`.
+
+        A clamped gather times a 0/1 mask: builtin TFLite ops (MINIMUM,
+        GATHER, LESS, CAST, EXPAND_DIMS, MUL) in every export quantization
+        (`[..., None]` would be a StridedSlice, which the builtins lack).
+        """
+        present = tf.expand_dims(tf.cast(codes < self.num_codes, tf.float32), -1)
+        return self._stage(i).lookup(tf.minimum(codes, self.num_codes - 1)) * present
 
     def initialize_codebook(self, vectors):
         """k-means initialisation of the stages from `(N, code_dim)` vectors.

@@ -1,35 +1,47 @@
 """The `.vqz` bitstream: integer code maps to bytes and back.
 
-A VQ-VAE codec turns an image into a map of discrete codes (an int32 array of
-shape `(h, w)`, or `(h, w, stages)` for residual quantizers) with values in
-`[0, K)`. This module stores such a map in a small, self-checking binary
-format and reads it back exactly. Methods 0 and 1 need no neural network
-(nor TensorFlow); method 2 runs the prior it is given.
+A VQ-VAE codec turns a signal into a map of discrete codes with values in
+`[0, K)`: an image into `(h, w)`, or `(h, w, n)` when a residual model
+keeps its first `n` of S stages; audio into `(frames,)` or `(frames, n)`.
+This module stores such a map in a small, self-checking binary format and
+reads it back exactly. Methods 0 and 1 need no neural network (nor
+TensorFlow); method 2 runs the prior it is given. docs/codec.md documents
+the same layout with examples.
 
-Format, version 1
------------------
+Format, version 2 (written)
+---------------------------
 All integers are unsigned and little-endian. Offsets are in bytes.
 
-| offset | size | field                | meaning                                         |
-|-------:|-----:|----------------------|-------------------------------------------------|
-|      0 |    4 | magic                | `b"VQZ1"`                                       |
-|      4 |    1 | version              | format version, `1`                             |
-|      5 |    1 | method               | payload coding method (see below)               |
-|      6 |    2 | flags                | bit 0: the code map has a stage axis            |
-|        |      |                      | (rank 3); other bits must be 0                  |
-|      8 |   16 | model_id             | fingerprint of the model that made the codes    |
-|     24 |    4 | image_height         | original image height, >= 1                     |
-|     28 |    4 | image_width          | original image width, >= 1                      |
-|     32 |    2 | image_channels       | original image channels, >= 1                   |
-|     34 |    2 | stages               | quantizer stages, >= 1 (1 unless flag bit 0)    |
-|     36 |    4 | code_height          | (padded) code-map height, >= 1                  |
-|     40 |    4 | code_width           | (padded) code-map width, >= 1                   |
-|     44 |    4 | num_codes            | codebook size K, 2 <= K <= 2**20                |
-|     48 |    2 | params_length        | P, length of the method parameters              |
-|     50 |    4 | payload_length       | N, length of the payload                        |
-|     54 |    P | method parameters    | method-specific, see below                      |
-| 54 + P |    N | payload              | the coded code map                              |
-| 54+P+N |    4 | crc32                | `zlib.crc32` of every byte before it            |
+| offset | size | field          | meaning                                                  |
+|-------:|-----:|----------------|----------------------------------------------------------|
+|      0 |    4 | magic          | `b"VQZ1"`                                                |
+|      4 |    1 | version        | `2`                                                      |
+|      5 |    1 | method         | payload coding method (see below)                        |
+|      6 |    1 | kind           | `0` image, `1` audio (`Kind`)                             |
+|      7 |    1 | flags          | bit 0: the map has a stage axis; other bits must be 0    |
+|      8 |   16 | model_id       | fingerprint of the model that made the codes             |
+|     24 |    4 | num_codes      | codebook size K, 2 <= K <= 2**20                         |
+|     28 |    2 | total_stages   | the model's stages S >= 1 (1 without flag bit 0)         |
+|     30 |    2 | kept_stages    | stages stored, 1 <= n <= S (1 without flag bit 0)        |
+|     32 |    4 | code_height    | image: code-map height; audio: code frames; >= 1         |
+|     36 |    4 | code_width     | image: code-map width >= 1; audio: 0                     |
+|     40 |    4 | signal_a       | image: height >= 1; audio: original sample rate (Hz)     |
+|     44 |    4 | signal_b       | image: width >= 1; audio: original samples per channel   |
+|     48 |    2 | signal_c       | image: channels >= 1; audio: channels coded (1: mono)    |
+|     50 |    2 | signal_d       | image: 0 (reserved); audio: channels of the source file  |
+|     52 |    2 | params_length  | P, length of the method parameters                       |
+|     54 |    4 | payload_length | N, length of the payload                                 |
+|     58 |    P | parameters     | method-specific, see below                               |
+| 58 + P |    N | payload        | the coded code map                                       |
+| 58+P+N |    4 | crc32          | `zlib.crc32` of every byte before it                     |
+
+Format, version 1 (read only)
+-----------------------------
+Images only; a 54-byte fixed header `magic, version (1), method, flags
+(uint16), model_id, image height, width (uint32), channels, stages
+(uint16), code height, width, num_codes (uint32), params_length (uint16),
+payload_length (uint32)`, then parameters, payload and CRC as in version
+2. All `stages` are stored (`total_stages == kept_stages`).
 
 The codes are serialised in C order of the code map: row by row, and within
 a position all stages before the next position.
@@ -38,20 +50,24 @@ Methods:
 
 * `0` packed: every code takes exactly `ceil(log2 K)` bits, most significant
   bit first, codes back to back; the last byte is padded with zero bits, so
-  `N == ceil(h * w * stages * ceil(log2 K) / 8)`. `P == 0`.
+  `N == ceil(h * w * n * ceil(log2 K) / 8)`. `P == 0`.
 * `1` static: an i.i.d. entropy code under a fixed per-model distribution
   over the K codes. The payload is the compressed word stream of
   `constriction.stream.stack.AnsCoder` (32-bit words, each stored
   little-endian, `N % 4 == 0`) for
   `constriction.stream.model.Categorical(probabilities, perfect=False)`;
   the codes are pushed with `encode_reverse`, so they decode in order.
+  Without a stage axis (and in version 1 always) one `(K,)` distribution
+  codes the map in C order; a version-2 map with a stage axis is coded
+  stage after stage, each stage in raster order under its own row of an
+  `(n, K)` table (or all under one `(K,)`).
   `P == 8`: the first 8 bytes of BLAKE2b of the normalised probabilities as
   little-endian float64, so a decoder holding another distribution fails
   with a clear error instead of producing wrong codes.
 * `2` prior: each code is entropy coded under an autoregressive prior's
   conditional distribution given the codes before it
   (`vqvae_tf.codec.prior_coding`; decoding needs the prior, i.e. TensorFlow, and
-  runs it position by position). Only maps without a stage axis. `P == 20`:
+  runs it position by position). Only image maps without a stage axis. `P == 20`:
 
   | offset | size | field            | meaning                                      |
   |-------:|-----:|------------------|----------------------------------------------|
@@ -84,7 +100,7 @@ Decoding never trusts the header: every size is checked against the actual
 data length and against caller-set limits before anything is allocated, and
 every failure raises `BitstreamError` (a `ValueError`) with a one-line message.
 
-Modules: `header` (constants, `Method`, `Header`, `read_header`,
+Modules: `header` (constants, `Method`, `Kind`, `AudioFormat`, `Header`, `read_header`,
 `make_model_id`), `packing` (method 0), `static` (method 1, on the ANS
 coder of `vqvae_tf.codec.entropy`), `stream` (`encode_stream`,
 `decode_stream`, files); method 2 is `vqvae_tf.codec.prior_coding.tiled`.
@@ -92,12 +108,16 @@ coder of `vqvae_tf.codec.entropy`), `stream` (`encode_stream`,
 
 from vqvae_tf.codec.bitstream.header import (
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SAMPLES,
     MAGIC,
     MAX_NUM_CODES,
     MODEL_ID_SIZE,
+    READ_VERSIONS,
     VERSION,
+    AudioFormat,
     BitstreamError,
     Header,
+    Kind,
     Method,
     make_model_id,
     read_header,
@@ -106,14 +126,18 @@ from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
 from vqvae_tf.codec.bitstream.stream import DecodedStream, decode_stream, encode_stream, read_file, write_file
 
 __all__ = [
+    "AudioFormat",
     "BitstreamError",
     "DecodedStream",
     "Header",
+    "Kind",
     "Method",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_SAMPLES",
     "MAGIC",
     "MAX_NUM_CODES",
     "MODEL_ID_SIZE",
+    "READ_VERSIONS",
     "VERSION",
     "code_probabilities_from_counts",
     "decode_stream",

@@ -1,9 +1,10 @@
-"""The `.vqz` header: format constants, the methods, and the parsing of the fixed header.
+"""The `.vqz` header: format constants, the methods and kinds, and the parsing of the fixed header.
 
-The byte layout is specified in `vqvae_tf.codec.bitstream`. `read_header`
-distrusts every field: it checks the framing (magic, version, declared
-length, CRC) first, then each field, then the method's parameters, and
-allocates nothing proportional to the declared sizes.
+The byte layouts (version 2, written; version 1, read only) are specified in
+`vqvae_tf.codec.bitstream`. `read_header` distrusts every field: it checks
+the framing (magic, version, declared length, CRC) first, then each field,
+then the method's parameters, and allocates nothing proportional to the
+declared sizes.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from vqvae_tf.codec.prior_coding.tiled import NO_LABEL
 from vqvae_tf.codec.prior_coding.tiled import PARAMS as PRIOR_PARAMS
 
 __all__ = [
+    "AudioFormat",
     "BitstreamError",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_SAMPLES",
     "Header",
+    "Kind",
     "MAGIC",
     "MAX_NUM_CODES",
     "MODEL_ID_SIZE",
     "Method",
+    "READ_VERSIONS",
     "VERSION",
     "bits_per_code",
     "make_model_id",
@@ -33,17 +38,29 @@ __all__ = [
 ]
 
 MAGIC = b"VQZ1"
-VERSION = 1
+#: The version `encode_stream` writes.
+VERSION = 2
+#: The versions `read_header` reads (1 is legacy, images only).
+READ_VERSIONS = (1, 2)
 MODEL_ID_SIZE = 16
 # Well above real codebooks (FSQ/LFQ reach 2**18) and inside what
 # constriction's 24-bit categorical model can represent.
 MAX_NUM_CODES = 1 << 20
 # 8192 x 8192: refuses decompression bombs while allowing large photos.
 DEFAULT_MAX_PIXELS = 1 << 26
+# About 3 hours at 48 kHz (2 GiB of float32): refuses audio bombs.
+DEFAULT_MAX_SAMPLES = 1 << 29
 
-#: magic, version, method, flags, model id, image height, width, channels,
-#: stages, code height, width, num_codes, params length, payload length.
-FIXED = struct.Struct("<4sBBH16sIIHHIIIHI")
+#: Version 1: magic, version, method, flags, model id, image height, width,
+#: channels, stages, code height, width, num_codes, params length, payload length.
+FIXED_V1 = struct.Struct("<4sBBH16sIIHHIIIHI")
+#: Version 2: magic, version, method, kind, flags, model id, num_codes, total
+#: stages, kept stages, code height, code width, signal fields a, b (uint32),
+#: c, d (uint16), params length, payload length.
+FIXED_V2 = struct.Struct("<4sBBBB16sIHHIIIIHHHI")
+#: The fixed header of the version written.
+FIXED = FIXED_V2
+FIXED_SIZE = {1: FIXED_V1.size, 2: FIXED_V2.size}
 CRC = struct.Struct("<I")
 FLAG_STAGE_AXIS = 1
 KNOWN_FLAGS = FLAG_STAGE_AXIS
@@ -65,7 +82,48 @@ class Method(enum.IntEnum):
     PRIOR = 2
 
 
+class Kind(enum.IntEnum):
+    """The kind of signal a stream holds; the value is the id stored in a version-2 header."""
+
+    IMAGE = 0
+    AUDIO = 1
+
+    @property
+    def label(self) -> str:
+        """`"image"` or `"audio"`."""
+        return self.name.lower()
+
+
 PARAMS_LENGTH = {Method.PACKED: 0, Method.STATIC: DISTRIBUTION_FINGERPRINT_SIZE, Method.PRIOR: PRIOR_PARAMS.size}
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioFormat:
+    """What an audio stream records about the original signal.
+
+    Attributes:
+        sample_rate: the original sample rate in Hz (the decoder resamples
+            back to it), 1 <= rate < 2**32.
+        num_samples: the original number of samples per channel, >= 1.
+        channels: channels coded (1: the codec mixes to mono). Defaults to 1.
+        source_channels: channels of the original file, kept for
+            information. Defaults to 1.
+
+    Example:
+
+    >>> AudioFormat(sample_rate=16000, num_samples=24000).duration
+    1.5
+    """
+
+    sample_rate: int
+    num_samples: int
+    channels: int = 1
+    source_channels: int = 1
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio."""
+        return self.num_samples / self.sample_rate
 
 
 def bits_per_code(num_codes: int) -> int:
@@ -92,13 +150,19 @@ class Header:
     """The parsed, validated header of a `.vqz` stream.
 
     Attributes:
-        version: format version.
+        version: format version (1 or 2).
         method: payload coding method.
         flags: raw flag bits.
         model_id: the 16-byte fingerprint of the model that made the codes.
-        image_shape: `(height, width, channels)` of the original image.
-        code_shape: `(h, w)`, or `(h, w, stages)` when the map has a stage axis.
+        kind: `Kind.IMAGE` or `Kind.AUDIO` (version 1: always image).
+        image_shape: `(height, width, channels)` of the original image, or
+            None for audio.
+        audio: the `AudioFormat` of an audio stream, or None for images.
+        code_shape: the stored code map: images `(h, w)`, or `(h, w, n)`
+            with a stage axis; audio `(frames,)` or `(frames, n)`.
         num_codes: codebook size K.
+        total_stages: the model's quantizer stages S (1 without a stage
+            axis); the map keeps the first `kept_stages` of them.
         method_params: the method-specific parameter bytes.
         payload_length: payload size in bytes.
         total_length: size of the whole stream in bytes.
@@ -108,16 +172,29 @@ class Header:
     method: Method
     flags: int
     model_id: bytes
-    image_shape: tuple[int, int, int]
+    kind: Kind
+    image_shape: tuple[int, int, int] | None
+    audio: AudioFormat | None
     code_shape: tuple[int, ...]
     num_codes: int
+    total_stages: int
     method_params: bytes
     payload_length: int
     total_length: int
 
     @property
+    def has_stage_axis(self) -> bool:
+        """Whether the code map ends with a stage axis."""
+        return bool(self.flags & FLAG_STAGE_AXIS)
+
+    @property
+    def kept_stages(self) -> int:
+        """Stages stored, n <= `total_stages`: the stream's quality."""
+        return self.code_shape[-1] if self.has_stage_axis else 1
+
+    @property
     def num_symbols(self) -> int:
-        """Number of codes in the map (`h * w * stages`)."""
+        """Number of codes in the map (`h * w * n`)."""
         return math.prod(self.code_shape)
 
     @property
@@ -128,7 +205,7 @@ class Header:
     @property
     def payload_start(self) -> int:
         """Offset of the payload in the stream."""
-        return FIXED.size + len(self.method_params)
+        return FIXED_SIZE[self.version] + len(self.method_params)
 
     @property
     def distribution_fingerprint(self) -> bytes | None:
@@ -158,7 +235,7 @@ class Header:
 
 
 def read_header(data: bytes) -> Header:
-    """Parses and validates the header of a `.vqz` stream, checking its CRC.
+    """Parses and validates the header of a `.vqz` stream (version 1 or 2), checking its CRC.
 
     Decodes no payload and allocates nothing proportional to the declared
     sizes, so it is safe on untrusted data (e.g. for an `info` command).
@@ -171,42 +248,28 @@ def read_header(data: bytes) -> Header:
 
     Raises:
         BitstreamError: if the stream is truncated, corrupted, not a `.vqz`
-            stream, or of an unsupported version, method or flag.
+            stream, or of an unsupported version, kind, method or flag.
     """
     data = _as_bytes(data)
-    fields = _check_framing(data)
-    (
-        _,
-        version,
-        method_id,
-        flags,
-        model_id,
-        image_height,
-        image_width,
-        channels,
-        stages,
-        code_height,
-        code_width,
-        num_codes,
-        params_length,
-        payload_length,
-    ) = fields
-    method = _check_method(method_id)
-    _check_sizes(flags, image_height, image_width, channels, stages, code_height, code_width, num_codes)
-    has_stage_axis = bool(flags & FLAG_STAGE_AXIS)
-    params = bytes(data[FIXED.size : FIXED.size + params_length])
-    _check_method_params(method, params, has_stage_axis)
+    version, fields, params = _check_framing(data)
+    parse = _parse_v1 if version == 1 else _parse_v2
+    values = parse(fields)
+    method = _check_method(values["method_id"])
+    _check_method_params(method, params, values["kind"], bool(values["flags"] & FLAG_STAGE_AXIS))
     return Header(
         version=version,
         method=method,
-        flags=flags,
-        model_id=bytes(model_id),
-        image_shape=(image_height, image_width, channels),
-        code_shape=(code_height, code_width, stages) if has_stage_axis else (code_height, code_width),
-        num_codes=num_codes,
+        flags=values["flags"],
+        model_id=bytes(values["model_id"]),
+        kind=values["kind"],
+        image_shape=values["image_shape"],
+        audio=values["audio"],
+        code_shape=values["code_shape"],
+        num_codes=values["num_codes"],
+        total_stages=values["total_stages"],
         method_params=params,
-        payload_length=payload_length,
-        total_length=FIXED.size + params_length + payload_length + CRC.size,
+        payload_length=len(data) - FIXED_SIZE[version] - len(params) - CRC.size,
+        total_length=len(data),
     )
 
 
@@ -219,18 +282,27 @@ def _as_bytes(data) -> memoryview:
         raise BitstreamError(f"data must be contiguous bytes: {error}") from None
 
 
-def _check_framing(data: memoryview) -> tuple:
-    """The fixed header's fields, once magic, version, declared length and CRC are right."""
-    minimum = FIXED.size + CRC.size
+def _check_framing(data: memoryview) -> tuple[int, tuple, bytes]:
+    """`(version, fixed fields, method params)`, once magic, version, declared length and CRC are right."""
     if len(data) >= len(MAGIC) and bytes(data[: len(MAGIC)]) != MAGIC:
         raise BitstreamError(f"not a .vqz stream: magic is {bytes(data[: len(MAGIC)])!r}, expected {MAGIC!r}")
-    if len(data) < minimum:
+    if len(data) <= len(MAGIC):
+        minimum = FIXED_V1.size + CRC.size
         raise BitstreamError(f"truncated stream: got {len(data)} bytes, a .vqz stream has at least {minimum}")
-    fields = FIXED.unpack_from(data)
-    version, params_length, payload_length = fields[1], fields[12], fields[13]
-    if version != VERSION:
-        raise BitstreamError(f"unsupported .vqz version {version}, this reader supports version {VERSION}")
-    total = FIXED.size + params_length + payload_length + CRC.size
+    version = data[len(MAGIC)]
+    if version not in READ_VERSIONS:
+        raise BitstreamError(
+            f"unsupported .vqz version {version}, this reader supports versions {', '.join(map(str, READ_VERSIONS))}"
+        )
+    layout = FIXED_V1 if version == 1 else FIXED_V2
+    minimum = layout.size + CRC.size
+    if len(data) < minimum:
+        raise BitstreamError(
+            f"truncated stream: got {len(data)} bytes, a version-{version} .vqz stream has at least {minimum}"
+        )
+    fields = layout.unpack_from(data)
+    params_length, payload_length = fields[-2], fields[-1]
+    total = layout.size + params_length + payload_length + CRC.size
     if len(data) < total:
         raise BitstreamError(f"truncated stream: header declares {total} bytes, got {len(data)}")
     if len(data) > total:
@@ -239,7 +311,84 @@ def _check_framing(data: memoryview) -> tuple:
     actual_crc = zlib.crc32(data[: total - CRC.size])
     if stored_crc != actual_crc:
         raise BitstreamError(f"corrupted stream: CRC32 is {actual_crc:#010x}, header stores {stored_crc:#010x}")
-    return fields
+    return version, fields, bytes(data[layout.size : layout.size + params_length])
+
+
+def _check_positive(*named) -> None:
+    for name, value in named:
+        if value < 1:
+            raise BitstreamError(f"invalid header: {name} is {value}, expected >= 1")
+
+
+def _check_flags_and_codes(flags: int, num_codes: int) -> None:
+    if flags & ~KNOWN_FLAGS:
+        raise BitstreamError(f"unsupported flags {flags:#06x}, this reader knows {KNOWN_FLAGS:#06x}")
+    if not 2 <= num_codes <= MAX_NUM_CODES:
+        raise BitstreamError(f"invalid header: num_codes is {num_codes}, expected 2 <= K <= {MAX_NUM_CODES}")
+
+
+def _parse_v1(fields) -> dict:
+    (_, _, method_id, flags, model_id, height, width, channels, stages, code_h, code_w, num_codes, _, _) = fields
+    _check_flags_and_codes(flags, num_codes)
+    _check_positive(
+        ("image height", height),
+        ("image width", width),
+        ("image channels", channels),
+        ("stages", stages),
+        ("code height", code_h),
+        ("code width", code_w),
+    )
+    stage_axis = bool(flags & FLAG_STAGE_AXIS)
+    if not stage_axis and stages != 1:
+        raise BitstreamError(f"invalid header: {stages} stages declared without the stage-axis flag")
+    return dict(
+        method_id=method_id,
+        flags=flags,
+        model_id=model_id,
+        kind=Kind.IMAGE,
+        image_shape=(height, width, channels),
+        audio=None,
+        code_shape=(code_h, code_w, stages) if stage_axis else (code_h, code_w),
+        num_codes=num_codes,
+        total_stages=stages,
+    )
+
+
+def _parse_v2(fields) -> dict:
+    (_, _, method_id, kind_id, flags, model_id, num_codes, total, kept, code_h, code_w, a, b, c, d, _, _) = fields
+    try:
+        kind = Kind(kind_id)
+    except ValueError:
+        raise BitstreamError(f"unknown signal kind id {kind_id}, known ids are {[int(k) for k in Kind]}") from None
+    _check_flags_and_codes(flags, num_codes)
+    _check_positive(("total stages", total), ("kept stages", kept), ("code height", code_h))
+    stage_axis = bool(flags & FLAG_STAGE_AXIS)
+    if not stage_axis and (total, kept) != (1, 1):
+        raise BitstreamError(f"invalid header: {kept} of {total} stages declared without the stage-axis flag")
+    if kept > total:
+        raise BitstreamError(f"invalid header: {kept} stages kept of the model's {total}")
+    stages = (kept,) if stage_axis else ()
+    if kind == Kind.IMAGE:
+        _check_positive(("image height", a), ("image width", b), ("image channels", c), ("code width", code_w))
+        if d:
+            raise BitstreamError(f"invalid header: reserved field of an image stream is {d}, expected 0")
+        image_shape, audio, code_shape = (a, b, c), None, (code_h, code_w) + stages
+    else:
+        _check_positive(("sample rate", a), ("number of samples", b), ("channels", c), ("source channels", d))
+        if code_w:
+            raise BitstreamError(f"invalid header: code width of an audio stream is {code_w}, expected 0")
+        image_shape, audio, code_shape = None, AudioFormat(a, b, c, d), (code_h,) + stages
+    return dict(
+        method_id=method_id,
+        flags=flags,
+        model_id=model_id,
+        kind=kind,
+        image_shape=image_shape,
+        audio=audio,
+        code_shape=code_shape,
+        num_codes=num_codes,
+        total_stages=total,
+    )
 
 
 def _check_method(method_id: int) -> Method:
@@ -251,26 +400,7 @@ def _check_method(method_id: int) -> Method:
         ) from None
 
 
-def _check_sizes(flags, image_height, image_width, channels, stages, code_height, code_width, num_codes) -> None:
-    if flags & ~KNOWN_FLAGS:
-        raise BitstreamError(f"unsupported flags {flags:#06x}, this reader knows {KNOWN_FLAGS:#06x}")
-    for name, value in (
-        ("image height", image_height),
-        ("image width", image_width),
-        ("image channels", channels),
-        ("stages", stages),
-        ("code height", code_height),
-        ("code width", code_width),
-    ):
-        if value < 1:
-            raise BitstreamError(f"invalid header: {name} is {value}, expected >= 1")
-    if not 2 <= num_codes <= MAX_NUM_CODES:
-        raise BitstreamError(f"invalid header: num_codes is {num_codes}, expected 2 <= K <= {MAX_NUM_CODES}")
-    if not flags & FLAG_STAGE_AXIS and stages != 1:
-        raise BitstreamError(f"invalid header: {stages} stages declared without the stage-axis flag")
-
-
-def _check_method_params(method: Method, params: bytes, has_stage_axis: bool) -> None:
+def _check_method_params(method: Method, params: bytes, kind: Kind, has_stage_axis: bool) -> None:
     expected = PARAMS_LENGTH[method]
     if len(params) != expected:
         raise BitstreamError(
@@ -279,6 +409,8 @@ def _check_method_params(method: Method, params: bytes, has_stage_axis: bool) ->
     if method == Method.PRIOR:
         if has_stage_axis:
             raise BitstreamError("invalid header: method 'prior' with the stage-axis flag; it codes (h, w) maps")
+        if kind != Kind.IMAGE:
+            raise BitstreamError(f"invalid header: method 'prior' in an {kind.label} stream; it codes image maps")
         _, _, tile_h, tile_w, per_batch, _ = PRIOR_PARAMS.unpack(params)
         if not (tile_h and tile_w and per_batch):
             raise BitstreamError(

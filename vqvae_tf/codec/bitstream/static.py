@@ -1,10 +1,15 @@
 """The `static` method (1): every code entropy coded under one fixed per-model distribution.
 
-The distribution is the model's code usage (`code_probabilities_from_counts`);
-the method parameters hold its fingerprint (the first 8 bytes of BLAKE2b of
-the normalised probabilities as little-endian float64), so a decoder
-holding another distribution fails clearly instead of producing wrong codes.
-The payload is the ANS word stream of `vqvae_tf.codec.entropy`.
+The distribution is the model's code usage (`code_probabilities_from_counts`):
+one `(K,)` distribution for every code, or, for a map with a stage axis in a
+version-2 stream, one row per stage kept (`(n, K)`: residual stages use
+their codes very differently). The method parameters hold its fingerprint
+(the first 8 bytes of BLAKE2b of the normalised probabilities as
+little-endian float64), so a decoder holding another distribution fails
+clearly instead of producing wrong codes. The payload is the ANS word
+stream of `vqvae_tf.codec.entropy`: the codes in C order of the map
+(`stages=1`), or stage after stage, each stage in raster order
+(`stages=n`, version 2 with a stage axis).
 """
 
 from __future__ import annotations
@@ -43,20 +48,25 @@ def code_probabilities_from_counts(counts, pseudo_count: float = 0.5) -> np.ndar
     return smoothed / smoothed.sum()
 
 
-def check_probabilities(probabilities, num_codes: int) -> np.ndarray:
-    """`probabilities` as float64 `(num_codes,)` summing to 1, if finite and strictly positive."""
+def check_probabilities(probabilities, num_codes: int, stages: int | None = None) -> np.ndarray:
+    """`probabilities` as float64 `(num_codes,)` (or `(stages, num_codes)` when `stages` is given).
+
+    Each row is normalised to sum to 1, if finite and strictly positive.
+    """
     try:
         probabilities = np.asarray(probabilities, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise BitstreamError(f"code_probabilities must be a float array, got {error}") from None
-    if probabilities.shape != (num_codes,):
-        raise BitstreamError(f"code_probabilities must have shape ({num_codes},), got {probabilities.shape}")
+    shapes = [(num_codes,)] + ([(stages, num_codes)] if stages is not None else [])
+    if probabilities.shape not in shapes:
+        expected = " or ".join(str(shape) for shape in shapes)
+        raise BitstreamError(f"code_probabilities must have shape {expected}, got {probabilities.shape}")
     if not np.all(np.isfinite(probabilities)) or not np.all(probabilities > 0):
         raise BitstreamError(
             "code_probabilities must be finite and strictly positive "
             "(smooth zeros, e.g. with code_probabilities_from_counts)"
         )
-    return probabilities / probabilities.sum()
+    return probabilities / probabilities.sum(axis=-1, keepdims=True)
 
 
 def distribution_fingerprint(probabilities: np.ndarray) -> bytes:
@@ -65,15 +75,31 @@ def distribution_fingerprint(probabilities: np.ndarray) -> bytes:
     return hashlib.blake2b(data, digest_size=DISTRIBUTION_FINGERPRINT_SIZE).digest()
 
 
-def encode(flat: np.ndarray, probabilities: np.ndarray) -> bytes:
-    """The payload of int32 codes `(n,)` under checked `probabilities`."""
+def _row(probabilities: np.ndarray, stage: int) -> np.ndarray:
+    return probabilities if probabilities.ndim == 1 else probabilities[stage]
+
+
+def encode(flat: np.ndarray, probabilities: np.ndarray, stages: int = 1) -> bytes:
+    """The payload of int32 codes `(count,)` (C order of a map with `stages` trailing) under checked `probabilities`.
+
+    With `stages > 1` the stages are coded one after another, stage `i`
+    under row `i` of `(stages, K)` probabilities (or all under one `(K,)`).
+    """
     encoder = AnsEncoder()
-    encoder.push(flat, probabilities)
+    if stages == 1:
+        encoder.push(flat, _row(probabilities, 0))
+        return encoder.payload()
+    per_stage = flat.reshape(-1, stages)
+    # A stack: the last stage pushed pops first, so push the stages in reverse.
+    for stage in reversed(range(stages)):
+        encoder.push(np.ascontiguousarray(per_stage[:, stage]), _row(probabilities, stage))
     return encoder.payload()
 
 
-def decode(payload: memoryview, count: int, probabilities: np.ndarray, stored_fingerprint: bytes) -> np.ndarray:
-    """`count` int32 codes from a payload of `encode`, if the distribution's fingerprint matches.
+def decode(
+    payload: memoryview, count: int, probabilities: np.ndarray, stored_fingerprint: bytes, stages: int = 1
+) -> np.ndarray:
+    """`count` int32 codes (C order) from a payload of `encode`, if the distribution's fingerprint matches.
 
     Raises:
         BitstreamError: another distribution, or an invalid payload.
@@ -86,8 +112,9 @@ def decode(payload: memoryview, count: int, probabilities: np.ndarray, stored_fi
         )
     try:
         decoder = AnsDecoder(payload)
-        flat = decoder.pop(probabilities, count)
+        per_stage = [decoder.pop(_row(probabilities, stage), count // stages) for stage in range(stages)]
         decoder.finish()
     except AnsError as error:
         raise BitstreamError(f"invalid static payload: {error}") from None
+    flat = per_stage[0] if stages == 1 else np.stack(per_stage, axis=-1).reshape(-1)
     return flat.astype(np.int32, copy=False)

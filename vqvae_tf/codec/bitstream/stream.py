@@ -19,6 +19,7 @@ from vqvae_tf.codec.bitstream import packing, static
 from vqvae_tf.codec.bitstream.header import (
     CRC,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SAMPLES,
     FIXED,
     FLAG_STAGE_AXIS,
     MAGIC,
@@ -27,8 +28,10 @@ from vqvae_tf.codec.bitstream.header import (
     UINT16_MAX,
     UINT32_MAX,
     VERSION,
+    AudioFormat,
     BitstreamError,
     Header,
+    Kind,
     Method,
     bits_per_code,
     read_header,
@@ -50,15 +53,16 @@ class DecodedStream:
 
     Attributes:
         codes: int32 code map of shape `header.code_shape`.
-        image_shape: `(height, width, channels)` of the original image.
+        image_shape: `(height, width, channels)` of the original image, or
+            None for audio.
         num_codes: codebook size K.
         model_id: fingerprint of the model that made the codes.
         method: payload coding method.
-        header: the full parsed header.
+        header: the full parsed header (`kind`, `audio`, `total_stages`, ...).
     """
 
     codes: np.ndarray
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, int, int] | None
     num_codes: int
     model_id: bytes
     method: Method
@@ -73,27 +77,39 @@ def encode_stream(
     *,
     num_codes: int,
     model_id: bytes,
-    image_shape: tuple[int, int, int],
+    image_shape: tuple[int, int, int] | None = None,
+    audio: AudioFormat | None = None,
+    total_stages: int | None = None,
     method: str | Method = "packed",
     code_probabilities: np.ndarray | None = None,
     prior=None,
     label: int | None = None,
     tile: tuple[int, int] | None = None,
 ) -> bytes:
-    """Encodes a code map into a `.vqz` stream.
+    """Encodes a code map into a `.vqz` stream (format version 2).
+
+    Exactly one of `image_shape` (an image stream) and `audio` (an audio
+    stream) is given.
 
     Args:
-        codes: integer array of shape `(h, w)` or `(h, w, stages)`, values in
-            `[0, num_codes)`.
+        codes: integer array, values in `[0, num_codes)`: for an image
+            `(h, w)`, or `(h, w, n)` with a stage axis (the first `n` of the
+            model's stages); for audio `(frames,)` or `(frames, n)`.
         num_codes: codebook size K, `2 <= K <= MAX_NUM_CODES`.
         model_id: 16-byte fingerprint of the model (see `make_model_id`).
         image_shape: `(height, width, channels)` of the original image.
+        audio: the `AudioFormat` of the original audio.
+        total_stages: the model's quantizer stages S for a map with a stage
+            axis, `n <= S <= 65535`; defaults to `n` (all stages kept).
+            Must be 1 (or None) for a map without a stage axis.
         method: `"packed"` (fixed width), `"static"` (entropy coded under a
             fixed distribution) or `"prior"` (entropy coded under an
-            autoregressive prior; needs TensorFlow). Defaults to `"packed"`.
-        code_probabilities: strictly positive float vector of shape `(K,)`,
-            the model's code distribution; required by `"static"`, ignored
-            otherwise. See `code_probabilities_from_counts`.
+            autoregressive prior; needs TensorFlow; image maps without a
+            stage axis only). Defaults to `"packed"`.
+        code_probabilities: strictly positive float array, the model's code
+            distribution: `(K,)` for every code, or `(n, K)` (one row per
+            stage kept) for a map with a stage axis; required by
+            `"static"`, ignored otherwise. See `code_probabilities_from_counts`.
         prior: a prior over the codes (`GatedPixelCNN`, `TransformerPrior`,
             `UnigramPrior`) with `num_codes == K`; required by `"prior"`,
             ignored otherwise.
@@ -114,43 +130,79 @@ def encode_stream(
     ...                      image_shape=(8, 8, 3))
     >>> decode_stream(data).codes.tolist()
     [[0, 1], [2, 3]]
+    >>> speech = encode_stream(np.zeros((50, 2), np.int32), num_codes=4, model_id=bytes(16),
+    ...                        audio=AudioFormat(sample_rate=16000, num_samples=16000), total_stages=4)
+    >>> header = read_header(speech)
+    >>> header.kind.label, header.audio.sample_rate, header.kept_stages, header.total_stages
+    ('audio', 16000, 2, 4)
     """
     method = _parse_method(method)
     num_codes = check_int("num_codes", num_codes, 2, MAX_NUM_CODES, error=BitstreamError)
     model_id = _check_model_id(model_id, "model_id")
-    image_shape = _check_image_shape(image_shape)
-    flat, code_shape = _check_codes(codes, num_codes)
+    kind, signal = _check_signal(image_shape, audio)
+    spatial = 2 if kind == Kind.IMAGE else 1
+    flat, code_shape = _check_codes(codes, num_codes, spatial)
+    stage_axis = len(code_shape) > spatial
+    kept = code_shape[-1] if stage_axis else 1
+    total_stages = _check_total_stages(total_stages, kept, stage_axis)
 
     if method == Method.PACKED:
         params, payload = b"", packing.pack(flat, bits_per_code(num_codes))
     elif method == Method.STATIC:
         if code_probabilities is None:
             raise BitstreamError("method 'static' needs code_probabilities, got None")
-        probabilities = static.check_probabilities(code_probabilities, num_codes)
-        params, payload = static.distribution_fingerprint(probabilities), static.encode(flat, probabilities)
+        probabilities = static.check_probabilities(code_probabilities, num_codes, kept if stage_axis else None)
+        params = static.distribution_fingerprint(probabilities)
+        payload = static.encode(flat, probabilities, kept)
     else:
+        if kind != Kind.IMAGE:
+            raise BitstreamError("method 'prior' codes image maps; use 'packed' or 'static' for audio")
         params, payload = _prior_encode(codes, code_shape, num_codes, prior, label, tile)
 
     if len(payload) > UINT32_MAX:
         raise BitstreamError(f"payload of {len(payload)} bytes exceeds the 4 GiB format limit")
-    flags = FLAG_STAGE_AXIS if len(code_shape) == 3 else 0
-    stages = code_shape[2] if len(code_shape) == 3 else 1
     head = FIXED.pack(
         MAGIC,
         VERSION,
         int(method),
-        flags,
+        int(kind),
+        FLAG_STAGE_AXIS if stage_axis else 0,
         model_id,
-        *image_shape,
-        stages,
-        code_shape[0],
-        code_shape[1],
         num_codes,
+        total_stages,
+        kept,
+        code_shape[0],
+        code_shape[1] if kind == Kind.IMAGE else 0,
+        *signal,
         len(params),
         len(payload),
     )
     body = b"".join((head, params, payload))
     return body + CRC.pack(zlib.crc32(body))
+
+
+def _check_signal(image_shape, audio) -> tuple[Kind, tuple[int, int, int, int]]:
+    """The kind and the four signal fields (a, b, c, d) of the header."""
+    if (image_shape is None) == (audio is None):
+        raise BitstreamError("pass exactly one of image_shape (an image stream) and audio (an audio stream)")
+    if audio is None:
+        return Kind.IMAGE, _check_image_shape(image_shape) + (0,)
+    if not isinstance(audio, AudioFormat):
+        raise BitstreamError(f"audio must be an AudioFormat, got {type(audio).__name__}")
+    return Kind.AUDIO, (
+        check_int("audio sample_rate", audio.sample_rate, 1, UINT32_MAX, error=BitstreamError),
+        check_int("audio num_samples", audio.num_samples, 1, UINT32_MAX, error=BitstreamError),
+        check_int("audio channels", audio.channels, 1, UINT16_MAX, error=BitstreamError),
+        check_int("audio source_channels", audio.source_channels, 1, UINT16_MAX, error=BitstreamError),
+    )
+
+
+def _check_total_stages(total_stages, kept: int, stage_axis: bool) -> int:
+    if total_stages is None:
+        return kept
+    if not stage_axis:
+        return check_int("total_stages of a map without a stage axis", total_stages, 1, 1, error=BitstreamError)
+    return check_int(f"total_stages (the map keeps {kept})", total_stages, kept, UINT16_MAX, error=BitstreamError)
 
 
 def _parse_method(method) -> Method:
@@ -183,16 +235,17 @@ def _check_image_shape(image_shape) -> tuple[int, int, int]:
     )
 
 
-def _check_codes(codes, num_codes: int) -> tuple[np.ndarray, tuple[int, ...]]:
+def _check_codes(codes, num_codes: int, spatial: int = 2) -> tuple[np.ndarray, tuple[int, ...]]:
     if not isinstance(codes, np.ndarray):
         raise BitstreamError(f"codes must be a numpy array, got {type(codes).__name__}")
     if not np.issubdtype(codes.dtype, np.integer):
         raise BitstreamError(f"codes must have an integer dtype, got {codes.dtype}")
-    if codes.ndim not in (2, 3):
-        raise BitstreamError(f"codes must have shape (h, w) or (h, w, stages), got shape {codes.shape}")
+    if codes.ndim not in (spatial, spatial + 1):
+        layout = "(h, w) or (h, w, stages)" if spatial == 2 else "(frames,) or (frames, stages) for audio"
+        raise BitstreamError(f"codes must have shape {layout}, got shape {codes.shape}")
     if codes.size == 0:
         raise BitstreamError(f"codes must not be empty, got shape {codes.shape}")
-    limits = (UINT32_MAX, UINT32_MAX, UINT16_MAX)
+    limits = (UINT32_MAX,) * spatial + (UINT16_MAX,)
     for axis, (size, limit) in enumerate(zip(codes.shape, limits)):
         if size > limit:
             raise BitstreamError(f"codes axis {axis} has size {size}, the format allows at most {limit}")
@@ -230,23 +283,28 @@ def decode_stream(
     code_probabilities: np.ndarray | None = None,
     prior=None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> DecodedStream:
-    """Decodes a `.vqz` stream back into its code map, exactly.
+    """Decodes a `.vqz` stream (version 1 or 2) back into its code map, exactly.
 
     Args:
         data: the whole stream.
         expected_model_id: if given, the 16-byte id of the model the caller
             will decode with; a stream made by another model is refused.
             Defaults to `None` (no check).
-        code_probabilities: the model's code distribution, shape `(K,)`;
-            required for streams coded with the `"static"` method, ignored
-            otherwise. Defaults to `None`.
+        code_probabilities: the model's code distribution, `(K,)` or, for a
+            version-2 map with a stage axis of `n` stages, `(n, K)`: the
+            same array the stream was encoded with; required for streams
+            coded with the `"static"` method, ignored otherwise. Defaults
+            to `None`.
         prior: the prior the codes were coded with; required for streams
             coded with the `"prior"` method (its fingerprint must match the
             stream's), ignored otherwise. Defaults to `None`.
         max_pixels: refuse streams whose image (`height * width`) or code map
             (`h * w * stages`) has more elements than this, before allocating.
             Defaults to `DEFAULT_MAX_PIXELS` (2**26).
+        max_samples: refuse audio streams of more samples than this.
+            Defaults to `DEFAULT_MAX_SAMPLES` (2**29).
 
     Returns:
         A `DecodedStream`; `codes` is int32 of shape `header.code_shape`.
@@ -256,10 +314,11 @@ def decode_stream(
             by another model, or coded with another distribution or prior.
     """
     max_pixels = check_int("max_pixels", max_pixels, 1, _MAX_PIXELS_LIMIT, error=BitstreamError)
+    max_samples = check_int("max_samples", max_samples, 1, _MAX_PIXELS_LIMIT, error=BitstreamError)
     if expected_model_id is not None:
         expected_model_id = _check_model_id(expected_model_id, "expected_model_id")
     header = read_header(data)
-    _check_limits(header, max_pixels, expected_model_id)
+    _check_limits(header, max_pixels, max_samples, expected_model_id)
     payload = memoryview(data).cast("B")[header.payload_start : header.payload_start + header.payload_length]
 
     if header.method == Method.PACKED:
@@ -267,8 +326,11 @@ def decode_stream(
     elif header.method == Method.STATIC:
         if code_probabilities is None:
             raise BitstreamError("stream uses method 'static': pass the model's code_probabilities, got None")
-        probabilities = static.check_probabilities(code_probabilities, header.num_codes)
-        flat = static.decode(payload, header.num_symbols, probabilities, header.distribution_fingerprint)
+        # Version 1 coded every map in C order under one distribution.
+        per_stage = header.version >= 2 and header.has_stage_axis
+        stages = header.kept_stages if per_stage else 1
+        probabilities = static.check_probabilities(code_probabilities, header.num_codes, stages if per_stage else None)
+        flat = static.decode(payload, header.num_symbols, probabilities, header.distribution_fingerprint, stages)
     else:
         _check_prior(prior, header.num_codes)
         try:
@@ -285,10 +347,13 @@ def decode_stream(
     )
 
 
-def _check_limits(header: Header, max_pixels: int, expected_model_id: bytes | None) -> None:
-    height, width, _ = header.image_shape
-    if height * width > max_pixels:
-        raise BitstreamError(f"image of {height}x{width} = {height * width} pixels exceeds max_pixels={max_pixels}")
+def _check_limits(header: Header, max_pixels: int, max_samples: int, expected_model_id: bytes | None) -> None:
+    if header.kind == Kind.IMAGE:
+        height, width, _ = header.image_shape
+        if height * width > max_pixels:
+            raise BitstreamError(f"image of {height}x{width} = {height * width} pixels exceeds max_pixels={max_pixels}")
+    elif header.audio.num_samples > max_samples:
+        raise BitstreamError(f"audio of {header.audio.num_samples} samples exceeds max_samples={max_samples}")
     if header.num_symbols > max_pixels:
         raise BitstreamError(
             f"code map of shape {header.code_shape} = {header.num_symbols} codes exceeds max_pixels={max_pixels}"
