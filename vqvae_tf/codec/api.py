@@ -68,7 +68,7 @@ from vqvae_tf.codec import tiling
 from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_PIXELS, BitstreamError, Header, Kind, Method, read_header
 from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
 from vqvae_tf.codec.images import read_image, write_output, write_png
-from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
+from vqvae_tf.codec.model import PRIOR, CodecError, CodecModel, load_model, shipped_models
 from vqvae_tf.codec.rate import check_rate, keep_stages, pad_stages, pick_quality
 from vqvae_tf.utils.checks import check_int, is_int
 
@@ -271,7 +271,7 @@ def decompress_bytes(
         per_stage = header.version >= 2 and header.has_stage_axis
         probabilities = model.code_probabilities(header.kept_stages if per_stage else None)
     elif header.method == Method.PRIOR:
-        prior_model = model.prior(prior)
+        prior_model = model.prior(_legacy_prior(model) if prior is None and header.version == 1 else prior)
     try:
         stream = decode_stream(
             data,
@@ -293,6 +293,22 @@ def decompress_bytes(
     elif channels == 1:
         image = image[:, :, 0]
     return np.ascontiguousarray(image)
+
+
+def _legacy_prior(model: CodecModel) -> Path:
+    """The Keras prior that decodes a version-1 prior stream: its float tables came from `prior.keras`.
+
+    Version 1 (vqvae_tf 0.2) coded under float probabilities of the Keras
+    prior; only the same Keras computation reproduces them, so these streams
+    need TensorFlow (`vqvae_tf.codec.prior_coding.tiled.LEGACY_SCHEME`).
+    """
+    path = model.directory / PRIOR
+    if not path.is_file():
+        raise CodecError(
+            f"this version-1 prior stream decodes only with the Keras prior it was coded with; model "
+            f"{model.name!r} has no {PRIOR} (pass it with --prior)"
+        )
+    return path
 
 
 def _model_for(header: Header, model) -> CodecModel:

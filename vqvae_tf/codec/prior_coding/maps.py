@@ -29,6 +29,7 @@ from vqvae_tf.codec.prior_coding.probabilities import (
     check_map_shape,
     check_prior,
     logits_function,
+    probabilities_from_logits,
 )
 
 __all__ = ["codes_crc", "decode_codes", "decode_payload", "encode_codes", "pop_batch", "push_batch"]
@@ -97,8 +98,13 @@ def push_batch(encoder: AnsEncoder, prior, batch, labels, extents=None):
         encoder.push(symbols, table)
 
 
-def pop_batch(decoder: AnsDecoder, prior, shape, labels, extents=None):
-    """Inverse of `push_batch`: pops one batch of maps of `shape` `(n, H, W)`."""
+def pop_batch(decoder: AnsDecoder, prior, shape, labels, extents=None, *, scheme=quantized.SCHEME):
+    """Inverse of `push_batch`: pops one batch of maps of `shape` `(n, H, W)`.
+
+    `scheme=b""` decodes vqvae_tf 0.2's streams: float tables from the
+    logits (`probabilities_from_logits`), no grid flags.
+    """
+    legacy = scheme != quantized.SCHEME
     logits_at = _position_logits(prior)
     flag_table = quantized.flag_probabilities()
     n, height, width = shape
@@ -114,9 +120,12 @@ def pop_batch(decoder: AnsDecoder, prior, shape, labels, extents=None):
             if not coded.any():
                 continue
         rows = slice(None) if coded is None else coded
-        count = n if coded is None else int(coded.sum())
-        grids = decoder.pop(flag_table, count)
-        table = quantized.tables(logits_at(codes, labels, row, col)[rows], grids)
+        logits = logits_at(codes, labels, row, col)[rows]
+        if legacy:
+            table = probabilities_from_logits(logits)
+        else:
+            grids = decoder.pop(flag_table, n if coded is None else int(coded.sum()))
+            table = quantized.tables(logits, grids)
         codes[rows, row, col] = decoder.pop(table)
     return codes
 

@@ -55,9 +55,14 @@ NO_LABEL = 0xFFFF
 DEFAULT_TILES_PER_BATCH = 256
 _UINT16_MAX = 0xFFFF
 _FINGERPRINT_SIZE = 8
+#: The probabilities of vqvae_tf 0.2's prior streams: float tables straight
+#: from the Keras prior's logits, no grid flags. Decoded (never written) so
+#: that streams made before the grid tables still open, with the Keras prior
+#: that made them (TensorFlow); hashing the empty scheme gives their fingerprint.
+LEGACY_SCHEME = b""
 
 
-def prior_fingerprint(prior):
+def prior_fingerprint(prior, *, scheme=quantized.SCHEME):
     """8 bytes identifying the prior and the probability scheme (`quantized.SCHEME`).
 
     BLAKE2b of the scheme, the prior's class, config and weights. Stored in a
@@ -65,13 +70,15 @@ def prior_fingerprint(prior):
     weights, or an older scheme) refuses the stream instead of decoding
     garbage. A `LitePrior` carries the fingerprint of the Keras prior it was
     exported from (`prior.json`), so either side may be Keras or LiteRT.
+    `scheme=LEGACY_SCHEME` gives the fingerprint that vqvae_tf 0.2 wrote
+    (no scheme hashed), which only a Keras prior can compute.
     """
     if hasattr(prior, "fingerprint"):
-        return bytes(prior.fingerprint)
+        return bytes(prior.fingerprint) if scheme == quantized.SCHEME else None
     import keras
 
     digest = hashlib.blake2b(digest_size=_FINGERPRINT_SIZE)
-    digest.update(quantized.SCHEME)
+    digest.update(scheme)
     digest.update(type(prior).__name__.encode())
     if isinstance(prior, keras.Model):
         fingerprint.update_with_model(digest, prior)
@@ -181,16 +188,18 @@ def encode_prior_payload(prior, codes, label=None, *, tile=None, tiles_per_batch
 
 
 def _unpack_params(prior, params):
-    """`(label, tile_h, tile_w, tiles_per_batch, stored_crc)`, if the stream was coded with `prior`."""
+    """`(scheme, label, tile_h, tile_w, tiles_per_batch, stored_crc)`, if the stream was coded with `prior`."""
     if len(params) != PARAMS.size:
         raise PriorCodingError(f"method-2 parameters must be {PARAMS.size} bytes (see PARAMS); received {len(params)}.")
     stored_fingerprint, *fields = PARAMS.unpack(bytes(params))
-    if stored_fingerprint != prior_fingerprint(prior):
-        raise PriorCodingError(
-            f"the stream was coded with prior {stored_fingerprint.hex()}, but this prior is "
-            f"{prior_fingerprint(prior).hex()}."
-        )
-    return fields
+    if stored_fingerprint == prior_fingerprint(prior):
+        return (quantized.SCHEME, *fields)
+    if stored_fingerprint == prior_fingerprint(prior, scheme=LEGACY_SCHEME):
+        return (LEGACY_SCHEME, *fields)
+    raise PriorCodingError(
+        f"the stream was coded with prior {stored_fingerprint.hex()}, but this prior is "
+        f"{prior_fingerprint(prior).hex()}."
+    )
 
 
 def decode_prior_payload(prior, params, payload, code_shape):
@@ -203,7 +212,7 @@ def decode_prior_payload(prior, params, payload, code_shape):
             another machine or software stack, see `vqvae_tf.codec.prior_coding`).
     """
     check_prior(prior)
-    label, tile_h, tile_w, tiles_per_batch, stored_crc = _unpack_params(prior, params)
+    scheme, label, tile_h, tile_w, tiles_per_batch, stored_crc = _unpack_params(prior, params)
     code_shape = tuple(code_shape)
     if not is_shape(code_shape, (2,)):
         raise PriorCodingError(f"`code_shape` must be (h, w) with positive ints; received {code_shape!r}.")
@@ -215,7 +224,8 @@ def decode_prior_payload(prior, params, payload, code_shape):
         tiles = []
         for batch in _batches(len(origins), tiles_per_batch):
             shape = (batch.stop - batch.start,) + tile
-            tiles.append(pop_batch(decoder, prior, shape, _repeat(labels, batch), (heights[batch], widths[batch])))
+            extents = (heights[batch], widths[batch])
+            tiles.append(pop_batch(decoder, prior, shape, _repeat(labels, batch), extents, scheme=scheme))
         return np.concatenate(tiles)
 
     tiles = decode_payload(bytes(payload), pop_all)
