@@ -564,3 +564,25 @@ def test_shipped_models_keep_their_measured_quality(name):
     decoded = codec.decompress_bytes(codec.compress_image(photo, codec.load_model(name)))
     # 0.1 dB: room for a different CPU's float rounding, far below what a wrong encoder costs.
     assert codec_eval.psnr(photo, decoded) >= SHIPPED_CHELSEA_PSNR[name] - 0.1
+
+
+def test_package_counts_codes_on_a_photo_folder(model_dir, model, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    images = [_photo(24 + 8 * i, 32, seed=10 + i) for i in range(5)]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(photos / f"p{i}.png")
+    (photos / "notes.txt").write_text("not a photo")
+    out = codec_package.package_model(
+        model_dir, tmp_path / "folder_model", encoder="float32", decoder="float32", photos=photos, max_photos=3
+    )
+    counts = json.loads((out / "code_counts.json").read_text())
+    # Evenly spaced: p0, p2, p4; their codes counted whole, as the codec reads them.
+    expected = sum(np.bincount(codec.api.encode_codes(images[i], model).ravel(), minlength=32) for i in (0, 2, 4))
+    assert counts["counts"] == expected.tolist()
+    assert counts["source"] == "3 of the 5 photos of photos/, evenly spaced in name order"
+    (tmp_path / "empty").mkdir()
+    for folder, error in ((tmp_path / "empty", codec.CodecError), (tmp_path / "missing", FileNotFoundError)):
+        with pytest.raises(error, match=f"photos folder .*{folder.name}"):
+            codec_package.package_model(model_dir, tmp_path / "x", encoder="float32", decoder="float32", photos=folder)
+    assert not (tmp_path / "x").exists()

@@ -116,6 +116,10 @@ def define_flags():
     flags.DEFINE_string("encoder", "int8", "package: encoder quantization to ship.")
     flags.DEFINE_string("decoder", "float16", "package: decoder quantization to ship.")
     flags.DEFINE_string("command", "", "package, add-prior: the training command to record.")
+    flags.DEFINE_string(
+        "photos", None, "package: folder of the model's training photos to count code usage on (default: the bundled)."
+    )
+    flags.DEFINE_integer("max_photos", 200, "package --photos: photos counted at most (evenly spaced).", lower_bound=1)
     flags.DEFINE_bool(
         "overwrite", False, "package: replace an existing output directory; add-prior: replace the model's prior."
     )

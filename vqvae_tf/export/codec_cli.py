@@ -7,7 +7,14 @@ from vqvae_tf.export.codec_package import add_prior, package_model
 
 def _package(args, FLAGS):
     out = package_model(
-        args[0], args[1], encoder=FLAGS.encoder, decoder=FLAGS.decoder, command=FLAGS.command, overwrite=FLAGS.overwrite
+        args[0],
+        args[1],
+        encoder=FLAGS.encoder,
+        decoder=FLAGS.decoder,
+        command=FLAGS.command,
+        overwrite=FLAGS.overwrite,
+        photos=FLAGS.photos,
+        max_photos=FLAGS.max_photos,
     )
     print((out / MANIFEST).read_text().strip())
 

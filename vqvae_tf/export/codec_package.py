@@ -9,26 +9,38 @@ line reaches it as `python -m vqvae_tf.codec package|add-prior`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
+import typing
 from pathlib import Path
 
 import numpy as np
 
 from vqvae_tf.codec.api import encode_codes
 from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
+from vqvae_tf.codec.images import IMAGE_EXTENSIONS, read_image
 from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
 from vqvae_tf.data.image_io import load_photo, photo_names
 from vqvae_tf.export.prior_tflite import convert_prior, split_geometry
 from vqvae_tf.utils import atomic
+from vqvae_tf.utils.checks import check_int
 
 __all__ = ["add_prior", "package_model"]
 
 
 def package_model(
-    export_dir, out_dir, *, encoder: str = "int8", decoder: str = "float16", command: str = "", overwrite: bool = False
+    export_dir,
+    out_dir,
+    *,
+    encoder: str = "int8",
+    decoder: str = "float16",
+    command: str = "",
+    overwrite: bool = False,
+    photos=None,
+    max_photos: int = 200,
 ) -> Path:
     """Makes a codec model directory from an exporter's `tflite/` directory.
 
@@ -48,8 +60,15 @@ def package_model(
             "int8" and "float16".
         command: the training command, recorded in `codec.json`.
         overwrite: replace an existing `out_dir`. Defaults to False.
+        photos: a folder of the model's training photos to measure the code
+            usage on (whole photos, as the codec sees them), e.g. the
+            folder it was trained on; None for the bundled training photos.
+        max_photos: with `photos`, the number of photos read at most,
+            evenly spaced in name order (the counts settle long before a
+            thousand photos). Defaults to 200.
     """
     export_dir, out_dir = Path(export_dir), Path(out_dir)
+    training_photos = _training_photos(photos, max_photos)
     if out_dir.exists() and not overwrite:
         raise CodecError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
     with atomic.atomic_directory(out_dir) as staging:
@@ -68,9 +87,8 @@ def package_model(
         # differently, and the static method codes each under its own row.
         stages = model.total_stages
         counts = np.zeros((stages, model.num_codes), dtype=np.int64)
-        photos = photo_names("train")
-        for name in photos:
-            codes = encode_codes(np.asarray(load_photo(name)), model).reshape(-1, stages)
+        for image in training_photos.images():
+            codes = encode_codes(image, model).reshape(-1, stages)
             for stage in range(stages):
                 counts[stage] += np.bincount(codes[:, stage], minlength=model.num_codes)
         # Bits per code of each stage under its own smoothed distribution.
@@ -80,7 +98,7 @@ def package_model(
                 dict(
                     model_id=model.model_id,
                     num_codes=model.num_codes,
-                    source=f"photos train split: {', '.join(photos)}",
+                    source=training_photos.description,
                     counts=(counts if model.code_shape else counts[0]).tolist(),
                 ),
                 indent=1,
@@ -117,6 +135,33 @@ def package_model(
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
+
+
+@dataclasses.dataclass
+class _TrainingPhotos:
+    """The photos whose codes `package_model` counts: uint8 arrays as the codec reads them."""
+
+    description: str
+    images: typing.Callable[[], typing.Iterator[np.ndarray]]
+
+
+def _training_photos(folder, max_photos) -> _TrainingPhotos:
+    if folder is None:
+        names = photo_names("train")
+        return _TrainingPhotos(
+            f"photos train split: {', '.join(names)}", lambda: (np.asarray(load_photo(name)) for name in names)
+        )
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"photos folder {folder} does not exist")
+    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise CodecError(f"photos folder {folder} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
+    check_int("max_photos", max_photos, minimum=1, error=CodecError)
+    chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(max_photos, len(paths))).round().astype(int)]
+    chosen = list(dict.fromkeys(chosen))
+    description = f"{len(chosen)} of the {len(paths)} photos of {folder.name}/, evenly spaced in name order"
+    return _TrainingPhotos(description, lambda: (read_image(path) for path in chosen))
 
 
 def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) -> Path:
