@@ -7,7 +7,13 @@ from vqvae_tf.export.codec_package import add_prior, package_model
 
 def _package(args, FLAGS):
     out = package_model(
-        args[0], args[1], encoder=FLAGS.encoder, decoder=FLAGS.decoder, command=FLAGS.command, overwrite=FLAGS.overwrite
+        args[0],
+        args[1],
+        encoder=FLAGS.encoder,
+        decoder=FLAGS.decoder,
+        command=FLAGS.command,
+        overwrite=FLAGS.overwrite,
+        audio_dir=FLAGS.audio_dir,
     )
     print((out / MANIFEST).read_text().strip())
 

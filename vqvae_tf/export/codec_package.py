@@ -17,18 +17,27 @@ from pathlib import Path
 import numpy as np
 
 from vqvae_tf.codec.api import encode_codes
+from vqvae_tf.codec.audio import encode_audio_codes
 from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
 from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
 from vqvae_tf.data.image_io import load_photo, photo_names
 from vqvae_tf.export.prior_tflite import convert_prior, split_geometry
 from vqvae_tf.utils import atomic
+from vqvae_tf.utils.wav import read_wav, resample
 
 __all__ = ["add_prior", "package_model"]
 
 
 def package_model(
-    export_dir, out_dir, *, encoder: str = "int8", decoder: str = "float16", command: str = "", overwrite: bool = False
+    export_dir,
+    out_dir,
+    *,
+    encoder: str = "int8",
+    decoder: str = "float16",
+    command: str = "",
+    overwrite: bool = False,
+    audio_dir=None,
 ) -> Path:
     """Makes a codec model directory from an exporter's `tflite/` directory.
 
@@ -48,6 +57,11 @@ def package_model(
             "int8" and "float16".
         command: the training command, recorded in `codec.json`.
         overwrite: replace an existing `out_dir`. Defaults to False.
+        audio_dir: for an audio (rank-1) model, the folder of WAV files
+            (its training clips) whose codes are counted, each coded as the
+            codec does (`vqvae_tf.codec.audio`); the rates are then kbps
+            (`packed_kbps`, `static_kbps_on_training_audio`). Required for
+            audio models, refused for image models.
     """
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -68,9 +82,9 @@ def package_model(
         # differently, and the static method codes each under its own row.
         stages = model.total_stages
         counts = np.zeros((stages, model.num_codes), dtype=np.int64)
-        photos = photo_names("train")
-        for name in photos:
-            codes = encode_codes(np.asarray(load_photo(name)), model).reshape(-1, stages)
+        signals, source = _training_signals(model, audio_dir)
+        for codes in signals:
+            codes = codes.reshape(-1, stages)
             for stage in range(stages):
                 counts[stage] += np.bincount(codes[:, stage], minlength=model.num_codes)
         # Bits per code of each stage under its own smoothed distribution.
@@ -80,25 +94,15 @@ def package_model(
                 dict(
                     model_id=model.model_id,
                     num_codes=model.num_codes,
-                    source=f"photos train split: {', '.join(photos)}",
+                    source=source,
                     counts=(counts if model.code_shape else counts[0]).tolist(),
                 ),
                 indent=1,
             )
             + "\n"
         )
-        pixels_per_position = model.downsample**2
         bits = math.ceil(math.log2(model.num_codes))
-        # One rate per quality (stages kept): code bits only, the header's
-        # ~62 bytes come on top (they matter on small images only).
-        rates = [
-            dict(
-                quality=quality,
-                packed_bits_per_pixel=quality * bits / pixels_per_position,
-                static_bits_per_pixel_on_training_photos=round(sum(entropies[:quality]) / pixels_per_position, 4),
-            )
-            for quality in range(1, stages + 1)
-        ]
+        rates, unit = _rates(model, bits, entropies)
         manifest = dict(
             name=out_dir.name,
             encoder=names["encoder"],
@@ -109,14 +113,65 @@ def package_model(
             channels=model.channels,
             code_shape=list(model.code_shape),
             total_stages=stages,
-            packed_bits_per_pixel=rates[-1]["packed_bits_per_pixel"],
-            static_bits_per_pixel_on_training_photos=rates[-1]["static_bits_per_pixel_on_training_photos"],
+            **{key: value for key, value in rates[-1].items() if key != "quality"},
             rates=rates,
-            codes_used_on_training_photos=int((counts.sum(axis=0) > 0).sum()),
+            **{f"codes_used_on_training_{unit}": int((counts.sum(axis=0) > 0).sum())},
             train_command=command,
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
+
+
+def _training_signals(model, audio_dir):
+    """(iterator of code maps, description) of the signals whose code usage is counted."""
+    if model.kind == "image":
+        if audio_dir is not None:
+            raise CodecError(f"audio_dir is for audio models; model {model.name!r} is an image model")
+        photos = photo_names("train")
+        maps = (encode_codes(np.asarray(load_photo(name)), model) for name in photos)
+        return maps, f"photos train split: {', '.join(photos)}"
+    if audio_dir is None or not Path(audio_dir).is_dir():
+        raise CodecError(
+            f"model {model.name!r} is an audio model: pass audio_dir (--audio_dir), a folder of its training WAV "
+            f"files, to measure its code usage; received {audio_dir!r}"
+        )
+    if model.sample_rate is None:
+        raise CodecError(f"audio model {model.name!r} has no sample_rate in its sidecars; export it with one")
+    files = sorted(Path(audio_dir).glob("*.wav"))
+    if not files:
+        raise CodecError(f"audio_dir {audio_dir} holds no .wav files")
+
+    def maps():
+        for path in files:
+            samples, rate = read_wav(path)
+            yield encode_audio_codes(resample(samples, rate, model.sample_rate), model)
+
+    return maps(), f"{len(files)} WAV files of {audio_dir}"
+
+
+def _rates(model, bits: int, entropies) -> tuple[list, str]:
+    """One rate per quality (stages kept), code bits only (the ~62-byte header comes on top), and the unit."""
+    if model.kind == "image":
+        per_position = model.downsample**2
+        rates = [
+            dict(
+                quality=quality,
+                packed_bits_per_pixel=quality * bits / per_position,
+                static_bits_per_pixel_on_training_photos=round(sum(entropies[:quality]) / per_position, 4),
+            )
+            for quality in range(1, len(entropies) + 1)
+        ]
+        return rates, "photos"
+    frames_per_second = model.sample_rate / model.downsample
+    rates = [
+        dict(
+            quality=quality,
+            packed_kbps=quality * bits * frames_per_second / 1000,
+            static_kbps_on_training_audio=round(sum(entropies[:quality]) * frames_per_second / 1000, 4),
+        )
+        for quality in range(1, len(entropies) + 1)
+    ]
+    return rates, "audio"
 
 
 def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) -> Path:
