@@ -245,14 +245,24 @@ def compress_audio(
     >>> data = compress_audio(np.zeros(16000, "float32"), 16000, "MODEL_DIR", kbps=3)  # doctest: +SKIP
     >>> samples, rate = decompress_audio(data, "MODEL_DIR")  # doctest: +SKIP
     """
+    model, method, request = _check_arguments(model, method, "the input", quality, kbps, bpp)
+    rate = _check_rate_pair(sample_rate, model, "the input")
+    mono, channels = _as_mono(samples)
+    return _compress_mono(mono, rate, channels, model, method, request, chunk_frames)
+
+
+def _check_arguments(model, method, what, quality, kbps, bpp):
+    """`(model, method, rate request)`, checked before any samples are read."""
     model = _audio_model(model)
-    model.check_kind("audio", "the input")
+    model.check_kind("audio", what)
     if method == "prior":
         raise CodecError("method 'prior' codes image maps; use method 'packed' or 'static' (--method) for audio")
     method = check_choice("method", method, AUDIO_METHODS, error=CodecError)
-    request = check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
-    rate = _check_rate_pair(sample_rate, model, "the input")
-    mono, channels = _as_mono(samples)
+    return model, method, check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
+
+
+def _compress_mono(mono, rate, channels, model, method, request, chunk_frames) -> bytes:
+    """The stream of float32 mono samples at `rate` Hz (checked), from `channels` source channels."""
     resampled = wav.resample(mono, rate, model.sample_rate)
     if len(resampled) < model.downsample:
         raise CodecError(
@@ -387,19 +397,18 @@ def compress_wav(
             PCM, empty, shorter than one code frame, or of a refused rate
             (the message says what to convert to).
     """
-    model = _audio_model(model)
-    model.check_kind("audio", str(input_path))
-    check_rate(model, quality=quality, bpp=bpp, kbps=kbps)  # before reading the file
+    model, method, request = _check_arguments(model, method, str(input_path), quality, kbps, bpp)
     if not Path(input_path).is_file():
         raise FileNotFoundError(f"audio file {input_path} not found")
     try:
-        rate = wav.wav_format(input_path).sample_rate
+        info = wav.wav_format(input_path)
         # One code frame at the model's rate, in samples of the file's rate.
-        min_frames = math.ceil(model.downsample * rate / model.sample_rate) if rate > 0 else 1
+        min_frames = math.ceil(model.downsample * info.sample_rate / model.sample_rate) if info.sample_rate else 1
         samples, rate = wav.read_wav(input_path, min_frames=max(1, min_frames))
     except wav.WavError as error:
         raise CodecError(str(error)) from None
-    data = compress_audio(samples, rate, model, method, quality=quality, kbps=kbps)
+    rate = _check_rate_pair(rate, model, str(input_path))
+    data = _compress_mono(samples, rate, info.channels, model, method, request, DEFAULT_CHUNK_FRAMES)
     write_output(output_path, data)
     header = read_header(data)
     return dict(
