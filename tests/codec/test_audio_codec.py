@@ -1,4 +1,4 @@
-"""The audio codec (`vqvae_tf.codec.audio`): WAV and arrays in and out, rates, chunking, bad input, the CLI.
+"""The audio codec (`vqvae_tf.codec.audio`, `chunking`): WAV and arrays in and out, rates, chunking, bad input, the CLI.
 
 A tiny causal residual speech network (3 stages, hop 4 at 16 kHz) gets
 its stage codebooks from k-means on its own encoder outputs (so each
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from vqvae_tf import codec
-from vqvae_tf.codec import audio, bitstream
+from vqvae_tf.codec import audio, bitstream, chunking
 from vqvae_tf.codec.rate import pad_stages
 from vqvae_tf.export import codec_package
 from vqvae_tf.utils import wav
@@ -153,12 +153,12 @@ def test_every_quality_decodes_and_kbps_picks_the_highest_that_fits(model):
 def test_chunked_runs_give_exactly_the_codes_and_samples_of_a_whole_run(model):
     samples = _signal(40_003, seed=4)  # 10,001 frames: 157 chunks of 64 frames, the last one partial
     codes, decoded = _whole(samples, model)
-    left, right = audio.context_frames(model)
+    left, right = chunking.context_frames(model)
     assert right == 0 and left == -(-model.receptive_field // HOP) + 1  # causal: left context only
-    chunked = audio.encode_audio_codes(samples, model, chunk_frames=64)
+    chunked = chunking.encode_audio_codes(samples, model, chunk_frames=64)
     np.testing.assert_array_equal(chunked, codes)
-    np.testing.assert_allclose(audio.decode_audio_codes(codes, model, chunk_frames=64), decoded, atol=1e-5)
-    np.testing.assert_array_equal(audio.encode_audio_codes(samples[:999], model, chunk_frames=1), codes[:250])
+    np.testing.assert_allclose(chunking.decode_audio_codes(codes, model, chunk_frames=64), decoded, atol=1e-5)
+    np.testing.assert_array_equal(chunking.encode_audio_codes(samples[:999], model, chunk_frames=1), codes[:250])
     small = codec.compress_audio(samples, RATE, model, chunk_frames=64)
     assert small == codec.compress_audio(samples, RATE, model, chunk_frames=20_000)  # one chunk
     np.testing.assert_allclose(
@@ -168,7 +168,7 @@ def test_chunked_runs_give_exactly_the_codes_and_samples_of_a_whole_run(model):
     )
     # The overlap is what makes chunks exact: with one frame of context, codes change at chunk starts.
     blind = dataclasses.replace(model, receptive_field=1)
-    assert not np.array_equal(audio.encode_audio_codes(samples, blind, chunk_frames=64), codes)
+    assert not np.array_equal(chunking.encode_audio_codes(samples, blind, chunk_frames=64), codes)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ signal:
   taken from the model's receptive field (left only for a causal model), so
   the activations of the networks stay bounded whatever the length, while
   the codes are exactly those of one whole-signal run and the decoded
-  samples those of one whole decode (up to float rounding);
+  samples those of one whole decode (up to float rounding)
+  (`vqvae_tf.codec.chunking`);
 * rate: `quality=Q` stages kept, or `kbps=K`: the highest quality whose
   whole stream is at most K kilobits per second of the original audio
   (`vqvae_tf.codec.rate`).
@@ -35,11 +36,12 @@ import numpy as np
 from vqvae_tf.codec.api import _model_for
 from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_SAMPLES, AudioFormat, BitstreamError, Kind, Method, read_header
 from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
+from vqvae_tf.codec.chunking import DEFAULT_CHUNK_FRAMES, context_frames, decode_audio_codes, encode_audio_codes
 from vqvae_tf.codec.images import write_output
 from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
 from vqvae_tf.codec.rate import check_rate, keep_stages, pad_stages, pick_quality
 from vqvae_tf.utils import wav
-from vqvae_tf.utils.checks import check_choice, check_int
+from vqvae_tf.utils.checks import check_choice
 
 __all__ = [
     "AUDIO_METHODS",
@@ -57,8 +59,6 @@ __all__ = [
 
 #: Payload methods for audio (the `prior` method codes image maps only).
 AUDIO_METHODS = ("packed", "static")
-#: Code frames per network run: 512 frames are 10.24 s at 50 frames/s (16 kHz, hop 320).
-DEFAULT_CHUNK_FRAMES = 512
 #: The largest polyphase factor (`up` or `down` once the rates' ratio is
 #: reduced): 441 covers 44.1 kHz <-> 16 kHz; a rate like 8001 Hz (16000/8001)
 #: would need a low-pass filter of 320,000 taps.
@@ -143,64 +143,6 @@ def _model_length(num_samples: int, rate: int, model: CodecModel) -> int:
 
 def _frames(num_samples: int, rate: int, model: CodecModel) -> int:
     return -(-_model_length(num_samples, rate, model) // model.downsample)
-
-
-# --------------------------------------------------------------------------- chunked networks
-
-
-def context_frames(model: CodecModel) -> tuple[int, int]:
-    """`(left, right)` code frames of overlap that make chunked runs equal a whole-signal run.
-
-    Any output of the encoder or of the decoder depends on fewer than
-    `receptive_field` input samples (the sidecar's reach of encoder and
-    decoder together bounds each), so `ceil(receptive_field / hop) + 1`
-    frames on each side suffice; a causal network needs none on the right.
-    Without a receptive field in the sidecar (not a speech network), `(None,
-    None)`: the networks then run on the whole signal at once.
-    """
-    if model.receptive_field is None:
-        return None, None
-    reach = -(-int(model.receptive_field) // model.downsample) + 1
-    return reach, 0 if model.causal else reach
-
-
-def _chunks(frames: int, model: CodecModel, chunk_frames: int):
-    """`(start, stop, first, last)` frames: each chunk's core `[first, last)` and its run `[start, stop)`."""
-    chunk_frames = check_int("chunk_frames", chunk_frames, minimum=1, error=CodecError)
-    left, right = context_frames(model)
-    if left is None:
-        yield 0, frames, 0, frames
-        return
-    for first in range(0, frames, chunk_frames):
-        last = min(frames, first + chunk_frames)
-        yield max(0, first - left), min(frames, last + right), first, last
-
-
-def encode_audio_codes(samples: np.ndarray, model: CodecModel, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES):
-    """The codes `(frames,)` or `(frames, S)` of float32 mono samples at the model's rate, chunk by chunk.
-
-    The samples are zero-padded to whole frames; the result equals one
-    encoder run on the whole padded signal (see `context_frames`).
-    """
-    hop = model.downsample
-    frames = -(-len(samples) // hop)
-    padded = np.zeros(frames * hop, np.float32)
-    padded[: len(samples)] = samples
-    pieces = []
-    for start, stop, first, last in _chunks(frames, model, chunk_frames):
-        codes = model.encoder.encode(padded[start * hop : stop * hop, None])
-        pieces.append(codes[first - start : last - start])
-    return np.ascontiguousarray(np.concatenate(pieces))
-
-
-def decode_audio_codes(codes: np.ndarray, model: CodecModel, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES):
-    """float32 samples `(frames * hop,)` at the model's rate of a full code map, chunk by chunk."""
-    hop = model.downsample
-    pieces = []
-    for start, stop, first, last in _chunks(len(codes), model, chunk_frames):
-        decoded = model.decoder.decode(codes[start:stop])[:, 0]
-        pieces.append(decoded[(first - start) * hop : (last - start) * hop])
-    return np.concatenate(pieces)
 
 
 # --------------------------------------------------------------------------- arrays

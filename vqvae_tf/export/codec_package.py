@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from vqvae_tf.codec.api import encode_codes
-from vqvae_tf.codec.audio import encode_audio_codes
 from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
+from vqvae_tf.codec.chunking import encode_audio_codes
 from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
 from vqvae_tf.data.image_io import load_photo, photo_names
