@@ -296,3 +296,12 @@ def test_cli_round_trip_info_and_errors_without_tensorflow(model_dir, tmp_path):
         assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
         assert lines and lines[-1].startswith("vqvae_tf.codec: error:"), done.stderr
     assert not {"o.vqz", "o.wav", "o.png"} & {p.name for p in tmp_path.iterdir()}
+
+
+def test_the_lite_encoder_takes_audio_in_the_sidecars_value_range(model):
+    assert model.encoder.metadata["value_range"] == [-1.0, 1.0]
+    assert model.encoder.encode(np.full((8, 1), -1.0, np.float32)).shape == (2, STAGES)
+    with pytest.raises(ValueError, match=r"float audio in \[-1, 1\]; received values in \[-1.5, -1.5\]"):
+        model.encoder.encode(np.full((8, 1), -1.5, np.float32))
+    with pytest.raises(TypeError, match="expects float audio; received dtype uint8"):
+        model.encoder.encode(np.zeros((8, 1), np.uint8))
