@@ -10,7 +10,8 @@ Contenders, each clip through each, scored against the original 16 kHz clip:
   `scipy.signal.resample_poly`);
 * ours, when given: `--ours MODULE:FACTORY` (FACTORY() returns
   {label: fn(samples, sample_rate) -> (decoded samples, bytes of the file)}),
-  `--model NAME_OR_DIR` (the speech codec's Python API, at each `--kbps`), or
+  `--model NAME_OR_DIR` (the speech codec's Python API, `vqvae_tf.codec.compress_audio`,
+  at each quality of the model, or at each `--kbps`), or
   `run(..., ours=...)` from Python.
 
 Bit rate: bytes of the whole compressed file (container and headers
@@ -69,7 +70,7 @@ def _flags():
     flags.DEFINE_integer("clips", None, "Only the first N held-out clips (default: all of them).", lower_bound=1)
     flags.DEFINE_string("ours", None, "MODULE:FACTORY; FACTORY() returns {label: fn(samples, rate) -> (out, bytes)}.")
     flags.DEFINE_string("model", None, "Our speech codec model (name or directory), through the codec's Python API.")
-    flags.DEFINE_list("kbps", None, "Rates of --model, in kbps (default: the model's own).")
+    flags.DEFINE_list("kbps", None, "Rates of --model, in kbps (default: each quality of the model).")
     flags.DEFINE_string("out", str(RESULTS / "speech_codec.json"), "JSON output.")
     return flags.FLAGS
 
@@ -146,15 +147,33 @@ def ours_from_factory(spec):
 def ours_from_model(model, kbps):
     """{label: fn(samples, rate) -> (decoded, bytes)} of our speech codec `model` at each of `kbps`.
 
-    The speech codec's Python API (issue 14, part 4: arrays in, arrays out)
-    is not in `vqvae_tf.codec` yet; until it is, this refuses clearly rather
-    than measure anything else under our name.
+    Through the codec's Python API (`vqvae_tf.codec.compress_audio` /
+    `decompress_audio`, LiteRT, the `static` method): without `kbps`, one
+    contender per quality of the model (`ours qN`, N stages kept); with it,
+    one per rate (`ours K kbps`: the highest quality whose file fits K kbps
+    on each clip).
     """
-    del kbps
-    raise SystemExit(
-        f"--model {model}: vqvae_tf.codec has no speech (WAV) API yet, so there is no codec to call; "
-        "pass --ours MODULE:FACTORY, or run without our codec"
-    )
+    from vqvae_tf import codec
+
+    name = model
+    try:
+        model = codec.load_model(name)
+        if model.kind != "audio":
+            raise codec.CodecError(f"it is an {model.kind} model; the bench needs an audio model")
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"--model {name}: {error}") from None
+    method = "static" if model.counts is not None else "packed"
+
+    def contender(**rate):
+        def fn(samples, sample_rate):
+            data = codec.compress_audio(samples, sample_rate, model, method, **rate)
+            return codec.decompress_audio(data, model)[0], len(data)
+
+        return fn
+
+    if kbps:
+        return {f"ours {k:g} kbps": contender(kbps=k) for k in kbps}
+    return {f"ours q{q}": contender(quality=q) for q in range(1, model.total_stages + 1)}
 
 
 def _wrap_ours(fn):

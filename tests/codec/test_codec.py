@@ -194,6 +194,9 @@ def test_files_in_png_out(model, tmp_path, fmt, suffix):
     with Image.open(tmp_path / "out.png") as decoded:
         assert decoded.format == "PNG" and decoded.size == (22, 30) and decoded.mode == "RGB"
     assert codec.describe(tmp_path / "x.vqz")["model_id"] == model.model_id
+    with pytest.raises(codec.CodecError, match="holds an image, which decompresses to a PNG"):
+        codec.decompress(tmp_path / "x.vqz", tmp_path / "out.wav", model)
+    assert not (tmp_path / "out.wav").exists()
 
 
 def test_palette_converted_16_bit_alpha_and_empty_refused(model, tmp_path):

@@ -1,7 +1,8 @@
-"""The on-device image codec: images to `.vqz` files and back, without TensorFlow.
+"""The on-device codec: images and speech to `.vqz` files and back, without TensorFlow.
 
 Compressing and decompressing run exported TFLite networks through LiteRT
-and NumPy (`lite_runtime`); the file format is `bitstream`; shipped codec
+and NumPy (`lite_runtime`); images go through `api`, audio (arrays and WAV
+files) through `audio`; the file format is `bitstream`; shipped codec
 models live in `vqvae_tf/pretrained/`. The command line is
 `python -m vqvae_tf.codec` (`cli`). Nothing in this package imports
 TensorFlow at module level or imports the training side; the `prior` method
@@ -20,6 +21,7 @@ from vqvae_tf.codec.api import (
     describe,
     encode_codes,
 )
+from vqvae_tf.codec.audio import compress_audio, compress_wav, decompress_audio, decompress_wav
 from vqvae_tf.codec.bitstream.header import BitstreamError, read_header
 from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
 from vqvae_tf.codec.cli import main
@@ -47,10 +49,14 @@ __all__ = [
     "CodecError",
     "CodecModel",
     "compress",
+    "compress_audio",
     "compress_image",
+    "compress_wav",
     "decode_stream",
     "decompress",
+    "decompress_audio",
     "decompress_bytes",
+    "decompress_wav",
     "describe",
     "encode_codes",
     "encode_stream",

@@ -376,6 +376,8 @@ def decompress(input_path, output_path, model=None, prior=None) -> tuple:
     if len(data) > limit:
         raise CodecError(f"{path} is larger than any valid stream ({limit} bytes)")
     image = decompress_bytes(data, model, prior=prior)
+    if Path(output_path).suffix.lower() == ".wav":
+        raise CodecError(f"{path} holds an image, which decompresses to a PNG; received the output name {output_path}")
     write_png(output_path, image)
     return image.shape
 

@@ -3,6 +3,8 @@
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
                                      [--quality Q | --bpp B]      # rate of a residual model (--kbps: audio)
     python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
+    python -m vqvae_tf.codec compress speech.wav speech.vqz --model M [--method packed|static] [--quality Q | --kbps K]
+    python -m vqvae_tf.codec decompress speech.vqz speech_out.wav [--model M]
     python -m vqvae_tf.codec info photo.vqz
     python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
     python -m vqvae_tf.codec package EXPORT_TFLITE_DIR OUT_DIR   # make a codec model (needs TF)
@@ -21,7 +23,9 @@ import json
 import sys
 from collections.abc import Callable
 
+from vqvae_tf.codec import audio
 from vqvae_tf.codec.api import METHODS, compress, decompress, describe
+from vqvae_tf.codec.bitstream.header import MAGIC, Kind
 from vqvae_tf.codec.images import write_output
 from vqvae_tf.codec.model import DEFAULT_MODEL, load_model
 
@@ -42,6 +46,19 @@ def _model_flag(FLAGS, default=False):
 
 
 def _compress(args, FLAGS):
+    # The input decides: a WAV file goes to the audio codec (the default
+    # model then being the shipped audio model), anything else to the image codec.
+    if audio.is_wav_file(args[0]):
+        result = audio.compress_wav(
+            args[0], args[1], _model_flag(FLAGS), FLAGS.method, quality=FLAGS.quality, kbps=FLAGS.kbps, bpp=FLAGS.bpp
+        )
+        kept, total = result["stages"]
+        print(
+            f"{args[1]}: {result['bytes']} bytes, {result['kilobits_per_second']:.3f} kbps "
+            f"({result['duration_seconds']:.3f} s at {result['sample_rate']} Hz, model {result['model']}, "
+            f"{result['method']}, quality {result['quality']}: {kept} of {total} stages)"
+        )
+        return
     result = compress(
         args[0],
         args[1],
@@ -62,8 +79,26 @@ def _compress(args, FLAGS):
 
 
 def _decompress(args, FLAGS):
+    # The stream's header decides (a file too broken to say is left to the image path's errors).
+    if _stream_kind(args[0]) == "audio":
+        result = audio.decompress_wav(args[0], args[1], _model_flag(FLAGS))
+        print(f"{args[1]}: {result['num_samples']} samples at {result['sample_rate']} Hz")
+        return
     shape = decompress(args[0], args[1], _model_flag(FLAGS), FLAGS.prior)
     print(f"{args[1]}: {'x'.join(str(s) for s in shape)}")
+
+
+def _stream_kind(path) -> str | None:
+    """ "audio" for a version-2 `.vqz` file of kind audio, else None (the full checks come when it is decoded)."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(7)
+    except OSError:
+        return None
+    # magic (4 bytes), version, method, kind: the fixed header of `vqvae_tf.codec.bitstream`.
+    if start[:4] == MAGIC and len(start) == 7 and start[4] >= 2 and start[6] == Kind.AUDIO:
+        return "audio"
+    return None
 
 
 def _info(args, FLAGS):
@@ -80,8 +115,8 @@ def _eval(args, FLAGS):
 
 
 COMMANDS = {
-    "compress": Command(("IN_IMAGE", "OUT.vqz"), _compress),
-    "decompress": Command(("IN.vqz", "OUT.png"), _decompress),
+    "compress": Command(("IN_IMAGE|IN.wav", "OUT.vqz"), _compress),
+    "decompress": Command(("IN.vqz", "OUT.png|OUT.wav"), _decompress),
     "info": Command(("IN.vqz",), _info),
     "eval": Command(("DIR",), _eval),
 }
@@ -123,6 +158,7 @@ def define_flags():
     flags.DEFINE_bool(
         "overwrite", False, "package: replace an existing output directory; add-prior: replace the model's prior."
     )
+    flags.DEFINE_string("audio_dir", None, "package (audio models): folder of training WAVs to count codes on.")
     flags.DEFINE_string("json", None, "eval: also write the results as JSON here.")
     return flags.FLAGS
 

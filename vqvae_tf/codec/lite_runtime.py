@@ -105,6 +105,8 @@ class LiteEncoder(_LiteModel):
     `encode(images)`: images `(B, H, W, C)` or one image `(H, W, C)`,
     uint8 in [0, 255] or float in [0, 1]; H and W multiples of
     `downsample`. Returns int32 codes `(B, H/f, W/f)` (or `(H/f, W/f)`).
+    A rank-1 (audio) encoder takes float `(B, L, C)` or `(L, C)` in the
+    sidecar's `value_range`, [-1, 1], and returns codes `(B, L/f)`.
     """
 
     _signature, _input, _output = "encode", "images", "codes"
@@ -120,19 +122,27 @@ class LiteEncoder(_LiteModel):
                 f"encode expects images shaped {layout} with C={self.channels}; received shape {np.shape(images)}"
             )
         self._check_spatial(images.shape, self.downsample, "image")
-        if images.dtype == np.uint8:
+        # The sidecar's value_range: [0, 1] for images (or uint8), [-1, 1] for audio.
+        low_ok, high_ok = (float(v) for v in self.metadata.get("value_range", (0.0, 1.0)))
+        what = "images" if self.rank == 2 else "audio"
+        if images.dtype == np.uint8 and (low_ok, high_ok) == (0.0, 1.0):
             images = images.astype(np.float32) / 255.0
         elif np.issubdtype(images.dtype, np.floating):
             images = images.astype(np.float32)
             if not np.all(np.isfinite(images)):
-                raise ValueError("encode expects finite float images in [0, 1]; received NaN or Inf")
-            low, high = float(images.min()), float(images.max())
-            if low < -1e-3 or high > 1.0 + 1e-3:
                 raise ValueError(
-                    f"encode expects float images in [0, 1] (or uint8); received values in [{low:g}, {high:g}]"
+                    f"encode expects finite float {what} in [{low_ok:g}, {high_ok:g}]; received NaN or Inf"
+                )
+            low, high = float(images.min()), float(images.max())
+            if low < low_ok - 1e-3 or high > high_ok + 1e-3:
+                raise ValueError(
+                    f"encode expects float {what} in [{low_ok:g}, {high_ok:g}]"
+                    + (" (or uint8)" if low_ok == 0.0 else "")
+                    + f"; received values in [{low:g}, {high:g}]"
                 )
         else:
-            raise TypeError(f"encode expects uint8 or float images; received dtype {images.dtype}")
+            expected = "uint8 or float" if low_ok == 0.0 else "float"
+            raise TypeError(f"encode expects {expected} {what}; received dtype {images.dtype}")
         codes = self._run(_quantize(images, self._input_detail)).astype(np.int32, copy=False)
         return codes[0] if single else codes
 

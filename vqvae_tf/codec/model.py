@@ -59,6 +59,8 @@ LITE_PRIOR = "prior.tflite"
 # dB better than int8 on the held-out photos (pretrained/README.md).
 _ENCODER_ORDER = ("int8", "float16", "dynamic", "float32")
 _DECODER_ORDER = ("float16", "float32", "dynamic", "int8")
+#: Sidecar fields of speech-network exports (`vqvae_tf.export.metadata`) that the audio codec reads.
+_AUDIO_FIELDS = ("sample_rate", "receptive_field", "causal", "algorithmic_latency")
 
 
 class CodecError(ValueError):
@@ -94,6 +96,12 @@ class CodecModel:
             (residual decoders exported with it), else None: such a decoder
             decodes only streams that keep every stage.
         rates: codec.json's `rates` (one dict per quality), or `[]`.
+        sample_rate: an audio model's sample rate in Hz (sidecar), else None.
+        receptive_field: input samples one output sample depends on (speech
+            networks' sidecars), else None: what chunked audio coding
+            overlaps by (`vqvae_tf.codec.audio`).
+        causal: whether the speech network looks at past samples only, else None.
+        algorithmic_latency: samples of delay of a speech network, else None.
     """
 
     name: str
@@ -110,6 +118,10 @@ class CodecModel:
     rank: int = 2
     absent_code: int | None = None
     rates: list = dataclasses.field(default_factory=list)
+    sample_rate: int | None = None
+    receptive_field: int | None = None
+    causal: bool | None = None
+    algorithmic_latency: int | None = None
     _encoder: object = dataclasses.field(default=None, repr=False)
     _decoder: object = dataclasses.field(default=None, repr=False)
     _priors: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -370,6 +382,7 @@ def load_model(model=None, num_threads: int = 2) -> CodecModel:
         rank=int(encoder_meta.get("rank", 2)),
         absent_code=None if decoder_meta.get("absent_code") is None else int(decoder_meta["absent_code"]),
         rates=list(manifest.get("rates", [])),
+        **{key: encoder_meta.get(key) for key in _AUDIO_FIELDS},
     )
     if (directory / COUNTS).is_file():
         result.counts = _read_counts(directory / COUNTS, result)

@@ -13,6 +13,7 @@ def _package(args, FLAGS):
         decoder=FLAGS.decoder,
         command=FLAGS.command,
         overwrite=FLAGS.overwrite,
+        audio_dir=FLAGS.audio_dir,
         photos=FLAGS.photos,
         max_photos=FLAGS.max_photos,
     )

@@ -9,17 +9,16 @@ line reaches it as `python -m vqvae_tf.codec package|add-prior`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
-import typing
 from pathlib import Path
 
 import numpy as np
 
 from vqvae_tf.codec.api import encode_codes
 from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
+from vqvae_tf.codec.chunking import encode_audio_codes
 from vqvae_tf.codec.images import IMAGE_EXTENSIONS, read_image
 from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
@@ -27,6 +26,7 @@ from vqvae_tf.data.image_io import load_photo, photo_names
 from vqvae_tf.export.prior_tflite import convert_prior, split_geometry
 from vqvae_tf.utils import atomic
 from vqvae_tf.utils.checks import check_int
+from vqvae_tf.utils.wav import read_wav, resample
 
 __all__ = ["add_prior", "package_model"]
 
@@ -39,6 +39,7 @@ def package_model(
     decoder: str = "float16",
     command: str = "",
     overwrite: bool = False,
+    audio_dir=None,
     photos=None,
     max_photos: int = 200,
 ) -> Path:
@@ -60,15 +61,13 @@ def package_model(
             "int8" and "float16".
         command: the training command, recorded in `codec.json`.
         overwrite: replace an existing `out_dir`. Defaults to False.
-        photos: a folder of the model's training photos to measure the code
-            usage on (whole photos, as the codec sees them), e.g. the
-            folder it was trained on; None for the bundled training photos.
-        max_photos: with `photos`, the number of photos read at most,
-            evenly spaced in name order (the counts settle long before a
-            thousand photos). Defaults to 200.
+        audio_dir: for an audio (rank-1) model, the folder of WAV files
+            (its training clips) whose codes are counted, each coded as the
+            codec does (`vqvae_tf.codec.audio`); the rates are then kbps
+            (`packed_kbps`, `static_kbps_on_training_audio`). Required for
+            audio models, refused for image models.
     """
     export_dir, out_dir = Path(export_dir), Path(out_dir)
-    training_photos = _training_photos(photos, max_photos)
     if out_dir.exists() and not overwrite:
         raise CodecError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
     with atomic.atomic_directory(out_dir) as staging:
@@ -87,8 +86,9 @@ def package_model(
         # differently, and the static method codes each under its own row.
         stages = model.total_stages
         counts = np.zeros((stages, model.num_codes), dtype=np.int64)
-        for image in training_photos.images():
-            codes = encode_codes(image, model).reshape(-1, stages)
+        signals, source = _training_signals(model, audio_dir, photos, max_photos)
+        for codes in signals:
+            codes = codes.reshape(-1, stages)
             for stage in range(stages):
                 counts[stage] += np.bincount(codes[:, stage], minlength=model.num_codes)
         # Bits per code of each stage under its own smoothed distribution.
@@ -98,25 +98,15 @@ def package_model(
                 dict(
                     model_id=model.model_id,
                     num_codes=model.num_codes,
-                    source=training_photos.description,
+                    source=source,
                     counts=(counts if model.code_shape else counts[0]).tolist(),
                 ),
                 indent=1,
             )
             + "\n"
         )
-        pixels_per_position = model.downsample**2
         bits = math.ceil(math.log2(model.num_codes))
-        # One rate per quality (stages kept): code bits only, the header's
-        # ~62 bytes come on top (they matter on small images only).
-        rates = [
-            dict(
-                quality=quality,
-                packed_bits_per_pixel=quality * bits / pixels_per_position,
-                static_bits_per_pixel_on_training_photos=round(sum(entropies[:quality]) / pixels_per_position, 4),
-            )
-            for quality in range(1, stages + 1)
-        ]
+        rates, unit = _rates(model, bits, entropies)
         manifest = dict(
             name=out_dir.name,
             encoder=names["encoder"],
@@ -127,30 +117,48 @@ def package_model(
             channels=model.channels,
             code_shape=list(model.code_shape),
             total_stages=stages,
-            packed_bits_per_pixel=rates[-1]["packed_bits_per_pixel"],
-            static_bits_per_pixel_on_training_photos=rates[-1]["static_bits_per_pixel_on_training_photos"],
+            **{key: value for key, value in rates[-1].items() if key != "quality"},
             rates=rates,
-            codes_used_on_training_photos=int((counts.sum(axis=0) > 0).sum()),
+            **{f"codes_used_on_training_{unit}": int((counts.sum(axis=0) > 0).sum())},
             train_command=command,
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
 
 
-@dataclasses.dataclass
-class _TrainingPhotos:
-    """The photos whose codes `package_model` counts: uint8 arrays as the codec reads them."""
+def _training_signals(model, audio_dir, photos, max_photos):
+    """(iterator of code maps, description) of the signals whose code usage is counted."""
+    if model.kind == "image":
+        if audio_dir is not None:
+            raise CodecError(f"audio_dir is for audio models; model {model.name!r} is an image model")
+        return _training_photos(model, photos, max_photos)
+    if photos is not None:
+        raise CodecError(f"photos is for image models; model {model.name!r} is an audio model (use audio_dir)")
+    if audio_dir is None or not Path(audio_dir).is_dir():
+        raise CodecError(
+            f"model {model.name!r} is an audio model: pass audio_dir (--audio_dir), a folder of its training WAV "
+            f"files, to measure its code usage; received {audio_dir!r}"
+        )
+    if model.sample_rate is None:
+        raise CodecError(f"audio model {model.name!r} has no sample_rate in its sidecars; export it with one")
+    files = sorted(Path(audio_dir).glob("*.wav"))
+    if not files:
+        raise CodecError(f"audio_dir {audio_dir} holds no .wav files")
 
-    description: str
-    images: typing.Callable[[], typing.Iterator[np.ndarray]]
+    def maps():
+        for path in files:
+            samples, rate = read_wav(path)
+            yield encode_audio_codes(resample(samples, rate, model.sample_rate), model)
+
+    return maps(), f"{len(files)} WAV files of {audio_dir}"
 
 
-def _training_photos(folder, max_photos) -> _TrainingPhotos:
+def _training_photos(model, folder, max_photos):
+    """Code maps of the bundled training photos, or of up to `max_photos` of `folder`, evenly spaced."""
     if folder is None:
         names = photo_names("train")
-        return _TrainingPhotos(
-            f"photos train split: {', '.join(names)}", lambda: (np.asarray(load_photo(name)) for name in names)
-        )
+        maps = (encode_codes(np.asarray(load_photo(name)), model) for name in names)
+        return maps, f"photos train split: {', '.join(names)}"
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"photos folder {folder} does not exist")
@@ -158,10 +166,35 @@ def _training_photos(folder, max_photos) -> _TrainingPhotos:
     if not paths:
         raise CodecError(f"photos folder {folder} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
     check_int("max_photos", max_photos, minimum=1, error=CodecError)
-    chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(max_photos, len(paths))).round().astype(int)]
-    chosen = list(dict.fromkeys(chosen))
-    description = f"{len(chosen)} of the {len(paths)} photos of {folder.name}/, evenly spaced in name order"
-    return _TrainingPhotos(description, lambda: (read_image(path) for path in chosen))
+    picks = np.linspace(0, len(paths) - 1, min(max_photos, len(paths))).round().astype(int)
+    chosen = [paths[i] for i in dict.fromkeys(picks.tolist())]
+    maps = (encode_codes(read_image(path), model) for path in chosen)
+    return maps, f"{len(chosen)} of the {len(paths)} photos of {folder.name}/, evenly spaced in name order"
+
+
+def _rates(model, bits: int, entropies) -> tuple[list, str]:
+    """One rate per quality (stages kept), code bits only (the ~62-byte header comes on top), and the unit."""
+    if model.kind == "image":
+        per_position = model.downsample**2
+        rates = [
+            dict(
+                quality=quality,
+                packed_bits_per_pixel=quality * bits / per_position,
+                static_bits_per_pixel_on_training_photos=round(sum(entropies[:quality]) / per_position, 4),
+            )
+            for quality in range(1, len(entropies) + 1)
+        ]
+        return rates, "photos"
+    frames_per_second = model.sample_rate / model.downsample
+    rates = [
+        dict(
+            quality=quality,
+            packed_kbps=quality * bits * frames_per_second / 1000,
+            static_kbps_on_training_audio=round(sum(entropies[:quality]) * frames_per_second / 1000, 4),
+        )
+        for quality in range(1, len(entropies) + 1)
+    ]
+    return rates, "audio"
 
 
 def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) -> Path:
