@@ -78,3 +78,35 @@ def test_a_truncated_preset_file_is_named(tiny, tmp_path):
 def test_an_unbuilt_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no weights yet"):
         presets.save_preset(VQVAE(hidden_units=8, residual_units=4, num_codes=8, code_dim=4), tmp_path / "p")
+
+
+@pytest.mark.slow
+def test_the_shipped_preset_is_its_codec_model_and_fine_tunes():
+    from skimage.data import chelsea
+
+    from vqvae_tf import codec
+
+    assert "d8k512x4" in list_presets()
+    meta = list_presets()["d8k512x4"]
+    model = VQVAE.from_preset("d8k512x4")  # safe mode, no custom_objects
+    shipped = codec.load_model("d8k512x4")
+    assert meta["model_id"] == model_id(model) == shipped.model_id
+    assert [rate["quality"] for rate in meta["rates"]] == [1, 2, 3, 4]
+    photo = chelsea()[:96, :128]
+    # The same weights: the Keras decoder turns the codec's codes into the codec's pixels
+    # (its float16 decoder, so within 2/255 after rounding).
+    lite_codes = shipped.encoder.encode(photo)
+    assert lite_codes.shape == (12, 16, 4)
+    keras_pixels = np.asarray(model.decode_codes(lite_codes[None]))[0]
+    lite_pixels = shipped.decoder.decode(lite_codes)
+    assert np.abs(np.rint(keras_pixels * 255) - np.rint(lite_pixels * 255)).max() <= 2
+    # The int8 encoder agrees with the float Keras encoder on most first-stage codes (0.83 on the
+    # whole photo, measured); later stages quantize residuals, where near ties flip more often.
+    keras_codes = np.asarray(model.codes(photo[None].astype(np.float32) / 255))[0]
+    assert (keras_codes[..., 0] == lite_codes[..., 0]).mean() >= 0.75
+    crops = np.stack([photo[:32, :32], photo[32:64, 32:64]]).astype(np.float32) / 255
+    before = [w.copy() for w in model.get_weights()]
+    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    history = model.fit(crops, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
