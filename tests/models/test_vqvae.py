@@ -193,3 +193,27 @@ def test_nan_batch_in_fit_is_reported_by_name(images):
 def test_bad_model_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VQVAE(**kwargs)
+
+
+@pytest.mark.parametrize("strides", [None, (2, 4)])
+def test_variables_are_ordered_encoder_quantizer_decoder(strides):
+    # Keras orders variables, and a saved optimizer's slots, by attribute
+    # assignment: `.keras` files saved with their optimizer by earlier
+    # versions load only with this order (and the model id hashes it).
+    rank = 2 if strides is None else 1
+    model = VQVAE(
+        input_channels=1 if strides else 3,
+        rank=rank,
+        strides=strides,
+        hidden_units=8,
+        residual_units=4,
+        num_residual_blocks=1,
+        num_codes=16,
+        code_dim=8,
+        quantizer="residual",
+        quantizer_config=dict(lookup_dim=4, num_stages=2),
+    )
+    model.build((None, 16, 16, 3) if strides is None else (None, 64, 1))
+    owners = [v.path.split("/")[1] for v in model.trainable_variables]
+    firsts = [owners.index(name) for name in ("encoder", "quantizer", "decoder")]
+    assert firsts == sorted(firsts) and owners == sorted(owners, key=["encoder", "quantizer", "decoder"].index)

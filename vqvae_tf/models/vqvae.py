@@ -158,16 +158,20 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.sample_rate = sample_rate
         if strides is None:
             stack = dict(self._stack_config(), rank=rank, dtype=self.dtype_policy)
-            self.encoder = Encoder(code_dim=code_dim, name="encoder", **stack)
-            self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
+            encoder, decoder = Encoder, Decoder
         else:
             stack = dict(strides=strides, hidden_units=hidden_units, num_residual_blocks=num_residual_blocks)
             stack.update(causal=causal, dtype=self.dtype_policy)
-            self.encoder = SpeechEncoder(code_dim=code_dim, name="encoder", **stack)
-            self.decoder = SpeechDecoder(output_channels=input_channels, name="decoder", **stack)
+            encoder, decoder = SpeechEncoder, SpeechDecoder
+        # Encoder, quantizer, decoder, in this order: Keras orders the
+        # variables (and a saved optimizer's slots) by attribute assignment,
+        # so another order breaks loading `.keras` files saved with their
+        # optimizer by earlier versions.
+        self.encoder = encoder(code_dim=code_dim, name="encoder", **stack)
         self.quantizer = get_quantizer(
             quantizer, num_codes=num_codes, code_dim=code_dim, name="quantizer", **self.quantizer_config
         )
+        self.decoder = decoder(output_channels=input_channels, name="decoder", **stack)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
