@@ -233,27 +233,9 @@ def decompress_bytes(
         CodecError: the stream is invalid, corrupted, made by another model,
             or does not fit the model.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise CodecError(f"data must be bytes; received {type(data).__name__}")
-    try:
-        header = read_header(data)
-    except BitstreamError as error:
-        raise CodecError(f"not a valid .vqz stream: {error}") from None
-    # The kinds first: an audio stream given to an image model is a kind
-    # mismatch before it is a model mismatch.
-    if model is not None:
-        model = load_model(model)
-        model.check_kind(header.kind.label, "the stream")
-    elif header.kind != Kind.IMAGE:
-        raise CodecError(f"the stream holds {header.kind.label}; decompress_bytes decodes image streams")
-    model = _model_for(header, model)
+    header, model = stream_header_and_model(data, model, Kind.IMAGE, "decompress_bytes")
     factor = model.downsample
     height, width, channels = header.image_shape
-    if header.total_stages != model.total_stages:
-        raise CodecError(
-            f"stream keeps {header.kept_stages} of {header.total_stages} stages; "
-            f"model {model.name!r} has {model.total_stages}"
-        )
     stages = (header.kept_stages,) if model.code_shape else ()
     expected_codes = (math.ceil(height / factor), math.ceil(width / factor)) + stages
     if header.code_shape != expected_codes:
@@ -261,16 +243,10 @@ def decompress_bytes(
             f"stream has a code map of shape {header.code_shape}; an image of {height}x{width} "
             f"needs {expected_codes} with model {model.name!r}"
         )
-    if header.num_codes != model.num_codes:
-        raise CodecError(f"stream has {header.num_codes} codes; model {model.name!r} has {model.num_codes}")
     if channels not in (1, model.channels):
         raise CodecError(f"stream holds a {channels}-channel image; model {model.name!r} makes {model.channels}")
-    probabilities = prior_model = None
-    if header.method == Method.STATIC:
-        # Version 2 codes each stage kept under its own distribution.
-        per_stage = header.version >= 2 and header.has_stage_axis
-        probabilities = model.code_probabilities(header.kept_stages if per_stage else None)
-    elif header.method == Method.PRIOR:
+    probabilities, prior_model = static_probabilities(header, model), None
+    if header.method == Method.PRIOR:
         prior_model = model.prior(_legacy_prior(model) if prior is None and header.version == 1 else prior)
     try:
         stream = decode_stream(
@@ -293,6 +269,52 @@ def decompress_bytes(
     elif channels == 1:
         image = image[:, :, 0]
     return np.ascontiguousarray(image)
+
+
+def stream_header_and_model(data, model, kind: Kind, caller: str) -> tuple[Header, CodecModel]:
+    """The header of stream `data` and the model that decodes it, for the decoders of each kind.
+
+    Checks, in this order: `data` is bytes, a valid header, the kinds (an
+    audio stream given to an image model is a kind mismatch before it is a
+    model mismatch), the model (`model`, or the shipped one whose id the
+    stream carries), its number of stages and of codes.
+
+    Raises:
+        CodecError: any of these does not fit; `caller` names the function
+            that decodes streams of `kind`.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"data must be bytes; received {type(data).__name__}")
+    try:
+        header = read_header(data)
+    except BitstreamError as error:
+        raise CodecError(f"not a valid .vqz stream: {error}") from None
+    if model is not None:
+        model = load_model(model)
+        model.check_kind(header.kind.label, "the stream")
+    elif header.kind != kind:
+        raise CodecError(f"the stream holds {header.kind.label}; {caller} decodes {kind.label} streams")
+    model = _model_for(header, model)
+    if header.total_stages != model.total_stages:
+        raise CodecError(
+            f"stream keeps {header.kept_stages} of {header.total_stages} stages; "
+            f"model {model.name!r} has {model.total_stages}"
+        )
+    if header.num_codes != model.num_codes:
+        raise CodecError(f"stream has {header.num_codes} codes; model {model.name!r} has {model.num_codes}")
+    return header, model
+
+
+def static_probabilities(header: Header, model: CodecModel):
+    """The code distribution(s) a `static` stream was coded under, else None.
+
+    Version 2 codes each stage kept under its own distribution; version 1
+    coded every code under the pooled one.
+    """
+    if header.method != Method.STATIC:
+        return None
+    per_stage = header.version >= 2 and header.has_stage_axis
+    return model.code_probabilities(header.kept_stages if per_stage else None)
 
 
 def _legacy_prior(model: CodecModel) -> Path:

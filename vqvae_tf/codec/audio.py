@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.codec.api import _model_for
-from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_SAMPLES, AudioFormat, BitstreamError, Kind, Method, read_header
+from vqvae_tf.codec.api import static_probabilities, stream_header_and_model
+from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_SAMPLES, AudioFormat, BitstreamError, Kind, read_header
 from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
 from vqvae_tf.codec.chunking import DEFAULT_CHUNK_FRAMES, context_frames, decode_audio_codes, encode_audio_codes
 from vqvae_tf.codec.images import write_output
@@ -259,36 +259,17 @@ def decompress_audio(
             another model, or does not fit the model.
     """
     dtype = check_choice("dtype", dtype, ("float32", "int16"), error=CodecError)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise CodecError(f"data must be bytes; received {type(data).__name__}")
-    try:
-        header = read_header(data)
-    except BitstreamError as error:
-        raise CodecError(f"not a valid .vqz stream: {error}") from None
-    if model is not None:
-        model = load_model(model)
-        model.check_kind(header.kind.label, "the stream")
-    elif header.kind != Kind.AUDIO:
-        raise CodecError(f"the stream holds {header.kind.label}; decompress_audio decodes audio streams")
-    model = _audio_model(_model_for(header, model))
+    header, model = stream_header_and_model(data, model, Kind.AUDIO, "decompress_audio")
+    model = _audio_model(model)
     rate, num_samples = header.audio.sample_rate, header.audio.num_samples
     _check_rate_pair(rate, model, "the stream")
-    if header.total_stages != model.total_stages:
-        raise CodecError(
-            f"stream keeps {header.kept_stages} of {header.total_stages} stages; "
-            f"model {model.name!r} has {model.total_stages}"
-        )
-    if header.num_codes != model.num_codes:
-        raise CodecError(f"stream has {header.num_codes} codes; model {model.name!r} has {model.num_codes}")
     expected = (_frames(num_samples, rate, model),) + ((header.kept_stages,) if model.code_shape else ())
     if header.code_shape != expected:
         raise CodecError(
             f"stream has codes of shape {header.code_shape}; {num_samples} samples at {rate} Hz "
             f"need {expected} with model {model.name!r}"
         )
-    probabilities = None
-    if header.method == Method.STATIC:
-        probabilities = model.code_probabilities(header.kept_stages if header.has_stage_axis else None)
+    probabilities = static_probabilities(header, model)
     try:
         stream = decode_stream(
             data, expected_model_id=model.stream_id, code_probabilities=probabilities, max_samples=max_samples
