@@ -20,6 +20,11 @@ def speech_model(causal=True, strides=(2, 4), **kwargs):
     kwargs = dict(dict(hidden_units=4, num_residual_blocks=2, num_codes=8, code_dim=4), **kwargs)
     model = VQVAE(input_channels=1, rank=1, strides=strides, causal=causal, sample_rate=16000, **kwargs)
     model(np.zeros((1, 8 * model.downsample, 1), np.float32))
+    # Residual units start as the identity (ReZero gates at 0); open the gates
+    # so that the tests see every unit's reach, as after training.
+    for layer in model._flatten_layers():
+        if isinstance(layer, ResidualUnit1D):
+            layer.gate.assign(np.full(layer.gate.shape, 0.5, np.float32))
     return model
 
 
@@ -83,6 +88,37 @@ def test_serialization_round_trip(tmp_path):
         SpeechDecoder(strides=[2, 5], hidden_units=3, num_residual_blocks=1, output_channels=2, causal=False),
     ):
         assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_residual_units_start_as_identity_and_gates_train():
+    unit = ResidualUnit1D(4, dilation_rate=3)
+    x = np.random.default_rng(3).normal(0, 1, (2, 32, 4)).astype(np.float32)
+    np.testing.assert_array_equal(unit(x), x)  # ReZero: gate 0, the branch is off
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(unit(x) ** 2)
+    gate_gradient = tape.gradient(y, unit.gate)
+    assert np.all(np.abs(gate_gradient.numpy()) > 0)  # ... but the gate learns from the first step
+
+
+def test_signal_rms_scales_inside_and_comes_from_data_variance():
+    audio = np.random.default_rng(4).normal(0, 0.05, (1, 64, 1)).astype(np.float32)
+    kw = dict(strides=(2, 4), hidden_units=3, num_residual_blocks=1)
+    unit_scale = SpeechEncoder(code_dim=2, **kw)
+    scaled = SpeechEncoder(code_dim=2, signal_rms=0.05, **kw)
+    unit_scale(audio), scaled(audio)
+    scaled.set_weights(unit_scale.get_weights())
+    np.testing.assert_allclose(scaled(audio), unit_scale(audio / 0.05), rtol=1e-5, atol=1e-6)
+    decoder, twin = SpeechDecoder(signal_rms=0.05, **kw), SpeechDecoder(**kw)
+    codes = np.random.default_rng(5).normal(0, 1, (1, 8, 2)).astype(np.float32)
+    decoder(codes), twin(codes)
+    twin.set_weights(decoder.get_weights())
+    np.testing.assert_allclose(decoder(codes), 0.05 * twin(codes), rtol=1e-5, atol=1e-9)
+    model = speech_model(data_variance=0.0025)
+    assert model.encoder.signal_rms == pytest.approx(0.05) and model.decoder.signal_rms == pytest.approx(0.05)
+    # A fresh decoder starts near silence, not louder than speech.
+    assert float(np.std(model(audio))) < 0.01
 
 
 def test_image_network_config_unchanged():

@@ -161,7 +161,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
             encoder, decoder = Encoder, Decoder
         else:
             stack = dict(strides=strides, hidden_units=hidden_units, num_residual_blocks=num_residual_blocks)
-            stack.update(causal=causal, dtype=self.dtype_policy)
+            stack.update(causal=causal, signal_rms=float(np.sqrt(data_variance)), dtype=self.dtype_policy)
             encoder, decoder = SpeechEncoder, SpeechDecoder
         # Encoder, quantizer, decoder, in this order: Keras orders the
         # variables (and a saved optimizer's slots) by attribute assignment,
