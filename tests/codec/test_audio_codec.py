@@ -305,3 +305,31 @@ def test_the_lite_encoder_takes_audio_in_the_sidecars_value_range(model):
         model.encoder.encode(np.full((8, 1), -1.5, np.float32))
     with pytest.raises(TypeError, match="expects float audio; received dtype uint8"):
         model.encoder.encode(np.zeros((8, 1), np.uint8))
+
+
+def test_packaging_leaves_the_held_out_clips_out_of_the_counts(model_dir, tmp_path):
+    export_dir = model_dir.parent / "export" / "tflite"
+    (tmp_path / "held_out.txt").write_text("# held out\nclip1\n")
+    out = codec_package.package_model(
+        export_dir,
+        tmp_path / "speech",
+        encoder="float32",
+        decoder="float32",
+        audio_dir=model_dir.parent / "clips",
+        audio_exclude=tmp_path / "held_out.txt",
+    )
+    counts = json.loads((out / "code_counts.json").read_text())
+    assert counts["source"].startswith("2 WAV files") and "1 held-out" in counts["source"]
+    full = json.loads((model_dir / "code_counts.json").read_text())
+    assert np.sum(counts["counts"]) < np.sum(full["counts"])
+    (tmp_path / "bad.txt").write_text("clip9\n")
+    with pytest.raises(codec.CodecError, match=r"audio_exclude names clips not in .*clip9\.wav"):
+        codec_package.package_model(
+            export_dir,
+            tmp_path / "other",
+            encoder="float32",
+            decoder="float32",
+            audio_dir=model_dir.parent / "clips",
+            audio_exclude=tmp_path / "bad.txt",
+        )
+    assert not (tmp_path / "other").exists()

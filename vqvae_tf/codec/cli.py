@@ -159,6 +159,9 @@ def define_flags():
         "overwrite", False, "package: replace an existing output directory; add-prior: replace the model's prior."
     )
     flags.DEFINE_string("audio_dir", None, "package (audio models): folder of training WAVs to count codes on.")
+    flags.DEFINE_string(
+        "audio_exclude", None, "package --audio_dir: validation list (file or shipped name) of clips not to count."
+    )
     flags.DEFINE_string("json", None, "eval: also write the results as JSON here.")
     return flags.FLAGS
 

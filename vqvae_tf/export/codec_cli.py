@@ -14,6 +14,7 @@ def _package(args, FLAGS):
         command=FLAGS.command,
         overwrite=FLAGS.overwrite,
         audio_dir=FLAGS.audio_dir,
+        audio_exclude=FLAGS.audio_exclude,
         photos=FLAGS.photos,
         max_photos=FLAGS.max_photos,
     )

@@ -22,6 +22,7 @@ from vqvae_tf.codec.chunking import encode_audio_codes
 from vqvae_tf.codec.images import IMAGE_EXTENSIONS, read_image
 from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
+from vqvae_tf.data.audio import VALIDATION_LISTS, read_name_list
 from vqvae_tf.data.image_io import load_photo, photo_names
 from vqvae_tf.export.prior_tflite import convert_prior, split_geometry
 from vqvae_tf.utils import atomic
@@ -40,6 +41,7 @@ def package_model(
     command: str = "",
     overwrite: bool = False,
     audio_dir=None,
+    audio_exclude=None,
     photos=None,
     max_photos: int = 200,
 ) -> Path:
@@ -66,6 +68,10 @@ def package_model(
             codec does (`vqvae_tf.codec.audio`); the rates are then kbps
             (`packed_kbps`, `static_kbps_on_training_audio`). Required for
             audio models, refused for image models.
+        audio_exclude: clips of `audio_dir` not to count (the held-out
+            ones): a validation-list file or a shipped list's name
+            (`vqvae_tf.data.VALIDATION_LISTS`, e.g. "ljspeech16k"), as for
+            `train.py --validation_list`. Defaults to None (count every file).
     """
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -86,7 +92,7 @@ def package_model(
         # differently, and the static method codes each under its own row.
         stages = model.total_stages
         counts = np.zeros((stages, model.num_codes), dtype=np.int64)
-        signals, source = _training_signals(model, audio_dir, photos, max_photos)
+        signals, source = _training_signals(model, audio_dir, audio_exclude, photos, max_photos)
         for codes in signals:
             codes = codes.reshape(-1, stages)
             for stage in range(stages):
@@ -126,10 +132,10 @@ def package_model(
     return out_dir
 
 
-def _training_signals(model, audio_dir, photos, max_photos):
+def _training_signals(model, audio_dir, audio_exclude, photos, max_photos):
     """(iterator of code maps, description) of the signals whose code usage is counted."""
     if model.kind == "image":
-        if audio_dir is not None:
+        if audio_dir is not None or audio_exclude is not None:
             raise CodecError(f"audio_dir is for audio models; model {model.name!r} is an image model")
         return _training_photos(model, photos, max_photos)
     if photos is not None:
@@ -142,15 +148,24 @@ def _training_signals(model, audio_dir, photos, max_photos):
     if model.sample_rate is None:
         raise CodecError(f"audio model {model.name!r} has no sample_rate in its sidecars; export it with one")
     files = sorted(Path(audio_dir).glob("*.wav"))
+    held_out = set()
+    if audio_exclude is not None:
+        listed = VALIDATION_LISTS.get(audio_exclude, audio_exclude)
+        held_out = {name if name.lower().endswith(".wav") else f"{name}.wav" for name in read_name_list(listed)}
+        unknown = held_out - {path.name for path in files}
+        if unknown:
+            raise CodecError(f"audio_exclude names clips not in {audio_dir}: {sorted(unknown)[:3]}")
+        files = [path for path in files if path.name not in held_out]
     if not files:
-        raise CodecError(f"audio_dir {audio_dir} holds no .wav files")
+        raise CodecError(f"audio_dir {audio_dir} holds no .wav files" + (" once excluded" if held_out else ""))
 
     def maps():
         for path in files:
             samples, rate = read_wav(path)
             yield encode_audio_codes(resample(samples, rate, model.sample_rate), model)
 
-    return maps(), f"{len(files)} WAV files of {audio_dir}"
+    excluded = f" ({len(held_out)} held-out ones left out)" if held_out else ""
+    return maps(), f"{len(files)} WAV files of {audio_dir}{excluded}"
 
 
 def _training_photos(model, folder, max_photos):
