@@ -71,6 +71,7 @@ def _flags():
     flags.DEFINE_string("ours", None, "MODULE:FACTORY; FACTORY() returns {label: fn(samples, rate) -> (out, bytes)}.")
     flags.DEFINE_string("model", None, "Our speech codec model (name or directory), through the codec's Python API.")
     flags.DEFINE_list("kbps", None, "Rates of --model, in kbps (default: each quality of the model).")
+    flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads of --model (the issue's speed figure: 1).")
     flags.DEFINE_string("out", str(RESULTS / "speech_codec.json"), "JSON output.")
     return flags.FLAGS
 
@@ -144,7 +145,7 @@ def ours_from_factory(spec):
     return hooks
 
 
-def ours_from_model(model, kbps):
+def ours_from_model(model, kbps, threads=1):
     """{label: fn(samples, rate) -> (decoded, bytes)} of our speech codec `model` at each of `kbps`.
 
     Through the codec's Python API (`vqvae_tf.codec.compress_audio` /
@@ -157,7 +158,7 @@ def ours_from_model(model, kbps):
 
     name = model
     try:
-        model = codec.load_model(name)
+        model = codec.load_model(name, num_threads=threads)
         if model.kind != "audio":
             raise codec.CodecError(f"it is an {model.kind} model; the bench needs an audio model")
     except (ValueError, OSError) as error:
@@ -222,6 +223,8 @@ def summarise(label, rows, durations, delay):
     lags = [r["lag"] for r in rows]
     summary["clip_lags"] = dict(median=statistics.median(lags), min=min(lags), max=max(lags))
     summary["seconds_per_clip"] = statistics.fmean(r["seconds"] for r in rows)
+    # Audio seconds coded and decoded per wall second (peers: their command-line tools, process start included).
+    summary["x_realtime"] = sum(durations) / sum(r["seconds"] for r in rows)
     return summary
 
 
@@ -263,7 +266,7 @@ def run(clips, ours=None, log=print):
 def table(results):
     """The text table: one row per contender, with ratios to the anchors measured in the same run."""
     header = (
-        f"{'contender':<14} {'kbps':>6} {'pooled':>6} {'PESQ':>6} {'STOI':>6} {'SI-SNR':>7} {'delay':>5}  "
+        f"{'contender':<14} {'kbps':>6} {'pooled':>6} {'PESQ':>6} {'STOI':>6} {'SI-SNR':>7} {'delay':>5} {'xRT':>6}  "
         + "  ".join(f"{'PESQ/' + a:>17} {'STOI/' + a:>17} {'kbps/' + a:>17}" for a in ANCHORS)
     )
     lines = [header, "-" * len(header)]
@@ -271,7 +274,7 @@ def table(results):
         s = result["summary"]
         cells = [
             f"{label:<14} {s['kbps']:>6.2f} {s['kbps_pooled']:>6.2f} {s['pesq']:>6.3f} {s['stoi']:>6.3f} "
-            f"{s['si_snr']:>7.2f} {s['delay_samples']:>5d}"
+            f"{s['si_snr']:>7.2f} {s['delay_samples']:>5d} {s['x_realtime']:>6.1f}"
         ]
         for anchor in ANCHORS:
             a = results[anchor]["summary"]
@@ -292,7 +295,7 @@ def main(argv):
     if FLAGS.ours:
         ours = ours_from_factory(FLAGS.ours)
     elif FLAGS.model:
-        ours = ours_from_model(FLAGS.model, [float(k) for k in FLAGS.kbps or []])
+        ours = ours_from_model(FLAGS.model, [float(k) for k in FLAGS.kbps or []], FLAGS.threads)
     clips = load_clips(FLAGS.data, FLAGS.clips)
     seconds = sum(len(s) for _, _, s in clips) / RATE
     print(f"{len(clips)} held-out clips, {seconds:.1f} s in all", flush=True)

@@ -568,7 +568,9 @@ def test_shipped_default_model_round_trips_a_held_out_photo():
 def test_shipped_models_keep_their_measured_quality(name):
     from vqvae_tf.data.image_io import load_photo
 
-    assert sorted(codec.shipped_models()) == sorted(SHIPPED_CHELSEA_PSNR)  # a new model needs its figure here
+    # A new image model needs its figure here (audio models have theirs in test_audio_codec.py).
+    images = [n for n in codec.shipped_models() if codec.load_model(n).kind == "image"]
+    assert sorted(images) == sorted(SHIPPED_CHELSEA_PSNR)
     photo = np.asarray(load_photo("chelsea"))
     model = codec.load_model(name)
     for quality, expected in SHIPPED_CHELSEA_PSNR[name].items():
