@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.codec.api import static_probabilities, stream_header_and_model
 from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_SAMPLES, AudioFormat, BitstreamError, Kind, read_header
 from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
 from vqvae_tf.codec.chunking import DEFAULT_CHUNK_FRAMES, context_frames, decode_audio_codes, encode_audio_codes
 from vqvae_tf.codec.images import write_output
 from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
 from vqvae_tf.codec.rate import check_rate, keep_stages, pad_stages, pick_quality
+from vqvae_tf.codec.streams import read_stream_file, static_probabilities, stream_header_and_model
 from vqvae_tf.utils import wav
 from vqvae_tf.utils.checks import check_choice
 
@@ -355,16 +355,11 @@ def decompress_wav(input_path, output_path, model=None) -> dict:
         A dict: `sample_rate`, `num_samples`, `duration_seconds`.
     """
     path, output_path = Path(input_path), Path(output_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"compressed file {path} not found")
-    if output_path.suffix.lower() != ".wav":
+    # A missing input is reported before a wrong output name (by `read_stream_file`).
+    if path.is_file() and output_path.suffix.lower() != ".wav":
         raise CodecError(f"{path} holds audio, which decompresses to a .wav file; received {output_path}")
     # A stream within DEFAULT_MAX_SAMPLES is at most ~4 bytes per sample plus headers.
-    limit = 4 * DEFAULT_MAX_SAMPLES + (1 << 17)
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise CodecError(f"{path} is larger than any valid stream ({limit} bytes)")
+    data = read_stream_file(path, 4 * DEFAULT_MAX_SAMPLES + (1 << 17))
     samples, rate = decompress_audio(data, model)
     if output_path.is_dir():
         raise CodecError(f"{output_path} is a directory")
