@@ -60,6 +60,7 @@ are the same for all three):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from pathlib import Path
@@ -68,11 +69,17 @@ import numpy as np
 
 from vqvae_tf.codec import tiling
 from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_PIXELS, BitstreamError, Kind, Method, read_header
-from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
+from vqvae_tf.codec.bitstream.stream import decode_stream
 from vqvae_tf.codec.images import read_image, write_output, write_png
 from vqvae_tf.codec.model import PRIOR, CodecError, CodecModel, load_model
-from vqvae_tf.codec.rate import check_rate, keep_stages, pad_stages, pick_quality
-from vqvae_tf.codec.streams import describe, read_stream_file, static_probabilities, stream_header_and_model
+from vqvae_tf.codec.rate import check_rate, pad_stages, pick_quality
+from vqvae_tf.codec.streams import (
+    describe,
+    encode_stages,
+    read_stream_file,
+    static_probabilities,
+    stream_header_and_model,
+)
 from vqvae_tf.utils.checks import check_int, is_int
 
 logger = logging.getLogger(__name__)
@@ -169,26 +176,11 @@ def compress_image(
         raise CodecError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
     request = check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
     image = _as_image(image)
-    static = method == "static"
-    probabilities = model.code_probabilities() if static and not model.code_shape else None
+    if method == "static" and not model.code_shape:
+        model.code_probabilities()  # a model without code counts fails before the encoder runs
     prior_model = model.prior(prior) if method == "prior" else None
     codes = encode_codes(image, model, tile=tile, halo=halo)
-
-    def build(stages: int) -> bytes:
-        try:
-            return encode_stream(
-                keep_stages(codes, model, stages),
-                num_codes=model.num_codes,
-                model_id=model.stream_id,
-                image_shape=image.shape,
-                total_stages=model.total_stages if model.code_shape else None,
-                method=method,
-                code_probabilities=model.code_probabilities(stages) if static and model.code_shape else probabilities,
-                prior=prior_model,
-            )
-        except BitstreamError as error:
-            raise CodecError(f"cannot encode the codes: {error}") from None
-
+    build = functools.partial(encode_stages, codes, model, method=method, prior=prior_model, image_shape=image.shape)
     height, width = image.shape[:2]
     return pick_quality(model, request, build, height * width, f"this {height}x{width} image")[1]
 

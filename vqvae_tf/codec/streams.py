@@ -1,11 +1,12 @@
-"""Reading `.vqz` streams of either kind: the header, the model that decodes it, what a file holds.
+"""`.vqz` streams of either kind: encoding a prefix of the stages, reading a file, checking it against its model.
 
-The image decoder (`vqvae_tf.codec.api.decompress_bytes`) and the audio
-decoder (`vqvae_tf.codec.audio.decompress_audio`) check a stream against
-its model the same way (`stream_header_and_model`) and look up a `static`
-stream's code distribution the same way (`static_probabilities`);
-`read_stream_file` reads a `.vqz` file within a size bound, `describe` its
-header without a model.
+The image codec (`vqvae_tf.codec.api`) and the audio codec
+(`vqvae_tf.codec.audio`) encode the first n stages of a code map the same
+way (`encode_stages`, the `build` of `vqvae_tf.codec.rate.pick_quality`),
+check a stream against its model the same way (`stream_header_and_model`)
+and look up a `static` stream's code distribution the same way
+(`static_probabilities`); `read_stream_file` reads a `.vqz` file within a
+size bound, `describe` its header without a model.
 """
 
 from __future__ import annotations
@@ -13,9 +14,38 @@ from __future__ import annotations
 from pathlib import Path
 
 from vqvae_tf.codec.bitstream.header import BitstreamError, Header, Kind, Method, read_header
+from vqvae_tf.codec.bitstream.stream import encode_stream
 from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
+from vqvae_tf.codec.rate import keep_stages
 
-__all__ = ["describe", "read_stream_file", "static_probabilities", "stream_header_and_model"]
+__all__ = ["describe", "encode_stages", "read_stream_file", "static_probabilities", "stream_header_and_model"]
+
+
+def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=None, **signal) -> bytes:
+    """The stream of the first `stages` stages of `codes` (all of a single-stage model's) under `method`.
+
+    `static` codes each kept stage of a residual model under its own
+    distribution, a single-stage model's codes under its one; `signal` is
+    `image_shape=` or `audio=` of `encode_stream`.
+
+    Raises:
+        CodecError: the codes cannot be encoded (a `BitstreamError`), or
+            `static` without the model's code counts.
+    """
+    static = method == "static"
+    try:
+        return encode_stream(
+            keep_stages(codes, model, stages),
+            num_codes=model.num_codes,
+            model_id=model.stream_id,
+            total_stages=model.total_stages if model.code_shape else None,
+            method=method,
+            code_probabilities=model.code_probabilities(stages if model.code_shape else None) if static else None,
+            prior=prior,
+            **signal,
+        )
+    except BitstreamError as error:
+        raise CodecError(f"cannot encode the codes: {error}") from None
 
 
 def read_stream_file(path, max_bytes: int) -> bytes:
