@@ -21,9 +21,7 @@ import tensorflow as tf  # noqa: E402
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras  # noqa: E402
-
-from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
+from tests.children.mirrored_model import run_model  # noqa: E402
 from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
 from vqvae_tf.quantizers.gumbel import GumbelQuantizer, GumbelTemperatureSchedule  # noqa: E402
 from vqvae_tf.quantizers.residual import ResidualVectorQuantizer  # noqa: E402
@@ -102,27 +100,6 @@ def run_layer(cls, kwargs, strategy, start):
     return state, outputs, copies_equal, start
 
 
-def run_model(kind, config, strategy, callbacks=()):
-    keras.utils.set_random_seed(3)
-    images = np.random.default_rng(2).random((GLOBAL_BATCH * 2, 8, 8, 1)).astype("float32")
-    with strategy.scope():
-        model = VQVAE(
-            name="vqvae",
-            input_channels=1,
-            downsample=2,
-            hidden_units=8,
-            residual_units=4,
-            num_residual_blocks=1,
-            num_codes=NUM_CODES,
-            code_dim=CODE_DIM,
-            quantizer=kind,
-            quantizer_config=config,
-        )
-        model.compile(optimizer=keras.optimizers.SGD(0.1))
-    history = model.fit(images, batch_size=GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks))
-    return {w.path: np.asarray(w.numpy(), np.float64).tolist() for w in model.weights}, history.history
-
-
 def report(one=None, two=None):
     # One MirroredStrategy per process: two of them reuse collective instance keys.
     one = one or tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -153,8 +130,12 @@ def report(one=None, two=None):
         ),
     }
     for name, (kind, config, callbacks) in models.items():
-        single, single_history = run_model(kind, config, one, callbacks)
-        mirrored, mirrored_history = run_model(kind, config, two, callbacks)
+        single, single_history = run_model(
+            kind, config, one, callbacks, num_codes=NUM_CODES, code_dim=CODE_DIM, global_batch=GLOBAL_BATCH
+        )
+        mirrored, mirrored_history = run_model(
+            kind, config, two, callbacks, num_codes=NUM_CODES, code_dim=CODE_DIM, global_batch=GLOBAL_BATCH
+        )
         report[name] = dict(
             single=single, mirrored=mirrored, single_history=single_history, mirrored_history=mirrored_history
         )

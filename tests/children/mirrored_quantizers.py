@@ -19,9 +19,7 @@ import tensorflow as tf  # noqa: E402
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras  # noqa: E402
-
-from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
+from tests.children import mirrored_model  # noqa: E402
 from vqvae_tf.quantizers.ema import VectorQuantizerEMA  # noqa: E402
 from vqvae_tf.quantizers.vector_quantizer import VectorQuantizer  # noqa: E402
 
@@ -85,23 +83,9 @@ def run_layer(cls, kwargs, strategy):
 
 
 def run_model(strategy):
-    keras.utils.set_random_seed(3)
-    images = np.random.default_rng(2).random((GLOBAL_BATCH * 2, 8, 8, 1)).astype("float32")
-    with strategy.scope():
-        model = VQVAE(
-            name="vqvae",
-            input_channels=1,
-            downsample=2,
-            hidden_units=8,
-            residual_units=4,
-            num_residual_blocks=1,
-            num_codes=16,
-            code_dim=4,
-            quantizer_config=dict(kmeans_init=True, dead_code_threshold=1.0, seed=4),
-        )
-        model.compile(optimizer=keras.optimizers.SGD(0.1))
-    history = model.fit(images, batch_size=GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0)
-    return {w.path: w.numpy().tolist() for w in model.weights}, history.history
+    """A tiny VQVAE with the default EMA quantizer, k-means init and restarts, fit under `strategy`."""
+    config = dict(kmeans_init=True, dead_code_threshold=1.0, seed=4)
+    return mirrored_model.run_model("ema", config, strategy, num_codes=16, global_batch=GLOBAL_BATCH)
 
 
 def report(one=None, two=None):

@@ -16,13 +16,13 @@ import struct
 import numpy as np
 import pytest
 
+from tests.tiny_models import codebooks_from_encoder, package_tiny, smooth_image, tiny_speech_vqvae
 from vqvae_tf import codec
 from vqvae_tf.codec import audio, bitstream, chunking
 from vqvae_tf.codec.rate import pad_stages
-from vqvae_tf.export import codec_package
 from vqvae_tf.utils import wav
 
-from .test_codec import _cli, _photo
+from .test_codec import _cli
 
 RATE = 16000
 HOP = 4
@@ -41,35 +41,22 @@ def _signal(num_samples, rate=RATE, seed=0):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    import keras
-
-    from vqvae_tf.export.api import export_model
-    from vqvae_tf.models.vqvae import VQVAE
-
-    keras.utils.set_random_seed(5)
-    model = VQVAE(
-        input_channels=1,
-        rank=1,
+    model = tiny_speech_vqvae(
+        NUM_CODES,
+        "residual",
         strides=(2, 2),
         hidden_units=8,
-        num_residual_blocks=1,
-        num_codes=NUM_CODES,
         code_dim=4,
-        quantizer="residual",
+        seed=5,
         quantizer_config=dict(num_stages=STAGES, kmeans_iters=3),
         sample_rate=RATE,
     )
-    clips = np.stack([_signal(4000, seed=s) for s in range(4)])[..., None]
-    model(clips)
-    model.quantizer.initialize_codebook(keras.ops.convert_to_numpy(model.encoder(clips)).reshape(-1, 4))
+    codebooks_from_encoder(model, np.stack([_signal(4000, seed=s) for s in range(4)])[..., None])
     root = tmp_path_factory.mktemp("audio_codec")
-    out = export_model(model, root / "export", formats=("tflite",), quantizations=("float32",))
     (root / "clips").mkdir()
     for s in range(3):
         wav.write_wav(root / "clips" / f"clip{s}.wav", _signal(8000, seed=10 + s), RATE)
-    return codec_package.package_model(
-        out / "tflite", root / "speech", encoder="float32", decoder="float32", audio_dir=root / "clips"
-    )
+    return package_tiny(model, root, "speech", audio_dir=root / "clips")
 
 
 @pytest.fixture(scope="module")
@@ -200,11 +187,11 @@ def test_streams_and_models_of_the_other_kind_are_refused(model):
     with pytest.raises(codec.CodecError, match="the input holds audio, but model 'd8k512' is an image model"):
         codec.compress_audio(_signal(1000), RATE, image_model)
     with pytest.raises(codec.CodecError, match="holds an image, but model 'speech' is an audio model"):
-        codec.compress_image(_photo(8, 8), model)
+        codec.compress_image(smooth_image(8, 8), model)
     with pytest.raises(codec.CodecError, match="--kbps is for audio models"):
-        codec.compress_image(_photo(8, 8), image_model, kbps=3)
+        codec.compress_image(smooth_image(8, 8), image_model, kbps=3)
     speech = codec.compress_audio(_signal(1000), RATE, model)
-    photo = codec.compress_image(_photo(8, 8), image_model)
+    photo = codec.compress_image(smooth_image(8, 8), image_model)
     with pytest.raises(codec.CodecError, match="the stream holds audio, but model 'd8k512' is an image model"):
         codec.decompress_bytes(speech, image_model)
     with pytest.raises(codec.CodecError, match="the stream holds audio; decompress_bytes decodes image streams"):
@@ -281,7 +268,7 @@ def test_cli_round_trip_info_and_errors_without_tensorflow(model_dir, tmp_path):
     (tmp_path / "photo.png").write_bytes(b"")
     from PIL import Image
 
-    Image.fromarray(_photo(8, 8)).save(tmp_path / "photo.png")
+    Image.fromarray(smooth_image(8, 8)).save(tmp_path / "photo.png")
     for args in (
         ("compress", tmp_path / "float.wav", tmp_path / "o.vqz", "--model", model_dir),
         ("compress", tmp_path / "in.wav", tmp_path / "o.vqz", "--model", model_dir, "--bpp", 1),

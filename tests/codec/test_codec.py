@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.tiny_models import package_tiny, smooth_image, tiny_vqvae
 from vqvae_tf import codec
 from vqvae_tf.codec import bitstream, tiling
 from vqvae_tf.codec import evaluation as codec_eval
@@ -45,21 +46,8 @@ SHIPPED_BYTES_LIMIT = 30 * 2**20
 def model_dir(tmp_path_factory):
     import keras
 
-    from vqvae_tf import VQVAE
-    from vqvae_tf.export.api import export_model
-
-    keras.utils.set_random_seed(0)
-    model = VQVAE(
-        input_channels=3,
-        downsample=4,
-        hidden_units=16,
-        residual_units=8,
-        num_residual_blocks=1,
-        num_codes=32,
-        code_dim=8,
-        quantizer="vq",
-    )
-    images = np.stack([_photo(32, 32, seed=s) for s in range(8)]).astype(np.float32) / 255
+    model = tiny_vqvae(32, seed=0)
+    images = np.stack([smooth_image(32, 32, seed=s) for s in range(8)]).astype(np.float32) / 255
     model(images)
     # Untrained, nearly every position picks the same code; a codebook drawn
     # from the encoder's own outputs (one step of k-means, without a slow
@@ -67,11 +55,7 @@ def model_dir(tmp_path_factory):
     latents = keras.ops.convert_to_numpy(model.encoder(images)).reshape(-1, 8)
     pick = np.random.default_rng(0).choice(len(latents), 32, replace=False)
     model.quantizer.codebook.assign(latents[pick])
-    root = tmp_path_factory.mktemp("codec")
-    out = export_model(model, root / "export", formats=("tflite",), quantizations=("float32",))
-    return codec_package.package_model(
-        out / "tflite", root / "tiny", encoder="float32", decoder="float32", command="test fixture"
-    )
+    return package_tiny(model, tmp_path_factory.mktemp("codec"), "tiny", command="test fixture")
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +63,8 @@ def model(model_dir):
     return codec.load_model(model_dir)
 
 
-def _photo(height, width, channels=3, seed=0):
-    """A smooth random image (photo-like, so codes vary across it)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(1, height // 6 + 1), max(1, width // 6 + 1), channels), dtype=np.uint8)
-    image = Image.fromarray(small.squeeze(2) if channels == 1 else small).resize((width, height), Image.BILINEAR)
-    return np.asarray(image)
-
-
 def test_round_trip_reproduces_the_encoder_codes_and_decoder_pixels(model):
-    image = _photo(37, 45)
+    image = smooth_image(37, 45)
     padded = tiling.pad_to_multiple(image, model.downsample)
     assert padded.shape == (40, 48, 3)
     codes = model.encoder.encode(padded)
@@ -102,7 +78,7 @@ def test_round_trip_reproduces_the_encoder_codes_and_decoder_pixels(model):
 
 
 def test_static_method_round_trips_like_packed(model):
-    image = _photo(64, 40, seed=1)
+    image = smooth_image(64, 40, seed=1)
     packed, static = (codec.compress_image(image, model, method) for method in ("packed", "static"))
     assert bitstream.read_header(static).method == bitstream.Method.STATIC
     np.testing.assert_array_equal(codec.decompress_bytes(static, model), codec.decompress_bytes(packed, model))
@@ -110,33 +86,14 @@ def test_static_method_round_trips_like_packed(model):
 
 @pytest.mark.slow
 def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tmp_path):
-    import keras
-
-    from vqvae_tf import VQVAE
-    from vqvae_tf.export.api import export_model
-
-    keras.utils.set_random_seed(1)
-    model = VQVAE(
-        input_channels=3,
-        downsample=4,
-        hidden_units=16,
-        residual_units=8,
-        num_residual_blocks=1,
-        num_codes=32,
-        code_dim=8,
-        quantizer="residual",
-        quantizer_config=dict(num_stages=2),
-    )
+    model = tiny_vqvae(32, "residual", seed=1, quantizer_config=dict(num_stages=2))
     model(np.zeros((1, 16, 16, 3), np.float32))
-    out = export_model(model, tmp_path / "export", formats=("tflite",), quantizations=("float32",))
-    residual = codec.load_model(
-        codec_package.package_model(out / "tflite", tmp_path / "rvq", encoder="float32", decoder="float32")
-    )
+    residual = codec.load_model(package_tiny(model, tmp_path, "rvq"))
     assert residual.code_shape == (2,)
     manifest = json.loads((tmp_path / "rvq" / "codec.json").read_text())
     # 2 stages of 5-bit codes per 4x4 pixels.
     assert manifest["packed_bits_per_pixel"] == 2 * 5 / 16
-    image = _photo(20, 28, seed=3)
+    image = smooth_image(20, 28, seed=3)
     codes = residual.encoder.encode(tiling.pad_to_multiple(image, 4))
     assert codes.shape == (5, 7, 2)
     # Several codes in each stage (2 and 7 here), so a stage dropped or swapped would show.
@@ -161,14 +118,14 @@ def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tm
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 8), (33, 17), (1, 1, 3), (7, 13, 3), (20, 9, 3)])
 def test_any_size_gray_and_rgb(model, shape):
-    image = _photo(shape[0], shape[1], shape[2] if len(shape) == 3 else 1, seed=2)
+    image = smooth_image(shape[0], shape[1], shape[2] if len(shape) == 3 else 1, seed=2)
     image = image.reshape(shape)
     decoded = codec.decompress_bytes(codec.compress_image(image, model), model)
     assert decoded.shape == shape and decoded.dtype == np.uint8
 
 
 def test_gray_is_stored_as_one_channel_and_decoded_as_the_mean(model):
-    gray = _photo(24, 28, 1, seed=3).reshape(24, 28)
+    gray = smooth_image(24, 28, 1, seed=3).reshape(24, 28)
     data = codec.compress_image(gray, model)
     assert bitstream.read_header(data).image_shape == (24, 28, 1)
     rgb = tiling.to_uint8(model.decoder.decode(model.encoder.encode(np.repeat(gray[:, :, None], 3, axis=2))))
@@ -176,7 +133,7 @@ def test_gray_is_stored_as_one_channel_and_decoded_as_the_mean(model):
 
 
 def test_tiles_with_halo_reproduce_the_whole_image_run(model):
-    image = _photo(100, 76, seed=4)
+    image = smooth_image(100, 76, seed=4)
     padded = tiling.pad_to_multiple(image, 4)
     whole_codes = model.encoder.encode(padded)
     tiled_codes = codec.encode_codes(image, model, tile=16, halo=codec.DEFAULT_HALO)  # 25 tiles
@@ -191,7 +148,7 @@ def test_tiles_with_halo_reproduce_the_whole_image_run(model):
 
 @pytest.mark.parametrize("fmt,suffix", [("PNG", ".png"), ("JPEG", ".jpg"), ("BMP", ".bmp")])
 def test_files_in_png_out(model, tmp_path, fmt, suffix):
-    image = _photo(30, 22, seed=5)
+    image = smooth_image(30, 22, seed=5)
     source = tmp_path / f"in{suffix}"
     Image.fromarray(image).save(source, format=fmt)
     result = codec.compress(source, tmp_path / "x.vqz", model)
@@ -206,7 +163,7 @@ def test_files_in_png_out(model, tmp_path, fmt, suffix):
 
 
 def test_palette_converted_16_bit_alpha_and_empty_refused(model, tmp_path):
-    palette = Image.fromarray(_photo(12, 12, seed=6)).convert("P")
+    palette = Image.fromarray(smooth_image(12, 12, seed=6)).convert("P")
     palette.save(tmp_path / "p.png")
     assert codec.read_image(tmp_path / "p.png").shape == (12, 12, 3)
     Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(tmp_path / "deep.png")
@@ -226,7 +183,7 @@ def test_palette_converted_16_bit_alpha_and_empty_refused(model, tmp_path):
 
 
 def test_other_model_wrong_magic_version_and_absurd_sizes_fail_clearly(model):
-    image = _photo(16, 16, seed=7)
+    image = smooth_image(16, 16, seed=7)
     codes = model.encoder.encode(image)
     other = bitstream.encode_stream(
         codes, num_codes=model.num_codes, model_id=bytes(range(16)), image_shape=(16, 16, 3)
@@ -253,7 +210,7 @@ def test_other_model_wrong_magic_version_and_absurd_sizes_fail_clearly(model):
 
 @pytest.fixture(scope="module")
 def valid_stream(model):
-    return codec.compress_image(_photo(12, 20, seed=8), model, "static")
+    return codec.compress_image(smooth_image(12, 20, seed=8), model, "static")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -282,7 +239,7 @@ def test_fuzzed_streams_decode_or_raise_codec_error(model, valid_stream, data):
 
 def test_failed_write_leaves_no_partial_output(model, tmp_path, monkeypatch):
     source = tmp_path / "in.png"
-    Image.fromarray(_photo(16, 16)).save(source)
+    Image.fromarray(smooth_image(16, 16)).save(source)
     codec.compress(source, tmp_path / "x.vqz", model)
 
     def fail(fd):
@@ -320,7 +277,7 @@ def _cli(*args):
 
 
 def test_cli_runs_without_tensorflow_and_fails_in_one_line(model_dir, tmp_path):
-    image = _photo(19, 23, 1, seed=9)
+    image = smooth_image(19, 23, 1, seed=9)
     Image.fromarray(image).save(tmp_path / "in.bmp")
     done = _cli("compress", tmp_path / "in.bmp", tmp_path / "x.vqz", "--model", model_dir, "--method", "static")
     assert done.returncode == 0, done.stderr
@@ -331,7 +288,7 @@ def test_cli_runs_without_tensorflow_and_fails_in_one_line(model_dir, tmp_path):
     done = _cli("info", tmp_path / "x.vqz")
     assert done.returncode == 0 and json.loads(done.stdout)["method"] == "static"
     (tmp_path / "folder").mkdir()
-    Image.fromarray(_photo(40, 48, seed=12)).save(tmp_path / "folder" / "a.png")
+    Image.fromarray(smooth_image(40, 48, seed=12)).save(tmp_path / "folder" / "a.png")
     done = _cli("eval", tmp_path / "folder", "--model", model_dir, "--json", tmp_path / "eval.json")
     assert done.returncode == 0 and "JPEG q" in done.stdout, done.stderr
     row = json.loads((tmp_path / "eval.json").read_text())[0]
@@ -399,7 +356,7 @@ def test_prior_method_round_trips_the_codes_of_a_real_image(prior_model_dir):
 
 def test_prior_stream_decoded_with_another_prior_or_corrupted_fails_clearly(prior_model_dir, tmp_path):
     model = codec.load_model(prior_model_dir)
-    data = codec.compress_image(_photo(20, 24, seed=13), model, "prior")
+    data = codec.compress_image(smooth_image(20, 24, seed=13), model, "prior")
     with pytest.raises(codec.CodecError, match="coded with prior"):
         codec.decompress_bytes(data, model, prior=_save_prior(tmp_path / "other.keras", 32, seed=1))
     with pytest.raises(codec.CodecError, match="models 16 codes; model 'tiny_prior' has 32"):
@@ -416,12 +373,12 @@ def test_prior_stream_decoded_with_another_prior_or_corrupted_fails_clearly(prio
 
 def test_prior_method_without_a_prior_or_for_another_model_fails_clearly(model, prior_model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="has no prior.keras"):
-        codec.compress_image(_photo(8, 8), model, "prior")
+        codec.compress_image(smooth_image(8, 8), model, "prior")
     prior = tmp_path / "prior.keras"
     prior.write_bytes((prior_model_dir / "prior.keras").read_bytes())
     (tmp_path / "prior.json").write_text(json.dumps({"model_id": "0123456789abcdef"}))
     with pytest.raises(codec.CodecError, match="trained for model '0123456789abcdef'"):
-        codec.compress_image(_photo(8, 8), model, "prior", prior=prior)
+        codec.compress_image(smooth_image(8, 8), model, "prior", prior=prior)
     with pytest.raises(codec.CodecError, match="already has prior.keras"):
         codec_package.add_prior(prior_model_dir, prior)
 
@@ -443,7 +400,7 @@ def test_cli_packed_does_not_import_tensorflow_even_where_installed(model_dir, t
     # `python -m vqvae_tf.codec` skips the package's Keras registration (it
     # would import TensorFlow: seconds of start-up). PYTHONPROFILEIMPORTTIME
     # lists every import on stderr without changing the command line.
-    image = _photo(16, 24, seed=3)
+    image = smooth_image(16, 24, seed=3)
     Image.fromarray(image).save(tmp_path / "in.png")
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPROFILEIMPORTTIME="1")
     for args in (
@@ -477,38 +434,37 @@ def test_cli_packed_does_not_import_tensorflow_even_where_installed(model_dir, t
     assert done.stdout.strip() == "True", done.stderr
 
 
+def _cli_prior_round_trip(run, image, model_dir, tmp_path):
+    """`image` compressed with the prior method and decompressed by the CLI `run` (x.vqz, out.png in `tmp_path`).
+
+    The codes, hence the pixels, must be the packed method's; returns the loaded codec model.
+    """
+    Image.fromarray(image).save(tmp_path / "in.png")
+    for args in (
+        ("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", model_dir, "--method", "prior"),
+        ("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", model_dir),
+    ):
+        done = run(*args)
+        assert done.returncode == 0, done.stderr
+    model = codec.load_model(model_dir)
+    expected = codec.decompress_bytes(codec.compress_image(image, model, "packed"), model)
+    with Image.open(tmp_path / "out.png") as decoded:
+        np.testing.assert_array_equal(np.asarray(decoded), expected)
+    return model
+
+
 @pytest.mark.slow
 def test_cli_prior_method_round_trips_across_processes(prior_model_dir, tmp_path):
     # Encoder and decoder in separate processes: the prior's probabilities
     # must come out bit-identical in both for the codes to come back.
-    image = _photo(36, 44, seed=14)
-    Image.fromarray(image).save(tmp_path / "in.png")
-    done = _cli_with_tensorflow(
-        "compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir, "--method", "prior"
-    )
-    assert done.returncode == 0, done.stderr
-    done = _cli_with_tensorflow("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", prior_model_dir)
-    assert done.returncode == 0, done.stderr
-    model = codec.load_model(prior_model_dir)
-    expected = codec.decompress_bytes(codec.compress_image(image, model, "packed"), model)
-    with Image.open(tmp_path / "out.png") as decoded:
-        np.testing.assert_array_equal(np.asarray(decoded), expected)
+    _cli_prior_round_trip(_cli_with_tensorflow, smooth_image(36, 44, seed=14), prior_model_dir, tmp_path)
 
 
 def test_cli_prior_method_runs_without_tensorflow_and_a_keras_or_mismatched_prior_fails_in_one_line(
     prior_model_dir, tmp_path
 ):
-    image = _photo(16, 16)
-    Image.fromarray(image).save(tmp_path / "in.png")
     # The model's own prior.tflite: LiteRT on both ends, no TensorFlow.
-    done = _cli("compress", tmp_path / "in.png", tmp_path / "x.vqz", "--model", prior_model_dir, "--method", "prior")
-    assert done.returncode == 0, done.stderr
-    done = _cli("decompress", tmp_path / "x.vqz", tmp_path / "out.png", "--model", prior_model_dir)
-    assert done.returncode == 0, done.stderr
-    model = codec.load_model(prior_model_dir)
-    expected = codec.decompress_bytes(codec.compress_image(image, model, "packed"), model)
-    with Image.open(tmp_path / "out.png") as decoded:
-        np.testing.assert_array_equal(np.asarray(decoded), expected)
+    model = _cli_prior_round_trip(_cli, smooth_image(16, 16), prior_model_dir, tmp_path)
     (tmp_path / "x.vqz").unlink()
     cases = []
     for name, model_id in (("keras_only", model.model_id), ("other", "0123456789abcdef")):
@@ -531,7 +487,7 @@ def test_cli_prior_method_runs_without_tensorflow_and_a_keras_or_mismatched_prio
 def test_ms_ssim_matches_tensorflow():
     import tensorflow as tf
 
-    reference = _photo(200, 180, seed=10)
+    reference = smooth_image(200, 180, seed=10)
     noisy = np.clip(reference + np.random.default_rng(0).normal(0, 12, reference.shape), 0, 255).astype(np.uint8)
     expected = float(tf.image.ssim_multiscale(reference[None], noisy[None], 255)[0])
     assert codec_eval.ms_ssim(reference, noisy) == pytest.approx(expected, abs=2e-3)
@@ -540,7 +496,7 @@ def test_ms_ssim_matches_tensorflow():
 
 
 def test_matched_quality_respects_the_bit_budget():
-    image = _photo(64, 96, seed=11)
+    image = smooth_image(64, 96, seed=11)
     result = codec_eval.match_quality(image, "JPEG", 2.0)
     assert result["reached"] and result["bits_per_pixel"] <= 2.0
     assert (
@@ -582,7 +538,7 @@ def test_shipped_models_keep_their_measured_quality(name):
 def test_package_counts_codes_on_a_photo_folder(model_dir, model, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    images = [_photo(24 + 8 * i, 32, seed=10 + i) for i in range(5)]
+    images = [smooth_image(24 + 8 * i, 32, seed=10 + i) for i in range(5)]
     for i, image in enumerate(images):
         Image.fromarray(image).save(photos / f"p{i}.png")
     (photos / "notes.txt").write_text("not a photo")

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.tiny_models import tiny_vqvae
 from vqvae_tf.codec.prior_coding import (
     DEFAULT_TILES_PER_BATCH,
     NO_LABEL,
@@ -20,7 +21,6 @@ from vqvae_tf.codec.prior_coding import (
     probabilities_from_logits,
 )
 from vqvae_tf.data.datasets import make_datasets
-from vqvae_tf.models.vqvae import VQVAE
 from vqvae_tf.priors.pixelcnn import GatedPixelCNN
 from vqvae_tf.priors.transformer import TransformerPrior
 from vqvae_tf.priors.unigram import UnigramPrior
@@ -45,17 +45,7 @@ def mnist_codes():
     repetitive maps (a constant background code) that a prior can learn fast.
     """
     bundle = make_datasets(f"mnist:{MNIST_DIR}", image_size=28, batch_size=128, with_labels=True)
-    keras.utils.set_random_seed(0)
-    vqvae = VQVAE(
-        input_channels=1,
-        downsample=4,
-        hidden_units=16,
-        residual_units=8,
-        num_residual_blocks=1,
-        num_codes=K,
-        code_dim=8,
-        quantizer="vq",
-    )
+    vqvae = tiny_vqvae(K, seed=0, input_channels=1)
     codes, labels = [], []
     for images, batch_labels in bundle.validation.take(2):
         codes.append(np.asarray(vqvae.codes(images)))

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.tiny_models import codebooks_from_encoder, package_tiny, smooth_image, tiny_vqvae
 from vqvae_tf import codec
 from vqvae_tf.codec import bitstream, tiling
-from vqvae_tf.export import codec_package
 
-from .test_codec import _cli, _photo
+from .test_codec import _cli
 
 STAGES = 3
 NUM_CODES = 32
@@ -25,35 +25,19 @@ NUM_CODES = 32
 
 @pytest.fixture(scope="module")
 def keras_model():
-    import keras
-
-    from vqvae_tf import VQVAE
-
-    keras.utils.set_random_seed(3)
-    model = VQVAE(
-        input_channels=3,
-        downsample=4,
-        hidden_units=16,
-        residual_units=8,
-        num_residual_blocks=1,
-        num_codes=NUM_CODES,
-        code_dim=8,
-        quantizer="residual",
+    model = tiny_vqvae(
+        NUM_CODES,
+        "residual",
+        seed=3,
         quantizer_config=dict(num_stages=STAGES, lookup_dim=4, quantizer_dropout=0.5, kmeans_iters=3),
     )
-    images = np.stack([_photo(32, 32, seed=s) for s in range(8)]).astype(np.float32) / 255
-    model(images)
-    model.quantizer.initialize_codebook(keras.ops.convert_to_numpy(model.encoder(images)).reshape(-1, 8))
-    return model
+    images = np.stack([smooth_image(32, 32, seed=s) for s in range(8)]).astype(np.float32) / 255
+    return codebooks_from_encoder(model, images)
 
 
 @pytest.fixture(scope="module")
 def rvq_dir(keras_model, tmp_path_factory):
-    from vqvae_tf.export.api import export_model
-
-    root = tmp_path_factory.mktemp("rate")
-    out = export_model(keras_model, root / "export", formats=("tflite",), quantizations=("float32",))
-    return codec_package.package_model(out / "tflite", root / "rvq", encoder="float32", decoder="float32")
+    return package_tiny(keras_model, tmp_path_factory.mktemp("rate"), "rvq")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +45,7 @@ def rvq(rvq_dir):
     return codec.load_model(rvq_dir)
 
 
-IMAGE = _photo(30, 42, seed=21)
+IMAGE = smooth_image(30, 42, seed=21)
 
 
 def test_every_quality_decodes_to_the_keras_model_with_that_many_stages(rvq, keras_model):
@@ -141,7 +125,7 @@ def test_bad_rate_arguments_fail_clearly(rvq, kwargs, expected):
 def test_a_single_stage_model_has_quality_1_only():
     shipped = codec.load_model("d8k512")
     assert shipped.total_stages == 1
-    image = _photo(16, 24, seed=4)
+    image = smooth_image(16, 24, seed=4)
     data = codec.compress_image(image, shipped, quality=1)
     assert bitstream.read_header(data).kept_stages == 1 and data == codec.compress_image(image, shipped)
     with pytest.raises(codec.CodecError, match="quality must be 1 for model 'd8k512': it has one quantizer stage"):

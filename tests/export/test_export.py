@@ -15,13 +15,14 @@ import keras
 import numpy as np
 import pytest
 
+from tests.export.onnx_parity import assert_onnx_matches_keras
+from tests.tiny_models import deterministic_ops, tiny_vqvae
 from vqvae_tf import export
 from vqvae_tf.codec.lite_runtime import LiteDecoder, LiteEncoder
 from vqvae_tf.data.embedded_photos import load_photo
 from vqvae_tf.data.image_arrays import tiles
 from vqvae_tf.export import metadata  # noqa: F401  (export.metadata below)
 from vqvae_tf.export.api import ExportError, export_model
-from vqvae_tf.models.vqvae import VQVAE
 from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
 from vqvae_tf.utils import atomic
 
@@ -44,34 +45,21 @@ def data():
 
 @pytest.fixture(scope="module")
 def trained(data):
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
-
     train, _ = data
-    # The quantized-export bars below are measured on this model: seeds plus
-    # deterministic kernels make it the same model in every run (its codes
+    # The quantized-export bars below are measured on this model (its codes
     # have near-ties, so a differently trained model moves the agreements by
-    # about a point). Determinism is switched off again for the other tests.
-    was_deterministic = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    try:
-        keras.utils.set_random_seed(0)
-        model = VQVAE(
-            input_channels=3,
-            downsample=4,
+    # about a point): it is trained under `deterministic_ops`.
+    with deterministic_ops():
+        model = tiny_vqvae(
+            64,
+            seed=0,
             hidden_units=48,
             residual_units=24,
-            num_residual_blocks=1,
-            num_codes=64,
             code_dim=32,
-            quantizer="vq",
             quantizer_config={"kmeans_init": True, "seed": 1},
         )
         model.compile(optimizer=keras.optimizers.Adam(2e-3))
         model.fit(train, batch_size=64, epochs=6, verbose=0)  # about 380 steps
-    finally:
-        if not was_deterministic:
-            tf_config.disable_op_determinism()
     return model
 
 
@@ -386,19 +374,7 @@ def test_tflite_int8_io(trained, data, tmp_path):
 # ---------------------------------------------------------------------- ONNX
 @pytest.mark.slow
 def test_onnx_matches_keras(exported, reference):
-    import onnxruntime
-
-    images, codes, decoded = reference
-
-    def session(name):
-        return onnxruntime.InferenceSession(str(exported / f"onnx/{name}.onnx"), providers=["CPUExecutionProvider"])
-
-    got = session("encoder").run(["codes"], {"images": images})[0]
-    assert got.dtype == np.int32 and np.mean(got == codes) >= 0.999
-    out = session("decoder").run(["images"], {"codes": codes})[0]
-    assert np.max(np.abs(out - decoded)) <= 1e-4
-    reconstruction = session("reconstruct").run(["reconstruction"], {"images": images[:8]})[0]
-    assert np.max(np.abs(reconstruction - out[:8])) <= 1e-4 or np.mean(got[:8] != codes[:8]) > 0
+    assert_onnx_matches_keras(exported, *reference, num_reconstructed=8)
 
 
 # ------------------------------------------------- residual: partial stages
@@ -408,16 +384,13 @@ RESIDUAL_STAGES = 3
 @pytest.fixture(scope="module")
 def residual_export(data, tmp_path_factory):
     train, images = data
-    keras.utils.set_random_seed(2)
-    model = VQVAE(
-        input_channels=3,
-        downsample=4,
+    model = tiny_vqvae(
+        32,
+        "residual",
+        seed=2,
         hidden_units=24,
         residual_units=12,
-        num_residual_blocks=1,
-        num_codes=32,
         code_dim=16,
-        quantizer="residual",
         quantizer_config=dict(
             num_stages=RESIDUAL_STAGES, lookup_dim=8, quantizer_dropout=0.5, kmeans_init=True, seed=1
         ),
@@ -486,17 +459,7 @@ def test_every_quantizer_exports(kind, l2_normalize, tmp_path):
         except ValueError as error:  # rejected by design: it must say so at construction
             assert "l2_normalize" in str(error)
             return
-    model = VQVAE(
-        input_channels=3,
-        downsample=4,
-        hidden_units=16,
-        residual_units=8,
-        num_residual_blocks=1,
-        num_codes=SWEEP_CODES,
-        code_dim=8,
-        quantizer=kind,
-        quantizer_config={"l2_normalize": l2_normalize},
-    )
+    model = tiny_vqvae(SWEEP_CODES, kind, quantizer_config={"l2_normalize": l2_normalize})
     images = np.random.default_rng(0).random((2, 16, 24, 3), dtype=np.float32)
     model(images)
     codes = model.codes(images).numpy()
@@ -513,16 +476,7 @@ def test_every_quantizer_exports(kind, l2_normalize, tmp_path):
 # --------------------------------------------------------------- bad inputs
 @pytest.fixture(scope="module")
 def small_model():
-    model = VQVAE(
-        input_channels=3,
-        downsample=4,
-        hidden_units=8,
-        residual_units=4,
-        num_residual_blocks=0,
-        num_codes=8,
-        code_dim=4,
-        quantizer="vq",
-    )
+    model = tiny_vqvae(8, hidden_units=8, residual_units=4, num_residual_blocks=0, code_dim=4)
     model(np.zeros((1, 8, 8, 3), np.float32))
     return model
 

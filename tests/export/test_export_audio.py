@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.export.onnx_parity import assert_onnx_matches_keras
+from tests.tiny_models import deterministic_ops, tiny_speech_vqvae
 from vqvae_tf.export.api import ExportError, export_model
 from vqvae_tf.models.metrics import si_snr
 from vqvae_tf.models.vqvae import VQVAE
@@ -64,32 +66,20 @@ def data():
 
 @pytest.fixture(scope="module")
 def trained(data):
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
-
     train, _ = data
-    was_deterministic = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    try:
-        keras.utils.set_random_seed(0)
-        model = VQVAE(
-            input_channels=1,
-            rank=1,
+    with deterministic_ops():
+        model = tiny_speech_vqvae(
+            64,
             strides=STRIDES,
             hidden_units=8,
-            num_residual_blocks=1,
-            num_codes=64,
             code_dim=8,
-            quantizer="vq",
+            seed=0,
             quantizer_config={"kmeans_init": True, "seed": 1},
             # mse, not stft: in 90 steps the STFT term leaves the phase unlearnt (SI-SNR -20 dB, measured).
             sample_rate=RATE,
         )
         model.compile(optimizer=keras.optimizers.Adam(3e-3))
         model.fit(train, batch_size=16, epochs=15, verbose=0)  # 90 steps
-    finally:
-        if not was_deterministic:
-            tf_config.disable_op_determinism()
     return model
 
 
@@ -177,19 +167,7 @@ def test_tflite_int8(exported, reference, record_property):
 
 @pytest.mark.slow
 def test_onnx_matches_keras(exported, reference):
-    import onnxruntime
-
-    audio, codes, decoded = reference
-
-    def session(name):
-        return onnxruntime.InferenceSession(str(exported / f"onnx/{name}.onnx"), providers=["CPUExecutionProvider"])
-
-    got = session("encoder").run(["codes"], {"images": audio})[0]
-    assert got.dtype == np.int32 and np.mean(got == codes) >= 0.999
-    out = session("decoder").run(["images"], {"codes": codes})[0]
-    assert np.max(np.abs(out - decoded)) <= 1e-4
-    reconstruction = session("reconstruct").run(["reconstruction"], {"images": audio[:4]})[0]
-    assert np.max(np.abs(reconstruction - out[:4])) <= 1e-4 or np.mean(got[:4] != codes[:4]) > 0
+    assert_onnx_matches_keras(exported, *reference, num_reconstructed=4)
 
 
 def test_representative_audio_range_is_signed(tmp_path):
@@ -215,16 +193,13 @@ def test_every_quantizer_exports_1d(kind, tmp_path):
     import onnxruntime
     import tensorflow as tf
 
-    keras.utils.set_random_seed(1)
-    model = VQVAE(
-        input_channels=1,
-        rank=1,
+    model = tiny_speech_vqvae(
+        16,
+        kind,
         strides=(2, 4),
         hidden_units=4,
-        num_residual_blocks=1,
-        num_codes=16,
         code_dim=4,
-        quantizer=kind,
+        seed=1,
         quantizer_config={"num_stages": 2} if kind == "residual" else {},
     )
     audio = synthetic_audio(2, 96, seed=2)

@@ -25,10 +25,8 @@ MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 NUM_CODES = 16
 
 
-@pytest.fixture(scope="module")
-def vqvae_run(tmp_path_factory):
-    """A training-run workdir (model.keras + config.json) of a tiny VQ-VAE, 50 steps on MNIST."""
-    workdir = tmp_path_factory.mktemp("vqvae_run")
+def _tiny_vqvae_run(workdir, steps, **overrides):
+    """Fits a tiny VQ-VAE (`TrainConfig` fields overridden) `steps` steps on MNIST; saves model.keras + config.json."""
     config = TrainConfig(
         dataset=f"mnist:{MNIST_DIR}",
         image_size=28,
@@ -42,14 +40,22 @@ def vqvae_run(tmp_path_factory):
         mixed_precision="none",
         lr_schedule="constant",
         learning_rate=2e-3,
+        **overrides,
     )
     bundle = make_datasets(config.dataset, image_size=config.image_size, batch_size=config.batch_size)
     keras.utils.set_random_seed(0)
     model = build_model(config, bundle.channels, bundle.data_variance)
-    model.fit(bundle.train, steps_per_epoch=50, epochs=1, verbose=0)
+    model.fit(bundle.train, steps_per_epoch=steps, epochs=1, verbose=0)
     save_model(model, workdir / "model.keras")
     config.save(workdir / "config.json")
-    return workdir, model
+    return model
+
+
+@pytest.fixture(scope="module")
+def vqvae_run(tmp_path_factory):
+    """A training-run workdir (model.keras + config.json) of a tiny VQ-VAE, 50 steps on MNIST."""
+    workdir = tmp_path_factory.mktemp("vqvae_run")
+    return workdir, _tiny_vqvae_run(workdir, 50)
 
 
 @pytest.fixture(scope="module")
@@ -250,28 +256,7 @@ def test_stage_tokens_lay_stages_side_by_side_and_back():
 def test_train_prior_on_a_residual_vqvae_models_every_stage(tmp_path):
     from vqvae_tf.training.prior_samples import sample_images
 
-    config = TrainConfig(
-        dataset=f"mnist:{MNIST_DIR}",
-        image_size=28,
-        batch_size=32,
-        num_codes=NUM_CODES,
-        code_dim=8,
-        hidden_units=16,
-        residual_units=8,
-        num_residual_blocks=1,
-        export=False,
-        quantizer="residual",
-        num_stages=2,
-        mixed_precision="none",
-        lr_schedule="constant",
-        learning_rate=2e-3,
-    )
-    bundle = make_datasets(config.dataset, image_size=28, batch_size=32)
-    keras.utils.set_random_seed(0)
-    model = build_model(config, bundle.channels, bundle.data_variance)
-    model.fit(bundle.train, steps_per_epoch=30, epochs=1, verbose=0)
-    save_model(model, tmp_path / "model.keras")
-    config.save(tmp_path / "config.json")
+    model = _tiny_vqvae_run(tmp_path, 30, quantizer="residual", num_stages=2)
     prior_config = PriorConfig(
         kind="pixelcnn",
         channels=16,

@@ -5,7 +5,9 @@ The codec runs an exported TFLite encoder and decoder through
 decompressing with the `packed` and `static` methods need no TensorFlow, nor does the `prior`
 method with a TFLite prior (`prior.tflite`, run with LiteRT); only a Keras
 prior (`--prior prior.keras`) needs TensorFlow. The file format is
-`vqvae_tf.codec.bitstream`.
+`vqvae_tf.codec.bitstream`; reading a `.vqz` file and checking a stream
+against its model, shared with the audio decoder, is `vqvae_tf.codec.streams`
+(its `describe` is re-exported here).
 
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
                                      [--quality Q | --bpp B]
@@ -58,6 +60,7 @@ are the same for all three):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from pathlib import Path
@@ -65,11 +68,18 @@ from pathlib import Path
 import numpy as np
 
 from vqvae_tf.codec import tiling
-from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_PIXELS, BitstreamError, Header, Kind, Method, read_header
-from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
+from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_PIXELS, BitstreamError, Kind, Method, read_header
+from vqvae_tf.codec.bitstream.stream import decode_stream
 from vqvae_tf.codec.images import read_image, write_output, write_png
-from vqvae_tf.codec.model import PRIOR, CodecError, CodecModel, load_model, shipped_models
-from vqvae_tf.codec.rate import check_rate, keep_stages, pad_stages, pick_quality
+from vqvae_tf.codec.model import PRIOR, CodecError, CodecModel, load_model
+from vqvae_tf.codec.rate import check_rate, pad_stages, pick_quality
+from vqvae_tf.codec.streams import (
+    describe,
+    encode_stages,
+    read_stream_file,
+    static_probabilities,
+    stream_header_and_model,
+)
 from vqvae_tf.utils.checks import check_int, is_int
 
 logger = logging.getLogger(__name__)
@@ -166,26 +176,11 @@ def compress_image(
         raise CodecError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
     request = check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
     image = _as_image(image)
-    static = method == "static"
-    probabilities = model.code_probabilities() if static and not model.code_shape else None
+    if method == "static" and not model.code_shape:
+        model.code_probabilities()  # a model without code counts fails before the encoder runs
     prior_model = model.prior(prior) if method == "prior" else None
     codes = encode_codes(image, model, tile=tile, halo=halo)
-
-    def build(stages: int) -> bytes:
-        try:
-            return encode_stream(
-                keep_stages(codes, model, stages),
-                num_codes=model.num_codes,
-                model_id=model.stream_id,
-                image_shape=image.shape,
-                total_stages=model.total_stages if model.code_shape else None,
-                method=method,
-                code_probabilities=model.code_probabilities(stages) if static and model.code_shape else probabilities,
-                prior=prior_model,
-            )
-        except BitstreamError as error:
-            raise CodecError(f"cannot encode the codes: {error}") from None
-
+    build = functools.partial(encode_stages, codes, model, method=method, prior=prior_model, image_shape=image.shape)
     height, width = image.shape[:2]
     return pick_quality(model, request, build, height * width, f"this {height}x{width} image")[1]
 
@@ -271,52 +266,6 @@ def decompress_bytes(
     return np.ascontiguousarray(image)
 
 
-def stream_header_and_model(data, model, kind: Kind, caller: str) -> tuple[Header, CodecModel]:
-    """The header of stream `data` and the model that decodes it, for the decoders of each kind.
-
-    Checks, in this order: `data` is bytes, a valid header, the kinds (an
-    audio stream given to an image model is a kind mismatch before it is a
-    model mismatch), the model (`model`, or the shipped one whose id the
-    stream carries), its number of stages and of codes.
-
-    Raises:
-        CodecError: any of these does not fit; `caller` names the function
-            that decodes streams of `kind`.
-    """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise CodecError(f"data must be bytes; received {type(data).__name__}")
-    try:
-        header = read_header(data)
-    except BitstreamError as error:
-        raise CodecError(f"not a valid .vqz stream: {error}") from None
-    if model is not None:
-        model = load_model(model)
-        model.check_kind(header.kind.label, "the stream")
-    elif header.kind != kind:
-        raise CodecError(f"the stream holds {header.kind.label}; {caller} decodes {kind.label} streams")
-    model = _model_for(header, model)
-    if header.total_stages != model.total_stages:
-        raise CodecError(
-            f"stream keeps {header.kept_stages} of {header.total_stages} stages; "
-            f"model {model.name!r} has {model.total_stages}"
-        )
-    if header.num_codes != model.num_codes:
-        raise CodecError(f"stream has {header.num_codes} codes; model {model.name!r} has {model.num_codes}")
-    return header, model
-
-
-def static_probabilities(header: Header, model: CodecModel):
-    """The code distribution(s) a `static` stream was coded under, else None.
-
-    Version 2 codes each stage kept under its own distribution; version 1
-    coded every code under the pooled one.
-    """
-    if header.method != Method.STATIC:
-        return None
-    per_stage = header.version >= 2 and header.has_stage_axis
-    return model.code_probabilities(header.kept_stages if per_stage else None)
-
-
 def _legacy_prior(model: CodecModel) -> Path:
     """The Keras prior that decodes a version-1 prior stream: its float tables came from `prior.keras`.
 
@@ -331,29 +280,6 @@ def _legacy_prior(model: CodecModel) -> Path:
             f"{model.name!r} has no {PRIOR} (pass it with --prior)"
         )
     return path
-
-
-def _model_for(header: Header, model) -> CodecModel:
-    if model is not None:
-        model = load_model(model)
-        if header.model_id != model.stream_id:
-            raise CodecError(
-                f"stream was made by model {_show_id(header.model_id)}, not by {model.name!r} "
-                f"({model.model_id}); decode it with the model that compressed it"
-            )
-        return model
-    for name in shipped_models():
-        candidate = load_model(name)
-        if candidate.stream_id == header.model_id:
-            return candidate
-    raise CodecError(
-        f"stream was made by model {_show_id(header.model_id)}, which is not a shipped model "
-        f"({', '.join(shipped_models()) or 'none'}); pass --model with its directory"
-    )
-
-
-def _show_id(raw: bytes) -> str:
-    return raw.rstrip(b"\0").hex() if raw.endswith(b"\0" * 8) else raw.hex()
 
 
 def compress(
@@ -389,61 +315,10 @@ def compress(
 def decompress(input_path, output_path, model=None, prior=None) -> tuple:
     """Decompresses a `.vqz` file into a PNG (written atomically); returns the image shape."""
     path = Path(input_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"compressed file {path} not found")
     # A stream within MAX_PIXELS is at most ~4 bytes per code plus headers.
-    limit = 4 * MAX_PIXELS + (1 << 17)
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise CodecError(f"{path} is larger than any valid stream ({limit} bytes)")
+    data = read_stream_file(path, 4 * MAX_PIXELS + (1 << 17))
     image = decompress_bytes(data, model, prior=prior)
     if Path(output_path).suffix.lower() == ".wav":
         raise CodecError(f"{path} holds an image, which decompresses to a PNG; received the output name {output_path}")
     write_png(output_path, image)
     return image.shape
-
-
-def describe(path) -> dict:
-    """The header of a `.vqz` file as a JSON-ready dict (no model needed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"compressed file {path} not found")
-    data = path.read_bytes()
-    try:
-        header = read_header(data)
-    except BitstreamError as error:
-        raise CodecError(f"not a valid .vqz stream: {error}") from None
-    matching = [name for name in shipped_models() if load_model(name).stream_id == header.model_id]
-    if header.kind == Kind.IMAGE:
-        height, width, channels = header.image_shape
-        signal = dict(
-            image_shape=[height, width, channels],
-            bits_per_pixel=round(8 * header.total_length / (height * width), 5),
-        )
-    else:
-        audio = header.audio
-        signal = dict(
-            sample_rate=audio.sample_rate,
-            num_samples=audio.num_samples,
-            channels=audio.channels,
-            source_channels=audio.source_channels,
-            duration_seconds=round(audio.duration, 6),
-            kilobits_per_second=round(8 * header.total_length / audio.duration / 1000, 5),
-        )
-    return dict(
-        file=str(path),
-        bytes=header.total_length,
-        version=header.version,
-        kind=header.kind.label,
-        method=header.method.name.lower(),
-        model_id=_show_id(header.model_id),
-        shipped_model=matching[0] if matching else None,
-        quality=header.kept_stages,
-        stages=[header.kept_stages, header.total_stages],
-        code_shape=list(header.code_shape),
-        num_codes=header.num_codes,
-        payload_bytes=header.payload_length,
-        **signal,
-        **({"prior": header.prior_params} if header.method == Method.PRIOR else {}),
-    )

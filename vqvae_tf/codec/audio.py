@@ -28,18 +28,19 @@ networks' activations are chunked.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.codec.api import static_probabilities, stream_header_and_model
 from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_SAMPLES, AudioFormat, BitstreamError, Kind, read_header
-from vqvae_tf.codec.bitstream.stream import decode_stream, encode_stream
+from vqvae_tf.codec.bitstream.stream import decode_stream
 from vqvae_tf.codec.chunking import DEFAULT_CHUNK_FRAMES, context_frames, decode_audio_codes, encode_audio_codes
 from vqvae_tf.codec.images import write_output
 from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
-from vqvae_tf.codec.rate import check_rate, keep_stages, pad_stages, pick_quality
+from vqvae_tf.codec.rate import check_rate, pad_stages, pick_quality
+from vqvae_tf.codec.streams import encode_stages, read_stream_file, static_probabilities, stream_header_and_model
 from vqvae_tf.utils import wav
 from vqvae_tf.utils.checks import check_choice
 
@@ -213,22 +214,7 @@ def _compress_mono(mono, rate, channels, model, method, request, chunk_frames) -
         )
     codes = encode_audio_codes(resampled, model, chunk_frames=chunk_frames)
     audio = AudioFormat(sample_rate=rate, num_samples=len(mono), channels=1, source_channels=channels)
-    static = method == "static"
-
-    def build(stages: int) -> bytes:
-        try:
-            return encode_stream(
-                keep_stages(codes, model, stages),
-                num_codes=model.num_codes,
-                model_id=model.stream_id,
-                audio=audio,
-                total_stages=model.total_stages if model.code_shape else None,
-                method=method,
-                code_probabilities=(model.code_probabilities(stages if model.code_shape else None) if static else None),
-            )
-        except BitstreamError as error:
-            raise CodecError(f"cannot encode the codes: {error}") from None
-
+    build = functools.partial(encode_stages, codes, model, method=method, audio=audio)
     seconds = audio.duration
     return pick_quality(model, request, build, seconds * 1000, f"this {seconds:.3f} s clip")[1]
 
@@ -355,16 +341,11 @@ def decompress_wav(input_path, output_path, model=None) -> dict:
         A dict: `sample_rate`, `num_samples`, `duration_seconds`.
     """
     path, output_path = Path(input_path), Path(output_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"compressed file {path} not found")
-    if output_path.suffix.lower() != ".wav":
+    # A missing input is reported before a wrong output name (by `read_stream_file`).
+    if path.is_file() and output_path.suffix.lower() != ".wav":
         raise CodecError(f"{path} holds audio, which decompresses to a .wav file; received {output_path}")
     # A stream within DEFAULT_MAX_SAMPLES is at most ~4 bytes per sample plus headers.
-    limit = 4 * DEFAULT_MAX_SAMPLES + (1 << 17)
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise CodecError(f"{path} is larger than any valid stream ({limit} bytes)")
+    data = read_stream_file(path, 4 * DEFAULT_MAX_SAMPLES + (1 << 17))
     samples, rate = decompress_audio(data, model)
     if output_path.is_dir():
         raise CodecError(f"{output_path} is a directory")

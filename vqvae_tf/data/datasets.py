@@ -169,35 +169,11 @@ def make_datasets(
     >>> bundle = make_datasets("digits", image_size=32, batch_size=16)
     >>> images = next(iter(bundle.train))   # (16, 32, 32, 1) float32
     """
+    # The keyword arguments by name (only the parameters are local yet): one dict for the checks below.
+    given = {name: value for name, value in locals().items() if name != "spec"}
     scheme, argument = _parse(spec, augment)
-    _check_scheme_arguments(
-        spec,
-        scheme in _AUDIO_SCHEMES,
-        image_size=image_size,
-        crop_length=crop_length,
-        sample_rate=sample_rate,
-        validation_list=validation_list,
-        label_pattern=label_pattern,
-    )
-    config = _config(
-        scheme,
-        image_size,
-        batch_size,
-        channels,
-        seed,
-        validation_fraction,
-        shuffle_buffer,
-        with_labels,
-        deterministic,
-        validation_drop_remainder,
-        flip,
-        cache,
-        augment,
-        crop_length,
-        sample_rate,
-        validation_list,
-        label_pattern,
-    )
+    _check_scheme_arguments(spec, scheme in _AUDIO_SCHEMES, given)
+    config = _config(scheme, given)
     config = dataclasses.replace(config, validation_spec=_validation_directory(validation_spec, scheme, spec))
     bundle = _BUILDERS[scheme](argument, config)
     if config.validation_spec is not None:
@@ -223,7 +199,7 @@ def _validation_directory(validation_spec, scheme, spec):
     return directory
 
 
-def _check_scheme_arguments(spec, audio, **given):
+def _check_scheme_arguments(spec, audio, given):
     """Refuses the arguments of image datasets on audio and the reverse."""
     if audio and given["image_size"] is not None:
         raise DatasetError(
@@ -242,27 +218,10 @@ def _check_scheme_arguments(spec, audio, **given):
             raise DatasetError(f"{', '.join(extra)} apply to audio datasets (audio:DIR), not to {spec!r}")
 
 
-def _config(
-    scheme,
-    image_size,
-    batch_size,
-    channels,
-    seed,
-    validation_fraction,
-    shuffle_buffer,
-    with_labels,
-    deterministic,
-    validation_drop_remainder,
-    flip,
-    cache,
-    augment,
-    crop_length,
-    sample_rate,
-    validation_list,
-    label_pattern,
-):
-    """The checked arguments of `make_datasets` as a `DataConfig`."""
+def _config(scheme, given):
+    """The checked arguments of `make_datasets` (`given`, by name) as a `DataConfig`."""
     audio = scheme in _AUDIO_SCHEMES
+    crop_length, sample_rate, label_pattern = given["crop_length"], given["sample_rate"], given["label_pattern"]
     if audio:
         sample_rate = DEFAULT_SAMPLE_RATE if sample_rate is None else sample_rate
         sample_rate = check_int("sample_rate", sample_rate, MIN_RATE, MAX_RATE, error=DatasetError)
@@ -270,27 +229,28 @@ def _config(
             crop_length = check_int("crop_length", crop_length, 1, error=DatasetError)
         if label_pattern is not None and not isinstance(label_pattern, str):
             raise DatasetError(f"label_pattern must be a str; received {label_pattern!r}")
+    validation_list = given["validation_list"]
     return DataConfig(
-        image_size=None if audio else check_int("image_size", image_size, 1, error=DatasetError),
-        batch_size=check_int("batch_size", batch_size, 1, error=DatasetError),
-        channels=check_choice("channels", channels, (None, 1, 3), error=DatasetError),
-        seed=check_int("seed", seed, 0, error=DatasetError),
+        image_size=None if audio else check_int("image_size", given["image_size"], 1, error=DatasetError),
+        batch_size=check_int("batch_size", given["batch_size"], 1, error=DatasetError),
+        channels=check_choice("channels", given["channels"], (None, 1, 3), error=DatasetError),
+        seed=check_int("seed", given["seed"], 0, error=DatasetError),
         validation_fraction=check_number(
             "validation_fraction",
-            validation_fraction,
+            given["validation_fraction"],
             0.0,
             1.0,
             inclusive_min=False,
             inclusive_max=False,
             error=DatasetError,
         ),
-        shuffle_buffer=check_int("shuffle_buffer", shuffle_buffer, 1, error=DatasetError),
-        with_labels=bool(with_labels),
-        deterministic=bool(deterministic),
-        validation_drop_remainder=bool(validation_drop_remainder),
-        flip=flip,
-        cache=cache,
-        augment=augment,
+        shuffle_buffer=check_int("shuffle_buffer", given["shuffle_buffer"], 1, error=DatasetError),
+        with_labels=bool(given["with_labels"]),
+        deterministic=bool(given["deterministic"]),
+        validation_drop_remainder=bool(given["validation_drop_remainder"]),
+        flip=given["flip"],
+        cache=given["cache"],
+        augment=given["augment"],
         crop_length=crop_length,
         sample_rate=sample_rate,
         validation_list=None if validation_list is None else os.fspath(validation_list),

@@ -29,7 +29,7 @@ from vqvae_tf.models.vqvae import RECONSTRUCTION_LOSSES
 from vqvae_tf.quantizers import QUANTIZERS as _QUANTIZER_REGISTRY
 from vqvae_tf.training.distribute import STRATEGIES
 from vqvae_tf.utils.atomic import write_bytes
-from vqvae_tf.utils.checks import check_choice, check_int, check_number
+from vqvae_tf.utils.checks import check_choice, check_int, check_known_fields, check_number
 
 # Each list of names comes from the module that implements the names (the
 # flags of train.py are these lists); only the config's own choices are here.
@@ -353,10 +353,7 @@ class TrainConfig:
     def from_dict(cls, data):
         if not isinstance(data, dict):
             raise ConfigError(f"a training config must be a JSON object; received {type(data).__name__}.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training config fields {unknown}; known fields: {sorted(known)}.")
+        check_known_fields("training config", data, {f.name for f in dataclasses.fields(cls)}, error=ConfigError)
         # A config written before a field existed meant that field's old value.
         return cls(**{**_VALUES_BEFORE_THE_FIELD_EXISTED, **data})
 
