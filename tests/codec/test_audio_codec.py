@@ -295,6 +295,8 @@ def test_the_lite_encoder_takes_audio_in_the_sidecars_value_range(model):
 
 
 def test_packaging_leaves_the_held_out_clips_out_of_the_counts(model_dir, tmp_path):
+    from vqvae_tf.export import codec_package
+
     export_dir = model_dir.parent / "export" / "tflite"
     (tmp_path / "held_out.txt").write_text("# held out\nclip1\n")
     out = codec_package.package_model(
