@@ -90,7 +90,9 @@ def discretized_gaussian_log_prob(x, loc, scale, levels=LEVELS, value_range=(0.0
 @tf.function(reduce_retracing=True, autograph=False)
 def _discretized_gaussian_log_prob(x, loc, scale, top):
     k = tf.round(tf.clip_by_value(x, 0.0, 1.0) * top)
-    mean, std = loc * top, tf.maximum(scale, _MIN_SCALE) * top
+    # The floor is in levels (0.0255 of a level, `_MIN_SCALE` of 8-bit data's range): a floor in
+    # [0, 1] units would be 6.5 bins of 16-bit audio, a cap on its likelihood.
+    mean, std = loc * top, tf.maximum(scale * top, _MIN_SCALE * (LEVELS - 1))
     standard = tfd.Normal(0.0, 1.0)
     # A bin's mass is symmetric in the distance to the mean; measuring it on
     # the left side keeps both CDFs in the accurate lower tail and avoids
