@@ -20,7 +20,9 @@ survives) and the standard deviation over all of them; a scikit-learn
 `LogisticRegression` on standardised features predicts the digit (chance
 10%) and the speaker (chance 20%); the test accuracy is reported. The same
 probe on log power spectra of the waveform, framed at the same hop with no
-model, is the reference of what the signal itself gives the probe. Also
+model, is the reference of what the signal itself gives the probe; the
+VQ-VAE's codes are also probed as code histograms (the share of each code in
+each stretch: which codes occur, not their vectors). Also
 reported, on the test clips: SI-SNR of the reconstructions (VQ-VAE from its
 codes, VAE at the posterior mean), the VQ-VAE's code perplexity and bits per
 second at `log2(num_codes)` per code, the VAE's KL in bits per second.
@@ -88,6 +90,7 @@ def parse_args(argv=None):
     parser.add_argument("--segments", type=int, default=3, help="stretches of a clip whose frame means are pooled")
     parser.add_argument("--probe-c", type=float, default=1.0, help="inverse L2 strength of the logistic probes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--deterministic", action="store_true", help="reproducible batches and ops (slower)")
     parser.add_argument("--out", type=Path, default=RESULTS / "speech_probes.json")
     return parser.parse_args(argv)
 
@@ -129,6 +132,7 @@ def load(args):
         sample_rate=RATE,
         label_pattern=LABEL_PATTERN,
         with_labels=True,
+        deterministic=args.deterministic,
     )
     with tempfile.TemporaryDirectory() as tmp:
         lists = {}
@@ -269,16 +273,26 @@ def run_probes(encoders, train, test, hop, args):
     for name, encode in encoders.items():
         start = time.perf_counter()
         encoded = {"train": encode_clips(encode, train_clips, hop), "test": encode_clips(encode, test_clips, hop)}
-        features = {k: np.stack([pooled(e["features"], args.segments) for e in v]) for k, v in encoded.items()}
-        row = {"feature_dim": int(features["train"].shape[1])}
-        for task in TASKS:
-            row[task] = probe_accuracy(
-                features["train"], train_labels[task], features["test"], test_labels[task], args.probe_c, args.seed
-            )
-        row.update(_model_figures(encoded["test"], test_clips, hop, args))
-        row["seconds"] = time.perf_counter() - start
-        results[name] = row
+        views = {name: lambda e: pooled(e["features"], args.segments)}
+        if "codes" in encoded["test"][0]:
+            views[name.replace("codes", "code_histograms")] = lambda e: code_histogram(e["codes"], args)
+        for view, feature in views.items():
+            features = {k: np.stack([feature(e) for e in v]) for k, v in encoded.items()}
+            row = {"feature_dim": int(features["train"].shape[1])}
+            for task in TASKS:
+                row[task] = probe_accuracy(
+                    features["train"], train_labels[task], features["test"], test_labels[task], args.probe_c, args.seed
+                )
+            results[view] = row
+        results[name].update(_model_figures(encoded["test"], test_clips, hop, args))
+        results[name]["seconds"] = time.perf_counter() - start
     return results
+
+
+def code_histogram(codes, args):
+    """The share of each code in each of `segments` stretches of a clip's frames (a bag of codes per stretch)."""
+    one_hot = np.eye(args.num_codes)[np.asarray(codes)]
+    return pooled(one_hot, args.segments)[: args.segments * args.num_codes]
 
 
 def _model_figures(encoded, clips, hop, args):
@@ -308,6 +322,8 @@ def _model_figures(encoded, clips, hop, args):
 def run(args):
     """The whole bench: `{settings..., "probes": {...}, "chance": {...}}`."""
     start = time.perf_counter()
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
     bundle, train, test = load(args)
     hop = math.prod(strides_of(args))
     chance = {task: 1.0 / len(set(train[1][task]) | set(test[1][task])) for task in TASKS}
@@ -335,15 +351,15 @@ def main(argv=None):
     results = {"command": " ".join(["python"] + sys.argv), "settings": {k: str(v) for k, v in vars(args).items()}}
     results |= run(args)
     chance = results["chance"]
-    print(f"{'features':12s} {'digit':>7s} {'speaker':>8s}  notes")
-    print(f"{'chance':12s} {chance['digit']:7.1%} {chance['speaker']:8.1%}")
+    print(f"{'features':18s} {'digit':>7s} {'speaker':>8s}  notes")
+    print(f"{'chance':18s} {chance['digit']:7.1%} {chance['speaker']:8.1%}")
     for name, row in results["probes"].items():
         notes = ", ".join(
             f"{k} {row[k]:.3g}"
             for k in ("si_snr_db", "perplexity", "bits_per_second", "kl_bits_per_second")
             if k in row
         )
-        print(f"{name:12s} {row['digit']:7.1%} {row['speaker']:8.1%}  {notes}")
+        print(f"{name:18s} {row['digit']:7.1%} {row['speaker']:8.1%}  {notes}")
     vq, vae = results["probes"]["vq_codes"], results["probes"]["vae_means"]
     print(
         f"VQ / VAE accuracy: digit {vq['digit'] / max(vae['digit'], 1e-9):.2f}x, "

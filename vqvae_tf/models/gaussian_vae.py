@@ -38,7 +38,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vqvae_tf.models.image_inputs import ImageInputsMixin, networks, speech_args
+from vqvae_tf.models.image_inputs import ImageInputsMixin, networks_for, speech_args
 from vqvae_tf.models.speech_networks import check_strides
 from vqvae_tf.utils import distributed_ops
 from vqvae_tf.utils.checks import check_choice, check_int, check_number
@@ -223,7 +223,7 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         self.causal = causal
         self.sample_rate = sample_rate
         self.data_variance = data_variance
-        encoder, decoder, stack = networks(self, data_variance)
+        encoder, decoder, stack = networks_for(self, data_variance)
         self.encoder = encoder(code_dim=2 * latent_dim, name="encoder", **stack)
         self.decoder = decoder(output_channels=input_channels, name="decoder", **stack)
         self.seed_generator = keras.random.SeedGenerator(seed)

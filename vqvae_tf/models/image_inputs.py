@@ -1,7 +1,7 @@
 """What the autoencoders (`VQVAE`, `GaussianVAE`) share: input checks, the stack's arguments, the speech network's.
 
 `speech_args` checks the speech arguments (`rank`, `downsample`, `strides`,
-`causal`, `sample_rate`) of either model and `networks` picks the encoder and
+`causal`, `sample_rate`) of either model and `networks_for` picks the encoder and
 decoder classes with their arguments, so the two models build the same
 networks on the same latent grid from the same arguments.
 """
@@ -45,7 +45,7 @@ def speech_args(rank, downsample, strides, causal, sample_rate):
     return hop, (True if causal is None else bool(causal))
 
 
-def networks(model, data_variance):
+def networks_for(model, data_variance):
     """`(encoder class, decoder class, their shared keyword arguments)` for `model`'s attributes.
 
     The paper's `Encoder` / `Decoder` when `model.strides` is None, else the

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from vqvae_tf.models.audio_losses import waveform_stft_loss
 from vqvae_tf.models.float32 import float32_copy  # noqa: F401  (public here since 0.1)
-from vqvae_tf.models.image_inputs import ImageInputsMixin, networks, speech_args
+from vqvae_tf.models.image_inputs import ImageInputsMixin, networks_for, speech_args
 from vqvae_tf.models.metrics import DeadCodes, si_snr
 from vqvae_tf.models.speech_networks import check_strides, time_reach
 from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
@@ -155,7 +155,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.strides = None if strides is None else check_strides(strides)
         self.causal = causal
         self.sample_rate = sample_rate
-        encoder, decoder, stack = networks(self, data_variance)
+        encoder, decoder, stack = networks_for(self, data_variance)
         # Encoder, quantizer, decoder, in this order: Keras orders the
         # variables (and a saved optimizer's slots) by attribute assignment,
         # so another order breaks loading `.keras` files saved with their
