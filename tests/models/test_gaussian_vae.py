@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vqvae_tf.models.gaussian_vae import GaussianVAE, discretized_gaussian_log_prob
+from vqvae_tf.models.gaussian_vae import PCM16_LEVELS, PCM16_RANGE, GaussianVAE, discretized_gaussian_log_prob
+from vqvae_tf.models.vqvae import VQVAE
 
 
 def phi(z):
@@ -122,3 +123,121 @@ def test_bad_arguments():
         vae(np.zeros((1, 8, 8, 3), np.float32))
     with pytest.raises(TypeError, match="float"):
         vae(np.zeros((1, 8, 8, 1), np.uint8))
+
+
+# ------------------------------------------------------------ speech form
+def waves(n=4, length=400, seed=0):
+    """16-bit PCM waveforms `v / 32768`, speech-like in level (RMS ~0.1)."""
+    pcm = np.round(np.random.default_rng(seed).normal(0.0, 3000.0, (n, length, 1))).clip(-32768, 32767)
+    return (pcm / 32768.0).astype(np.float32)
+
+
+def tiny_speech_vae(**kwargs):
+    keras.utils.set_random_seed(0)
+    kwargs = (
+        dict(
+            input_channels=1,
+            rank=1,
+            strides=(4, 5),
+            hidden_units=4,
+            num_residual_blocks=1,
+            latent_dim=3,
+            sample_rate=8000,
+            data_variance=0.01,
+            seed=1,
+        )
+        | kwargs
+    )
+    return GaussianVAE(**kwargs)
+
+
+def test_pcm16_discretization_hand_worked():
+    # 16-bit PCM: bins of width 1/32768 in [-1, 1); std = half a bin spans +-1 sigma.
+    std = 0.5 / 32768.0
+    x = np.array([-1.0, 1234 / 32768.0, 32767 / 32768.0], np.float32)
+    log_p = discretized_gaussian_log_prob(x, x, std, levels=PCM16_LEVELS, value_range=PCM16_RANGE).numpy()
+    np.testing.assert_allclose(np.exp(log_p), [phi(1.0), phi(1.0) - phi(-1.0), phi(1.0)], rtol=1e-4)
+    # Over all 65,536 levels the masses sum to 1.
+    levels = (np.arange(-32768, 32768, dtype=np.float32) / 32768.0)[:, None]
+    masses = np.exp(
+        discretized_gaussian_log_prob(levels, [0.01, -0.999], [3e-3, 0.02], PCM16_LEVELS, PCM16_RANGE).numpy()
+    )
+    np.testing.assert_allclose(masses.sum(axis=0), 1.0, atol=1e-4)
+
+
+def test_speech_vae_shares_the_vqvae_network_and_latent_grid():
+    vae = tiny_speech_vae()
+    x = waves()
+    posterior = vae.posterior(x)
+    assert vae.downsample == 20 and vae.causal is True
+    assert tuple(posterior.mean().shape) == (4, 20, 3)
+    reconstruction = vae(x).numpy()
+    assert reconstruction.shape == x.shape
+    assert reconstruction.min() >= -1.0 and reconstruction.max() <= PCM16_RANGE[1]
+    vqvae = VQVAE(
+        input_channels=1, rank=1, strides=(4, 5), hidden_units=4, num_residual_blocks=1, code_dim=6, data_variance=0.01
+    )
+    assert vqvae.latent_shape(x.shape) == tuple(posterior.mean().shape[:-1])
+    for mine, theirs in ((vae.encoder, vqvae.encoder), (vae.decoder, vqvae.decoder)):
+        assert type(mine) is type(theirs) and type(mine).__name__.startswith("Speech")
+        assert mine.get_config() == theirs.get_config()  # code_dim 6 = 2 * latent_dim on both
+
+
+def test_speech_vae_bits_per_sample():
+    vae = tiny_speech_vae()
+    x = waves()
+    terms = vae.elbo_terms(x, sample=False)
+    mean = vae.decode(vae.posterior(x).mean())
+    log_prob = discretized_gaussian_log_prob(x, mean, vae.likelihood_scale(), PCM16_LEVELS, PCM16_RANGE)
+    np.testing.assert_allclose(terms["reconstruction"].numpy(), -np.sum(log_prob.numpy(), axis=(1, 2)), rtol=1e-5)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    logs = vae.evaluate(x, batch_size=len(x), return_dict=True, verbose=0)
+    # One dimension per sample: bits/dim is bits per sample, of 16 for 16-bit PCM.
+    assert logs["bits_per_dim"] == pytest.approx(-logs["elbo"] / (400 * math.log(2)), rel=1e-5)
+    assert 0.0 < logs["bits_per_dim"] < 16.0
+
+
+@pytest.mark.slow
+def test_speech_vae_fits_and_round_trips(tmp_path):
+    vae = tiny_speech_vae(initial_scale=0.05)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = waves(8)
+    history = vae.fit(x, batch_size=4, epochs=3, verbose=0).history
+    assert all(np.isfinite(v).all() for v in history.values())
+    assert history["loss"][-1] < history["loss"][0]
+    config = vae.get_config()
+    assert {k: config[k] for k in ("rank", "strides", "causal", "sample_rate", "downsample")} == {
+        "rank": 1,
+        "strides": [4, 5],
+        "causal": True,
+        "sample_rate": 8000,
+        "downsample": 20,
+    }
+    assert GaussianVAE.from_config(config).get_config() == config
+    path = tmp_path / "speech_vae.keras"
+    vae.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(restored(x).numpy(), vae(x).numpy(), atol=1e-6)
+    assert restored.get_config() == config
+
+
+def test_image_vae_config_has_no_speech_keys():
+    # Image models keep the config (and so the model id) they had before the speech form.
+    config = tiny_vae().get_config()
+    assert not {"rank", "strides", "causal", "sample_rate", "data_variance"} & set(config)
+    assert config["downsample"] == 2
+
+
+def test_bad_speech_arguments():
+    with pytest.raises(ValueError, match="rank-1 speech network; received rank=2"):
+        GaussianVAE(strides=(4, 5))
+    with pytest.raises(ValueError, match="causal=True needs the speech network"):
+        GaussianVAE(causal=True)
+    with pytest.raises(ValueError, match=r"product of strides \[4, 5\] \(20\)"):
+        GaussianVAE(rank=1, strides=(4, 5), downsample=4)
+    with pytest.raises(ValueError, match="rank"):
+        GaussianVAE(rank=3)
+    with pytest.raises(ValueError, match="data_variance"):
+        tiny_speech_vae(data_variance=0.0)
+    with pytest.raises(ValueError, match="multiples of downsample=20"):
+        tiny_speech_vae()(np.zeros((1, 30, 1), np.float32))

@@ -2,7 +2,9 @@
 
 Built from the same `Encoder` / `Decoder` as `VQVAE` (the encoder emits
 `2 * latent_dim` channels: the posterior means and pre-softplus scales), so
-the two models differ only in their bottleneck.
+the two models differ only in their bottleneck; with `strides` (rank 1) from
+the same `SpeechEncoder` / `SpeechDecoder`, on the same latent grid (one
+latent vector per hop of `prod(strides)` samples).
 
 Likelihood (both this model and the VQ-VAE bound in `vqvae_tf.training.prior_training`
 use it, so their bits/dim are comparable): a DISCRETIZED Gaussian over the
@@ -16,8 +18,15 @@ with the first and last bins extended to -inf and +inf (as in PixelCNN++),
 so the masses sum to 1 and `-log2 p(x) / (H W C)` is a true code length in
 bits per dimension (no dequantization offset needed).
 
-Units: every log-likelihood here is in nats, summed over one image.
-`bits/dim = -ELBO / (H * W * C * ln 2)`; e.g. a 32x32 RGB image (3072
+Audio (`rank=1`): waveforms in [-1, 1) are 16-bit PCM, `x = v / 32768` for
+the integer samples `v` in -32768..32767 (as `vqvae_tf.utils.wav` reads
+them), so the likelihood is the same discretized Gaussian over the 65,536
+bins of width `2 / 65536 = 1 / 32768` (`PCM16_LEVELS`, `PCM16_RANGE`), edge
+bins open; bits/dim is then bits per sample, out of 16. Resampled clips
+(between PCM grids) count as their nearest bin.
+
+Units: every log-likelihood here is in nats, summed over one image (or
+clip). `bits/dim = -ELBO / (H * W * C * ln 2)` (`T * C` for audio); e.g. a 32x32 RGB image (3072
 dims) with an ELBO of -3072 * ln 2 nats costs 1 bit/dim.
 """
 
@@ -29,32 +38,39 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vqvae_tf.models.image_inputs import ImageInputsMixin
-from vqvae_tf.models.networks import Decoder, Encoder
+from vqvae_tf.models.image_inputs import ImageInputsMixin, networks_for, speech_args
+from vqvae_tf.models.speech_networks import check_strides
 from vqvae_tf.utils import distributed_ops
-from vqvae_tf.utils.checks import check_int, check_number
+from vqvae_tf.utils.checks import check_choice, check_int, check_number
 
 tfd = tfp.distributions
 
-__all__ = ["GaussianVAE", "discretized_gaussian_log_prob", "LEVELS"]
+__all__ = ["GaussianVAE", "discretized_gaussian_log_prob", "LEVELS", "PCM16_LEVELS", "PCM16_RANGE"]
 
 #: Levels of 8-bit data.
 LEVELS = 256
+#: Levels of 16-bit PCM audio, and the range of its samples `v / 32768`, `v` in -32768..32767.
+PCM16_LEVELS = 65536
+PCM16_RANGE = (-1.0, 32767.0 / 32768.0)
 LN2 = math.log(2.0)
 # Floor of the posterior and likelihood scales: keeps log-densities finite.
 _MIN_SCALE = 1e-4
 
 
-def discretized_gaussian_log_prob(x, loc, scale, levels=LEVELS):
-    """Log-mass in nats of 8-bit data under a discretized Gaussian, per element.
+def discretized_gaussian_log_prob(x, loc, scale, levels=LEVELS, value_range=(0.0, 1.0)):
+    """Log-mass in nats of quantized data under a discretized Gaussian, per element.
 
     Args:
-        x: float tensor in [0, 1] holding `k / (levels - 1)` values.
-        loc: float tensor broadcastable to `x`, the Gaussian mean in [0, 1]
-            units (need not lie in [0, 1]).
+        x: float tensor in `value_range = (low, high)` holding
+            `low + k (high - low) / (levels - 1)` values, `k` in
+            0..levels - 1 (8-bit images: `k / 255` in [0, 1]).
+        loc: float tensor broadcastable to `x`, the Gaussian mean in the
+            units of `x` (need not lie in the range).
         scale: positive float tensor broadcastable to `x`, the standard
-            deviation in [0, 1] units.
+            deviation in the units of `x`.
         levels: int, number of levels. Defaults to 256.
+        value_range: `(low, high)`, the first and last levels. Defaults to
+            (0, 1); 16-bit PCM audio is `PCM16_RANGE` with `PCM16_LEVELS`.
 
     Returns:
         float32 tensor of `x`'s shape, `log p(k)` (<= 0), finite with finite
@@ -63,6 +79,10 @@ def discretized_gaussian_log_prob(x, loc, scale, levels=LEVELS):
     Example: with `scale` tiny and `loc == x`, `p(k) ~= 1`, log-mass ~= 0.
     """
     x, loc, scale = (tf.cast(t, tf.float32) for t in (x, loc, scale))
+    low, high = (float(v) for v in value_range)
+    if (low, high) != (0.0, 1.0):
+        # The bins are the same in [0, 1] units: an affine map of x, loc and scale.
+        x, loc, scale = (x - low) / (high - low), (loc - low) / (high - low), scale / (high - low)
     return _discretized_gaussian_log_prob(x, loc, scale, float(levels - 1))
 
 
@@ -70,7 +90,9 @@ def discretized_gaussian_log_prob(x, loc, scale, levels=LEVELS):
 @tf.function(reduce_retracing=True, autograph=False)
 def _discretized_gaussian_log_prob(x, loc, scale, top):
     k = tf.round(tf.clip_by_value(x, 0.0, 1.0) * top)
-    mean, std = loc * top, tf.maximum(scale, _MIN_SCALE) * top
+    # The floor is in levels (0.0255 of a level, `_MIN_SCALE` of 8-bit data's range): a floor in
+    # [0, 1] units would be 6.5 bins of 16-bit audio, a cap on its likelihood.
+    mean, std = loc * top, tf.maximum(scale * top, _MIN_SCALE * (LEVELS - 1))
     standard = tfd.Normal(0.0, 1.0)
     # A bin's mass is symmetric in the distance to the mean; measuring it on
     # the left side keeps both CDFs in the accurate lower tail and avoids
@@ -101,25 +123,45 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
 
     Args:
         input_channels: int, channels of the data. Defaults to 3.
-        downsample: int in (2, 4, 8, 16), data to latent map. Defaults to 4.
-        hidden_units: int, channels of the convolutions. Defaults to 128.
-        residual_units: int, channels in the residual blocks. Defaults to 64.
+        downsample: int in (2, 4, 8, 16), data to latent map; with
+            `strides`, their product (None: 4, or the product of `strides`).
+            Defaults to None.
+        hidden_units: int, channels of the convolutions (with `strides`,
+            the speech network's first stage). Defaults to 128.
+        residual_units: int, channels in the residual blocks (unused with
+            `strides`). Defaults to 64.
         num_residual_blocks: int. Defaults to 2.
         latent_dim: int, latent channels per map position. Defaults to 8.
-        initial_scale: float > 0, initial likelihood scale in [0, 1] units.
+        initial_scale: float > 0, initial likelihood scale in the units of
+            the data ([0, 1] for images, [-1, 1] for audio), below 1.
             Defaults to 0.1.
         seed: int or None, seeds the reparameterisation noise. Defaults to
             None.
+        rank: 2 for images in [0, 1] (NHWC, 8-bit likelihood), 1 for audio
+            in [-1, 1] (NWC, 16-bit PCM likelihood). Defaults to 2.
+        strides: None (the paper's network) or, for rank 1, the strides of
+            the speech network, as `VQVAE`'s: (4, 5, 8) is a 160-sample hop,
+            50 latent frames per second at 8 kHz. Defaults to None.
+        causal: with `strides`: left-only padding (None means True), as
+            `VQVAE`'s. Defaults to None.
+        sample_rate: int or None, the audio rate in Hz, stored with the
+            model. Defaults to None.
+        data_variance: float > 0, with `strides`: the variance of the
+            training waveforms; the speech network scales its input and
+            output by `sqrt(data_variance)`, as `VQVAE`'s does. Defaults to
+            1.0.
         **kwargs: base `keras.Model` arguments.
 
     Call arguments:
         inputs: float images `(batch, H, W, C)` in [0, 1] (8-bit levels),
-            H and W divisible by `downsample`.
+            H and W divisible by `downsample`; rank 1: waveforms
+            `(batch, T, C)` in [-1, 1], T divisible by `downsample`.
         training: bool.
 
     Returns the reconstruction (decoder mean at the posterior mean, clipped
-    to [0, 1]), shaped like the input: `(8, 32, 32, 3)` -> `(8, 32, 32, 3)`; the latent map is
-    `(8, 8, 8, latent_dim)` for `downsample=4`.
+    to the data range), shaped like the input: `(8, 32, 32, 3)` -> `(8, 32, 32, 3)`; the latent map is
+    `(8, 8, 8, latent_dim)` for `downsample=4`; for `strides=(4, 5, 8)`,
+    `(8, 8000, 1)` gives latents `(8, 50, latent_dim)`.
 
     Metrics: `loss` (nats/dim), `elbo` and `kl` and `reconstruction`
     (`-E_q log p(x|z)`), all in nats per image, `bits_per_dim`
@@ -131,6 +173,9 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
     >>> vae.compile(optimizer=keras.optimizers.Adam(1e-3))
     >>> vae.fit(images, batch_size=32, epochs=1)            # images in [0, 1]
     >>> vae.evaluate(images, return_dict=True)["bits_per_dim"]
+    >>> speech = GaussianVAE(input_channels=1, rank=1, strides=(4, 5, 8), hidden_units=8, latent_dim=16,
+    ...                      sample_rate=8000, data_variance=0.01)
+    >>> speech.posterior(waves).mean().shape                 # waves (B, 8000, 1): (B, 50, 16)
 
     References:
         Kingma and Welling 2014, "Auto-Encoding Variational Bayes",
@@ -142,16 +187,24 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
     def __init__(
         self,
         input_channels=3,
-        downsample=4,
+        downsample=None,
         hidden_units=128,
         residual_units=64,
         num_residual_blocks=2,
         latent_dim=8,
         initial_scale=0.1,
         seed=None,
+        rank=2,
+        strides=None,
+        causal=None,
+        sample_rate=None,
+        data_variance=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_choice("rank", rank, (1, 2))
+        downsample, causal = speech_args(rank, downsample, strides, causal, sample_rate)
+        data_variance = check_number("data_variance", data_variance, minimum=0, inclusive_min=False)
         check_int("input_channels", input_channels, minimum=1)
         check_int("latent_dim", latent_dim, minimum=1)
         initial_scale = check_number(
@@ -165,9 +218,14 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         self.latent_dim = latent_dim
         self.initial_scale = initial_scale
         self.seed = seed
-        stack = self._stack_config()
-        self.encoder = Encoder(code_dim=2 * latent_dim, name="encoder", **stack)
-        self.decoder = Decoder(output_channels=input_channels, name="decoder", **stack)
+        self.rank = rank
+        self.strides = None if strides is None else check_strides(strides)
+        self.causal = causal
+        self.sample_rate = sample_rate
+        self.data_variance = data_variance
+        encoder, decoder, stack = networks_for(self, data_variance)
+        self.encoder = encoder(code_dim=2 * latent_dim, name="encoder", **stack)
+        self.decoder = decoder(output_channels=input_channels, name="decoder", **stack)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.elbo_tracker = keras.metrics.Mean(name="elbo")
@@ -191,8 +249,18 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         )
 
     # ------------------------------------------------------------ pieces
+    @property
+    def value_range(self):
+        """`(low, high)` of the data's levels: (0, 1) for 8-bit images, `PCM16_RANGE` for audio."""
+        return PCM16_RANGE if self.rank == 1 else (0.0, 1.0)
+
+    @property
+    def levels(self):
+        """Levels of the data: `LEVELS` (256) for images, `PCM16_LEVELS` (65,536) for audio."""
+        return PCM16_LEVELS if self.rank == 1 else LEVELS
+
     def posterior(self, inputs):
-        """`q(z|x)` as a `tfd.Normal` with batch shape `(B, h, w, latent_dim)`."""
+        """`q(z|x)` as a `tfd.Normal` with batch shape `(B, h, w, latent_dim)` (rank 1: `(B, t, latent_dim)`)."""
         self._check_inputs(inputs)
         if not self.built:
             self.build(tuple(inputs.shape))
@@ -200,46 +268,49 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         return tfd.Normal(loc, tf.nn.softplus(raw) + _MIN_SCALE)
 
     def likelihood_scale(self):
-        """Per-channel likelihood standard deviation, in [0, 1] units."""
+        """Per-channel likelihood standard deviation, in the units of the data."""
         return tf.nn.softplus(self.raw_scale) + _MIN_SCALE
 
     def decode(self, latents):
-        """Decoder mean `(B, H, W, C)` for latents `(B, h, w, latent_dim)`."""
+        """Decoder mean `(B, H, W, C)` for latents `(B, h, w, latent_dim)` (rank 1: `(B, T, C)`)."""
         return tf.cast(self.decoder(tf.cast(latents, self.compute_dtype)), tf.float32)
 
     def call(self, inputs, training=None):
         # The discretized likelihood's open edge bins let the decoder mean
         # leave [0, 1] (e.g. far below 0 on a black background); the image
         # it describes is the mean clipped to the data range.
-        return tf.clip_by_value(self.decode(self.posterior(inputs).mean()), 0.0, 1.0)
+        low, high = self.value_range
+        return tf.clip_by_value(self.decode(self.posterior(inputs).mean()), low, high)
 
     def elbo_terms(self, inputs, sample=True):
         """Per-image terms in nats: dict of `elbo`, `kl`, `reconstruction` `(B,)` and `mean`.
 
         Args:
-            inputs: images `(B, H, W, C)` in [0, 1].
+            inputs: images `(B, H, W, C)` in [0, 1] (rank 1: `(B, T, C)` in [-1, 1]).
             sample: True draws one reparameterised `z ~ q(z|x)`, so `elbo`
                 is an unbiased estimate of the ELBO (a lower bound on
                 `log p(x)`); False uses the posterior mean (deterministic,
                 not a bound). Defaults to True.
 
-        `reconstruction` is `-log p(x|z)`; `mean` the decoder output
-        `(B, H, W, C)`.
+        `reconstruction` is `-log p(x|z)`; `mean` the decoder output, shaped
+        like `inputs`.
         """
         posterior = self.posterior(inputs)
-        kl = tf.reduce_sum(tfd.kl_divergence(posterior, tfd.Normal(0.0, 1.0)), axis=[1, 2, 3])
+        axes = list(range(1, self.rank + 2))
+        kl = tf.reduce_sum(tfd.kl_divergence(posterior, tfd.Normal(0.0, 1.0)), axis=axes)
         latents = posterior.loc
         if sample:
             latents = latents + posterior.scale * keras.random.normal(tf.shape(latents), seed=self.seed_generator)
         mean = self.decode(latents)
-        log_prob = discretized_gaussian_log_prob(inputs, mean, self.likelihood_scale())
-        reconstruction = -tf.reduce_sum(log_prob, axis=[1, 2, 3])
+        log_prob = discretized_gaussian_log_prob(
+            inputs, mean, self.likelihood_scale(), levels=self.levels, value_range=self.value_range
+        )
+        reconstruction = -tf.reduce_sum(log_prob, axis=axes)
         return {"elbo": -(reconstruction + kl), "kl": kl, "reconstruction": reconstruction, "mean": mean}
 
     # ---------------------------------------------------------- training
     def _num_dims(self, inputs):
-        shape = tf.shape(inputs)
-        return tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+        return tf.cast(tf.reduce_prod(tf.shape(inputs)[1:]), tf.float32)
 
     def train_step(self, data):
         x = self._unpack(data)
@@ -283,4 +354,11 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
             initial_scale=self.initial_scale,
             seed=self.seed,
         )
+        # Written only when not the default, so image models keep their configs (and model ids).
+        if self.rank != 2:
+            config["rank"] = self.rank
+        if self.strides is not None:
+            config.update(strides=list(self.strides), causal=self.causal, data_variance=self.data_variance)
+        if self.sample_rate is not None:
+            config["sample_rate"] = self.sample_rate
         return config

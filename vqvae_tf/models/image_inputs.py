@@ -1,11 +1,63 @@
-"""What the image models (`VQVAE`, `GaussianVAE`) share: input checks and the stack's arguments."""
+"""What the autoencoders (`VQVAE`, `GaussianVAE`) share: input checks, the stack's arguments, the speech network's.
+
+`speech_args` checks the speech arguments (`rank`, `downsample`, `strides`,
+`causal`, `sample_rate`) of either model and `networks_for` picks the encoder and
+decoder classes with their arguments, so the two models build the same
+networks on the same latent grid from the same arguments.
+"""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from vqvae_tf.models.networks import Decoder, Encoder
+from vqvae_tf.models.speech_networks import SpeechDecoder, SpeechEncoder, check_strides
+from vqvae_tf.utils.checks import check_int
+
 #: Arguments of the `Encoder` / `Decoder` stack that an image model takes, saves and passes on.
 STACK_ARGS = ("downsample", "hidden_units", "residual_units", "num_residual_blocks")
+
+
+def speech_args(rank, downsample, strides, causal, sample_rate):
+    """Checks the speech arguments of a model; returns `(downsample, causal)` resolved.
+
+    Without `strides` (the paper's network): `downsample` None means 4 and
+    `causal` must be None or False. With `strides` (the rank-1 speech
+    network): `rank` must be 1, `downsample` None or the product of the
+    strides, and `causal` None means True.
+
+    Example: `speech_args(1, None, (4, 5, 8), None, 8000)` is `(160, True)`.
+    """
+    if sample_rate is not None:
+        check_int("sample_rate", sample_rate, minimum=1)
+    if strides is None:
+        if causal:
+            raise ValueError(f"causal=True needs the speech network (strides=...); received causal={causal!r}.")
+        return (4 if downsample is None else downsample), False
+    if rank != 1:
+        raise ValueError(f"strides are for the rank-1 speech network; received rank={rank!r}.")
+    strides = check_strides(strides)
+    hop = int(np.prod(strides))
+    if downsample is not None and downsample != hop:
+        raise ValueError(
+            f"downsample must be the product of strides {list(strides)} ({hop}) or None; received {downsample!r}."
+        )
+    return hop, (True if causal is None else bool(causal))
+
+
+def networks_for(model, data_variance):
+    """`(encoder class, decoder class, their shared keyword arguments)` for `model`'s attributes.
+
+    The paper's `Encoder` / `Decoder` when `model.strides` is None, else the
+    speech network (`SpeechEncoder` / `SpeechDecoder`) with `signal_rms =
+    sqrt(data_variance)`. Both take `code_dim=` / `output_channels=` beside
+    these arguments.
+    """
+    if model.strides is None:
+        return Encoder, Decoder, dict(model._stack_config(), rank=model.rank, dtype=model.dtype_policy)
+    stack = dict(strides=model.strides, hidden_units=model.hidden_units, num_residual_blocks=model.num_residual_blocks)
+    stack.update(causal=model.causal, signal_rms=float(np.sqrt(data_variance)), dtype=model.dtype_policy)
+    return SpeechEncoder, SpeechDecoder, stack
 
 
 class ImageInputsMixin:

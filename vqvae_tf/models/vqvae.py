@@ -8,10 +8,9 @@ import tensorflow as tf
 
 from vqvae_tf.models.audio_losses import waveform_stft_loss
 from vqvae_tf.models.float32 import float32_copy  # noqa: F401  (public here since 0.1)
-from vqvae_tf.models.image_inputs import ImageInputsMixin
+from vqvae_tf.models.image_inputs import ImageInputsMixin, networks_for, speech_args
 from vqvae_tf.models.metrics import DeadCodes, si_snr
-from vqvae_tf.models.networks import Decoder, Encoder
-from vqvae_tf.models.speech_networks import SpeechDecoder, SpeechEncoder, check_strides, time_reach
+from vqvae_tf.models.speech_networks import check_strides, time_reach
 from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
 from vqvae_tf.utils import distributed_ops
 from vqvae_tf.utils.checks import check_choice, check_int, check_number
@@ -131,7 +130,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        downsample, causal = self._speech_args(rank, downsample, strides, causal, sample_rate)
+        downsample, causal = speech_args(rank, downsample, strides, causal, sample_rate)
         check_int("input_channels", input_channels, minimum=1)
         check_choice("reconstruction_loss", reconstruction_loss, RECONSTRUCTION_LOSSES)
         if reconstruction_loss == "stft" and rank != 1:
@@ -156,13 +155,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.strides = None if strides is None else check_strides(strides)
         self.causal = causal
         self.sample_rate = sample_rate
-        if strides is None:
-            stack = dict(self._stack_config(), rank=rank, dtype=self.dtype_policy)
-            encoder, decoder = Encoder, Decoder
-        else:
-            stack = dict(strides=strides, hidden_units=hidden_units, num_residual_blocks=num_residual_blocks)
-            stack.update(causal=causal, signal_rms=float(np.sqrt(data_variance)), dtype=self.dtype_policy)
-            encoder, decoder = SpeechEncoder, SpeechDecoder
+        encoder, decoder, stack = networks_for(self, data_variance)
         # Encoder, quantizer, decoder, in this order: Keras orders the
         # variables (and a saved optimizer's slots) by attribute assignment,
         # so another order breaks loading `.keras` files saved with their
@@ -180,24 +173,6 @@ class VQVAE(ImageInputsMixin, keras.Model):
         self.dead_codes_tracker = DeadCodes(num_codes, name="dead_codes")
         self.psnr_tracker = keras.metrics.Mean(name="psnr")
         self.si_snr_tracker = keras.metrics.Mean(name="si_snr") if rank == 1 else None
-
-    def _speech_args(self, rank, downsample, strides, causal, sample_rate):
-        """Checks the speech arguments; returns `downsample` and `causal` resolved."""
-        if sample_rate is not None:
-            check_int("sample_rate", sample_rate, minimum=1)
-        if strides is None:
-            if causal:
-                raise ValueError(f"causal=True needs the speech network (strides=...); received causal={causal!r}.")
-            return (4 if downsample is None else downsample), False
-        if rank != 1:
-            raise ValueError(f"strides are for the rank-1 speech network; received rank={rank!r}.")
-        strides = check_strides(strides)
-        hop = int(np.prod(strides))
-        if downsample is not None and downsample != hop:
-            raise ValueError(
-                f"downsample must be the product of strides {list(strides)} ({hop}) or None; received {downsample!r}."
-            )
-        return hop, (True if causal is None else bool(causal))
 
     # ---------------------------------------------------------- time reach
     @property
