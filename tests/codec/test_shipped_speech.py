@@ -1,0 +1,76 @@
+"""The shipped speech model `speech16k`: a held-out LJ Speech clip through the codec at every quality, and its preset.
+
+The clip is the first of `vqvae_tf/data/splits/ljspeech16k_validation.txt`
+(never trained on), read from `../shared/data/speech/ljspeech16k`.
+"""
+
+import numpy as np
+import pytest
+
+from vqvae_tf import codec
+from vqvae_tf.codec import audio_quality
+from vqvae_tf.data.audio import LJSPEECH16K_VALIDATION, read_name_list
+from vqvae_tf.utils.wav import read_wav
+
+from ..conftest import REPO
+
+CLIP = REPO.parent / "shared" / "data" / "speech" / "ljspeech16k" / read_name_list(LJSPEECH16K_VALIDATION)[0]
+# SI-SNR (dB) and wide-band PESQ of the clip through the codec (static method) at each quality,
+# measured when the model was shipped: a regression floor.
+SHIPPED_SPEECH = {
+    "speech16k": {
+        1: (-1.46, 1.344),
+        2: (1.34, 1.452),
+        3: (2.85, 1.518),
+        4: (3.54, 1.505),
+        5: (4.14, 1.527),
+        6: (4.39, 1.535),
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def clip():
+    samples, rate = read_wav(CLIP)
+    assert rate == 16000
+    return samples[: 5 * rate]  # 5 s keeps PESQ quick
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_SPEECH))
+def test_shipped_speech_model_keeps_its_measured_quality(name, clip):
+    audio_models = [n for n in codec.shipped_models() if codec.load_model(n).kind == "audio"]
+    assert sorted(audio_models) == sorted(SHIPPED_SPEECH)  # a new speech model needs its figures here
+    model = codec.load_model(name)
+    assert (model.sample_rate, model.causal) == (16000, True)
+    for quality, (si_snr, pesq) in SHIPPED_SPEECH[name].items():
+        data = codec.compress_audio(clip, 16000, model, "static", quality=quality)
+        decoded, rate = codec.decompress_audio(data)  # the model found from the stream's id
+        assert rate == 16000 and decoded.shape == clip.shape
+        # 0.1 dB and 0.05 PESQ: room for another CPU's float rounding, far below a broken encoder's cost.
+        assert audio_quality.si_snr(clip, decoded) >= si_snr - 0.1, quality
+        assert audio_quality.pesq_wb(clip, decoded) >= pesq - 0.05, quality
+    assert 8 * len(data) / 5 / 1000 <= 3.0  # all six stages: 3 kbps packed, 1.86 with static coding here
+
+
+def test_the_speech_preset_is_its_codec_model(clip):
+    from vqvae_tf.models.presets import list_presets
+    from vqvae_tf.models.vqvae import VQVAE
+    from vqvae_tf.utils.fingerprint import model_id
+
+    meta = list_presets()["speech16k"]
+    model = VQVAE.from_preset("speech16k")  # safe mode, no custom_objects
+    shipped = codec.load_model("speech16k")
+    assert meta["model_id"] == model_id(model) == shipped.model_id
+    assert (model.rank, model.sample_rate, model.downsample) == (1, 16000, 320)
+    frames = clip[: 320 * 50]  # one second
+    lite_codes = shipped.encoder.encode(frames[:, None])
+    assert lite_codes.shape == (50, 6)
+    # The same weights: the Keras decoder turns the codec's codes into the codec's samples (both float32).
+    keras_samples = np.asarray(model.decode_codes(lite_codes[None]))[0, :, 0]
+    np.testing.assert_allclose(keras_samples, shipped.decoder.decode(lite_codes)[:, 0], atol=1e-4)
+    # The int8 encoder picks other codes than the float one for about half the frames (0.36-0.57 of
+    # first-stage codes agree on held-out clips, measured: the codebook holds many near-equal codes),
+    # but costs little: 0.05-0.12 dB SI-SNR on four held-out clips. Hold it to 0.5 dB here.
+    float_si_snr = audio_quality.si_snr(frames, np.asarray(model(frames[None, :, None]))[0, :, 0])
+    lite_si_snr = audio_quality.si_snr(frames, shipped.decoder.decode(lite_codes)[:, 0])
+    assert lite_si_snr >= float_si_snr - 0.5
