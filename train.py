@@ -42,6 +42,9 @@ flags.DEFINE_enum(
     "Prior model (--stage=prior); auto: pixelcnn for image runs, transformer for speech runs (their tokens are "
     "sequences; the PixelCNN is 2-D).",
 )
+flags.DEFINE_string(
+    "prior_dir", None, "Output directory of --stage=prior (default: WORKDIR/prior; the run itself is only read)."
+)
 flags.DEFINE_bool("prior_conditional", False, "Class-conditional prior (labelled data, --stage=prior).")
 flags.DEFINE_integer("prior_steps", 2000, "Prior training steps (--stage=prior).", lower_bound=1)
 flags.DEFINE_integer("prior_layers", 4, "Gated layers / Transformer blocks (--stage=prior).", lower_bound=1)
@@ -295,7 +298,8 @@ def run_prior(workdir):
             verbose=FLAGS.keras_verbose,
             train_batches=FLAGS.prior_train_batches,
         )
-        metrics = train_prior(config, workdir, Path(workdir) / "prior")
+        prior_dir = Path(FLAGS.prior_dir or Path(workdir) / "prior")
+        metrics = train_prior(config, workdir, prior_dir)
     except (ValueError, OSError) as error:
         logging.error("train.py: %s", " ".join(str(error).split()))
         return EXIT_BAD_INPUT
@@ -308,7 +312,7 @@ def run_prior(workdir):
             metrics["prior_kbps"],
             metrics["unigram_kbps"],
             metrics["packed_kbps"],
-            Path(workdir) / "prior",
+            prior_dir,
         )
         return 0
     logging.info(
@@ -316,7 +320,7 @@ def run_prior(workdir):
         metrics["bits_per_code"],
         metrics["unigram_bits_per_code"],
         metrics["bits_per_dim"],
-        Path(workdir) / "prior",
+        prior_dir,
     )
     return 0
 

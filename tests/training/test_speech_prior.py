@@ -128,3 +128,18 @@ def test_speech_rates_and_extraction_batches():
     assert rates["unigram_kbps"] == pytest.approx(2.4)
     assert rates["prior_kbps_reduction_vs_packed"] == pytest.approx(0.4)
     assert audio_extraction_batches(None, 85, 16) == 340 and audio_extraction_batches(7, 85, 16) == 7
+
+
+@pytest.mark.slow
+def test_sample_command_writes_wavs_for_a_speech_run(speech_run, speech_prior, tmp_path):
+    from vqvae_tf.training import sample
+
+    common = dict(workdir=speech_run, prior_dir=speech_prior[0], num=3, temperature=1.0, top_k=4, labels=[], seed=1)
+    assert sample.run(out=tmp_path / "wavs", **common) == tmp_path / "wavs"
+    names = sorted(p.name for p in (tmp_path / "wavs").iterdir())
+    assert names == [f"prior_sample_{k}.wav" for k in range(3)]
+    with wave.open(str(tmp_path / "wavs" / "prior_sample_2.wav"), "rb") as w:
+        assert (w.getframerate(), w.getnframes()) == (RATE, SEGMENT)
+    with pytest.raises(ValueError, match=r"WAV files: --out must be a directory; received .*grid\.png"):
+        sample.run(out=tmp_path / "grid.png", **common)
+    assert not (tmp_path / "grid.png").exists()
