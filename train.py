@@ -48,6 +48,14 @@ flags.DEFINE_string(
 flags.DEFINE_bool("prior_conditional", False, "Class-conditional prior (labelled data, --stage=prior).")
 flags.DEFINE_integer("prior_steps", 2000, "Prior training steps (--stage=prior).", lower_bound=1)
 flags.DEFINE_integer("prior_layers", 4, "Gated layers / Transformer blocks (--stage=prior).", lower_bound=1)
+flags.DEFINE_integer("prior_epochs", 1, "Validation passes over --prior_steps (--stage=prior).", lower_bound=1)
+flags.DEFINE_integer("prior_embed_dim", 128, "Transformer width (--stage=prior).", lower_bound=1)
+flags.DEFINE_float(
+    "prior_learning_rate", 3e-4, "Adam learning rate of the prior (--stage=prior).", lower_bound=1e-9, upper_bound=1.0
+)
+flags.DEFINE_float(
+    "prior_dropout", 0.0, "Transformer residual dropout (--stage=prior).", lower_bound=0.0, upper_bound=0.9
+)
 flags.DEFINE_integer(
     "prior_train_batches",
     None,
@@ -291,7 +299,11 @@ def run_prior(workdir):
             kind=_prior_kind(workdir),
             conditional=FLAGS.prior_conditional,
             steps=FLAGS.prior_steps,
+            epochs=FLAGS.prior_epochs,
             num_layers=FLAGS.prior_layers,
+            embed_dim=FLAGS.prior_embed_dim,
+            learning_rate=FLAGS.prior_learning_rate,
+            dropout=FLAGS.prior_dropout,
             batch_size=FLAGS.batch_size,
             seed=FLAGS.seed,
             strategy=FLAGS.strategy,
