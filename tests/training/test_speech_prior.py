@@ -27,7 +27,7 @@ HOP, STAGES, NUM_CODES = 8, 2, 16
 def speech_run(audio_dir, tmp_path_factory):  # noqa: F811
     """A tiny residual speech VQ-VAE run (strides 2,2,2, 2 stages of 16 codes) on the synthetic clips."""
     workdir = tmp_path_factory.mktemp("speech_run")
-    fields = dict(TINY, audio_strides=(2, 2, 2), crop_length=SEGMENT, quantizer="residual", num_stages=STAGES)
+    fields = dict(TINY, audio_strides=(2, 2, 2), crop_length=SEGMENT, quantizer="residual", num_stages=STAGES, epochs=1)
     fields.pop("downsample")
     config = TrainConfig(**fields, dataset=f"audio:{audio_dir}", validation_list=str(audio_dir / "validation.txt"))
     train_and_evaluate(config, workdir)
@@ -143,3 +143,23 @@ def test_sample_command_writes_wavs_for_a_speech_run(speech_run, speech_prior, t
     with pytest.raises(ValueError, match=r"WAV files: --out must be a directory; received .*grid\.png"):
         sample.run(out=tmp_path / "grid.png", **common)
     assert not (tmp_path / "grid.png").exists()
+
+
+@pytest.mark.slow
+def test_train_py_prior_stage_on_a_speech_run(speech_run, tmp_path, train_flags, caplog):  # noqa: F811
+    before = sorted(p.name for p in speech_run.iterdir())
+    train = train_flags(
+        "--stage=prior",
+        f"--workdir={speech_run}",
+        f"--prior_dir={tmp_path / 'prior'}",
+        *("--prior_steps=4", "--prior_epochs=2", "--prior_layers=1", "--prior_embed_dim=16", "--batch_size=4"),
+        *("--prior_learning_rate=1e-3", "--prior_dropout=0.1", "--prior_train_batches=2", "--keras_verbose=0"),
+    )
+    with caplog.at_level(logging.INFO, logger="absl"):
+        assert train.run_prior(train.FLAGS.workdir) == 0
+    saved = json.loads((tmp_path / "prior" / "prior_metrics.json").read_text())
+    assert saved["kind"] == "transformer" and saved["num_train_maps"] == 8 and len(saved["history"]["loss"]) == 2
+    config = PriorConfig.load(tmp_path / "prior" / "prior_config.json")
+    assert (config.embed_dim, config.learning_rate, config.dropout, config.train_batches) == (16, 1e-3, 0.1, 2)
+    assert sorted(p.name for p in speech_run.iterdir()) == before  # the run is only read
+    assert any("kbps" in r.getMessage() and "packed codes 16.00" in r.getMessage() for r in caplog.records)
