@@ -12,6 +12,9 @@ import tensorflow as tf
 
 from tests.training.test_audio_training import RATE, TINY, audio_dir, train_flags  # noqa: F401
 from vqvae_tf.data.wav import read_wav
+from vqvae_tf.priors.likelihood import nll_per_code
+from vqvae_tf.priors.loading import load_prior
+from vqvae_tf.priors.stage_tokens import stages_to_tokens
 from vqvae_tf.training.code_files import load_codes
 from vqvae_tf.training.config import ConfigError, TrainConfig
 from vqvae_tf.training.loop import train_and_evaluate
@@ -68,7 +71,7 @@ def test_speech_prior_models_segments_as_token_rows(audio_dir, speech_run, speec
 
 @pytest.mark.slow
 def test_speech_prior_reports_kbps_against_packed_codes(speech_prior):
-    _, metrics = speech_prior
+    workdir, metrics = speech_prior
     for name in ("bits_per_code", "unigram_bits_per_code", "prior_kbps", "unigram_kbps", "packed_kbps"):
         assert np.isfinite(metrics[name]) and metrics[name] > 0, name
     tokens_per_second = RATE / HOP * STAGES
@@ -77,6 +80,15 @@ def test_speech_prior_reports_kbps_against_packed_codes(speech_prior):
     assert metrics["prior_kbps"] == pytest.approx(metrics["bits_per_code"] * tokens_per_second / 1000)
     assert metrics["unigram_kbps"] == pytest.approx(metrics["unigram_bits_per_code"] * tokens_per_second / 1000)
     assert "bits_per_dim" not in metrics  # the image bound (256-level pixels) does not apply
+    # Per stage: one token a frame each, so their mean is the NLL per token.
+    assert len(metrics["bits_per_stage"]) == len(metrics["unigram_bits_per_stage"]) == STAGES
+    assert np.mean(metrics["unigram_bits_per_stage"]) == pytest.approx(metrics["unigram_bits_per_code"])
+    assert np.mean(metrics["bits_per_stage"]) == pytest.approx(metrics["bits_per_code"])
+    # ... and that NLL is the prior's on the held-out segments' tokens.
+    codes, _ = load_codes(workdir / "codes_validation.npz")
+    tokens = stages_to_tokens(codes[:, None], NUM_CODES)
+    nll = nll_per_code(load_prior(workdir / "prior.keras"), tokens)
+    assert metrics["nll_nats"] == pytest.approx(nll, rel=1e-5)
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ from vqvae_tf.training.speech_prior import (
     audio_extraction_batches,
     frame_unigram_nats,
     speech_rates,
+    stage_nats,
     validation_segments,
     write_sample_wavs,
 )
@@ -190,11 +191,9 @@ def _nll_metrics(nll, unigram_nll):
 
 def _speech_metrics(vqvae, prior, maps, sample_rate):
     """Test NLL of the prior and of the per-stage unigram, and the bit rates they code held-out speech at."""
-    from vqvae_tf.priors.likelihood import nll_per_code
-
-    nll = nll_per_code(prior, maps.test, maps.test_labels, batch_size=_evaluation_batch(maps))
-    unigram_nll = frame_unigram_nats(maps.train, maps.test, maps.vocabulary, maps.num_stages)
-    metrics = _nll_metrics(nll, unigram_nll)
+    stages = stage_nats(prior, maps.test, maps.test_labels, maps.num_stages, _evaluation_batch(maps))
+    unigram_stages = frame_unigram_nats(maps.train, maps.test, maps.vocabulary, maps.num_stages)
+    metrics = _nll_metrics(float(stages.mean()), float(unigram_stages.mean()))
     rates = speech_rates(
         metrics["bits_per_code"],
         metrics["unigram_bits_per_code"],
@@ -203,7 +202,13 @@ def _speech_metrics(vqvae, prior, maps, sample_rate):
         vqvae.num_codes,
         maps.num_stages,
     )
-    return {**metrics, **rates, "unigram": "per-stage code frequencies of the training segments, pooled over time"}
+    return {
+        **metrics,
+        **rates,
+        "bits_per_stage": [float(v) for v in stages / math.log(2)],
+        "unigram_bits_per_stage": [float(v) for v in unigram_stages / math.log(2)],
+        "unigram": "per-stage code frequencies of the training segments, pooled over time",
+    }
 
 
 def _likelihood_metrics(vqvae, prior, maps, bundle, train_batches):

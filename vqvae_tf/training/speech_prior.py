@@ -30,6 +30,7 @@ __all__ = [
     "audio_extraction_batches",
     "frame_unigram_nats",
     "speech_rates",
+    "stage_nats",
     "validation_segments",
     "write_sample_wavs",
 ]
@@ -78,8 +79,38 @@ def validation_segments(validation, length):
     return validation.map(element).filter(non_empty)
 
 
+def stage_nats(model, tokens, labels, num_stages, batch_size):
+    """Mean NLL in nats of each stage's tokens in token maps `(N, 1, T * S)` (or `(N, 1, S)` frames).
+
+    The mean over stages is the NLL per token (every stage has one token a
+    frame), as `vqvae_tf.priors.likelihood.nll_per_code` gives it.
+
+    Args:
+        model: a prior (or `UnigramPrior`) with `logits(tokens, labels)`.
+        tokens: int token maps.
+        labels: class ids `(N,)` of a conditional prior, else None.
+        num_stages: S.
+        batch_size: maps per forward pass.
+
+    Returns:
+        float64 `(S,)`.
+    """
+    from vqvae_tf.priors.likelihood import code_log_prob
+
+    tokens = np.asarray(tokens)
+    if not len(tokens):
+        raise ValueError("stage_nats received no token maps; expected at least one.")
+    totals = np.zeros(num_stages)
+    for start in range(0, len(tokens), batch_size):
+        batch = tokens[start : start + batch_size]
+        batch_labels = None if labels is None else labels[start : start + batch_size]
+        log_prob = np.asarray(code_log_prob(model.logits(batch, batch_labels), batch), np.float64)
+        totals -= log_prob.reshape(len(batch), -1, num_stages).sum(axis=(0, 1))
+    return totals / (tokens.size // num_stages)
+
+
 def frame_unigram_nats(train_tokens, test_tokens, vocabulary, num_stages):
-    """NLL in nats per token of `test_tokens` under each stage's code frequencies in `train_tokens`.
+    """NLL in nats of each stage's tokens in `test_tokens` under its code frequencies in `train_tokens`.
 
     The unigram baseline of speech: a segment starts anywhere in a clip, so
     the frequencies are pooled over time (one distribution per stage, the
@@ -89,13 +120,15 @@ def frame_unigram_nats(train_tokens, test_tokens, vocabulary, num_stages):
         train_tokens, test_tokens: int token maps `(N, 1, T * S)`.
         vocabulary: tokens, `S * K`.
         num_stages: S.
+
+    Returns:
+        float64 `(S,)`, as `stage_nats`.
     """
-    from vqvae_tf.priors.likelihood import nll_per_code
     from vqvae_tf.priors.unigram import UnigramPrior
 
     frames = lambda tokens: np.asarray(tokens).reshape(-1, 1, num_stages)
     unigram = UnigramPrior(vocabulary, (1, num_stages)).fit(frames(train_tokens))
-    return nll_per_code(unigram, frames(test_tokens), batch_size=4096)
+    return stage_nats(unigram, frames(test_tokens), None, num_stages, batch_size=4096)
 
 
 def speech_rates(bits_per_token, unigram_bits_per_token, sample_rate, hop, num_codes, num_stages):
