@@ -107,6 +107,8 @@ def test_speech_prior_writes_wav_samples(speech_prior):
 def test_pixelcnn_on_a_speech_run_is_refused(speech_run, tmp_path, train_flags, caplog):  # noqa: F811
     with pytest.raises(ConfigError, match=r"speech run.*kind='transformer'.*received kind='pixelcnn'"):
         train_prior(tiny_prior(kind="pixelcnn"), speech_run, tmp_path / "prior")
+    with pytest.raises(ConfigError, match=r"image_size applies to image runs; .* is a speech run \(received 32\)"):
+        train_prior(tiny_prior(), speech_run, tmp_path / "prior", image_size=32)
     assert not (tmp_path / "prior").exists()
     train = train_flags("--stage=prior", f"--workdir={speech_run}", "--prior=pixelcnn")
     with caplog.at_level(logging.ERROR):

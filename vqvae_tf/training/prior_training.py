@@ -321,6 +321,10 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
     audio = saved is not None and saved.is_audio
     if audio:
         _check_speech_prior(config, vqvae_workdir)
+        if image_size is not None:
+            raise ConfigError(
+                f"image_size applies to image runs; {vqvae_workdir} is a speech run (received {image_size})."
+            )
     else:
         _vqvae_settings(saved, vqvae_workdir, dataset, image_size)  # fails early without a dataset
     workdir = Path(workdir)
