@@ -48,6 +48,9 @@ flags.DEFINE_string(
 flags.DEFINE_bool("prior_conditional", False, "Class-conditional prior (labelled data, --stage=prior).")
 flags.DEFINE_integer("prior_steps", 2000, "Prior training steps (--stage=prior).", lower_bound=1)
 flags.DEFINE_integer("prior_layers", 4, "Gated layers / Transformer blocks (--stage=prior).", lower_bound=1)
+flags.DEFINE_float(
+    "prior_max_minutes", 0.0, "Stop the prior's training after this many minutes; 0 = no limit.", lower_bound=0.0
+)
 flags.DEFINE_integer("prior_epochs", 1, "Validation passes over --prior_steps (--stage=prior).", lower_bound=1)
 flags.DEFINE_integer("prior_embed_dim", 128, "Transformer width (--stage=prior).", lower_bound=1)
 flags.DEFINE_float(
@@ -311,7 +314,7 @@ def run_prior(workdir):
             train_batches=FLAGS.prior_train_batches,
         )
         prior_dir = Path(FLAGS.prior_dir or Path(workdir) / "prior")
-        metrics = train_prior(config, workdir, prior_dir)
+        metrics = train_prior(config, workdir, prior_dir, max_seconds=60 * FLAGS.prior_max_minutes or None)
     except (ValueError, OSError) as error:
         logging.error("train.py: %s", " ".join(str(error).split()))
         return EXIT_BAD_INPUT

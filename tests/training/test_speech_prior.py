@@ -180,7 +180,16 @@ def test_train_py_prior_stage_on_a_speech_run(speech_run, tmp_path, train_flags,
         assert train.run_prior(train.FLAGS.workdir) == 0
     saved = json.loads((tmp_path / "prior" / "prior_metrics.json").read_text())
     assert saved["kind"] == "transformer" and saved["num_train_maps"] == 8 and len(saved["history"]["loss"]) == 2
+    assert saved["steps_run"] == 4  # --prior_max_minutes unset: no limit
     config = PriorConfig.load(tmp_path / "prior" / "prior_config.json")
     assert (config.embed_dim, config.learning_rate, config.dropout, config.train_batches) == (16, 1e-3, 0.1, 2)
     assert sorted(p.name for p in speech_run.iterdir()) == before  # the run is only read
     assert any("kbps" in r.getMessage() and "packed codes 16.00" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_time_limit_stops_the_prior_after_a_validated_epoch(speech_run, tmp_path):
+    metrics = train_prior(tiny_prior(steps=50, epochs=5), speech_run, tmp_path / "prior", max_seconds=1e-6)
+    assert metrics["steps_run"] == 1  # the first step ends past the budget
+    assert len(metrics["history"]["loss"]) == 1 and len(metrics["history"]["val_loss"]) == 1
+    assert (tmp_path / "prior" / "prior.keras").is_file() and np.isfinite(metrics["prior_kbps"])

@@ -153,11 +153,14 @@ def _vqvae_settings(saved, vqvae_workdir, dataset, image_size):
     return dataset, image_size, 64, 0
 
 
-def _fit_prior(config, strategy, maps):
-    """Builds the prior under `strategy` and fits it to the code maps; returns `(prior, history)`."""
+def _fit_prior(config, strategy, maps, max_seconds=None):
+    """Builds the prior under `strategy` and fits it to the code maps; returns `(prior, history, steps run)`."""
     import keras
 
     from vqvae_tf.training import distribute
+    from vqvae_tf.training.callbacks import TimeLimit
+
+    limit = TimeLimit(max_seconds) if max_seconds else None
 
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
@@ -170,8 +173,10 @@ def _fit_prior(config, strategy, maps):
         steps_per_epoch=config.steps // config.epochs,
         validation_data=code_dataset(maps.test, maps.test_labels, config.batch_size, config.seed, False),
         verbose=config.verbose,
+        callbacks=[limit] if limit else [],
     )
-    return prior, history
+    steps = limit.steps if limit else config.steps // config.epochs * config.epochs
+    return prior, history, steps
 
 
 def _evaluation_batch(maps):
@@ -276,7 +281,7 @@ def _audio_data(config, model_path, saved, dataset):
     return bundle, bundle.train.take(batches), test, fingerprint, batches
 
 
-def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None):
+def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None, max_seconds=None):
     """Trains a prior on the codes of the VQ-VAE in `vqvae_workdir`.
 
     Args:
@@ -289,6 +294,9 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
             when there is no config.json).
         image_size: optional image size overriding config.json's (same;
             images only).
+        max_seconds: optional wall-clock budget of the prior's training:
+            it stops at the first step past it (`callbacks.TimeLimit`), and
+            `steps_run` says how far it got. None (default): no limit.
 
     Returns:
         The metrics dict also written to `prior_metrics.json`: `nll_nats`
@@ -297,7 +305,8 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         per stage for speech, as `unigram` says),
         `nll_reduction_vs_unigram` (fraction), `map_shape` (of the prior's
         maps), `num_codes` (of the VQ-VAE), `num_stages`, `num_train_maps`,
-        `num_test_maps`, `history` (per-epoch training logs) and `paths`;
+        `num_test_maps`, `steps_run`, `history` (per-epoch training logs) and
+        `paths`;
         for images also `bits_per_dim` (the paper's VQ-VAE + prior bound on
         test images), `prior_bits_per_dim`, `reconstruction_nats`,
         `decoder_scale` and `mse`; for speech (`audio`: True) the
@@ -343,7 +352,7 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
     num_classes = (bundle.num_classes or 0) if config.conditional else 0
     maps = prior_code_maps(vqvae, train_data, test_data, workdir, fingerprint, num_classes)
 
-    prior, history = _fit_prior(config, strategy, maps)
+    prior, history, steps_run = _fit_prior(config, strategy, maps, max_seconds)
     save_model(prior, workdir / "prior.keras")
     if audio:
         likelihoods = {**_speech_metrics(vqvae, prior, maps, saved.sample_rate), "sample_rate": saved.sample_rate}
@@ -367,6 +376,7 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
         "num_stages": int(maps.num_stages),
         "num_train_maps": len(maps.train),
         "num_test_maps": len(maps.test),
+        "steps_run": int(steps_run),
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
         "paths": {"prior": str(workdir / "prior.keras"), "samples": samples_path},
     }
