@@ -5,10 +5,12 @@
     python train.py --stage=prior --workdir=runs/mnist --prior=pixelcnn --prior_conditional
     python train.py --workdir=runs/speech --dataset=audio:../shared/data/speech/ljspeech16k \
         --validation_list=ljspeech16k --crop_length=8000 --audio_strides=2,4,5,8   # a speech model
+    python train.py --stage=prior --workdir=runs/speech --prior=transformer   # tokens of speech
 
 The prior stage reads the VQ-VAE of --workdir (model.keras, config.json) and
-writes WORKDIR/prior/ (prior.keras, prior_metrics.json, samples.png); sample
-more with `python -m vqvae_tf.training.sample`.
+writes WORKDIR/prior/ (prior.keras, prior_metrics.json, samples.png, or for
+a speech run samples/prior_sample_k.wav); sample more with
+`python -m vqvae_tf.training.sample`.
 
 Outputs go to --workdir (see vqvae_tf/training/loop.py). Run the same command again
 after an interruption to resume; --overwrite starts afresh. On resume only
@@ -33,10 +35,37 @@ flags.DEFINE_enum(
     "vqvae: train (and export) the VQ-VAE; prior: train a prior on the codes of --workdir's VQ-VAE.",
 )
 flags.DEFINE_string("workdir", "runs/default", "Directory of the run's outputs (resumed if it holds one).")
-flags.DEFINE_enum("prior", "pixelcnn", ["pixelcnn", "transformer"], "Prior model (--stage=prior).")
+flags.DEFINE_enum(
+    "prior",
+    "auto",
+    ["auto", "pixelcnn", "transformer"],
+    "Prior model (--stage=prior); auto: pixelcnn for image runs, transformer for speech runs (their tokens are "
+    "sequences; the PixelCNN is 2-D).",
+)
+flags.DEFINE_string(
+    "prior_dir", None, "Output directory of --stage=prior (default: WORKDIR/prior; the run itself is only read)."
+)
 flags.DEFINE_bool("prior_conditional", False, "Class-conditional prior (labelled data, --stage=prior).")
 flags.DEFINE_integer("prior_steps", 2000, "Prior training steps (--stage=prior).", lower_bound=1)
 flags.DEFINE_integer("prior_layers", 4, "Gated layers / Transformer blocks (--stage=prior).", lower_bound=1)
+flags.DEFINE_float(
+    "prior_max_minutes", 0.0, "Stop the prior's training after this many minutes; 0 = no limit.", lower_bound=0.0
+)
+flags.DEFINE_integer("prior_epochs", 1, "Validation passes over --prior_steps (--stage=prior).", lower_bound=1)
+flags.DEFINE_integer("prior_embed_dim", 128, "Transformer width (--stage=prior).", lower_bound=1)
+flags.DEFINE_float(
+    "prior_learning_rate", 3e-4, "Adam learning rate of the prior (--stage=prior).", lower_bound=1e-9, upper_bound=1.0
+)
+flags.DEFINE_float(
+    "prior_dropout", 0.0, "Transformer residual dropout (--stage=prior).", lower_bound=0.0, upper_bound=0.9
+)
+flags.DEFINE_integer(
+    "prior_train_batches",
+    None,
+    "Batches of the run's training pipeline to extract codes from (--stage=prior); unset: one pass over the "
+    "training images when their number is known, else 64 batches; speech: 64 random crops per training clip.",
+    lower_bound=1,
+)
 flags.DEFINE_bool("overwrite", False, "Delete the outputs of a previous run in --workdir first.")
 flags.DEFINE_string(
     "dataset",
@@ -251,6 +280,17 @@ def run(make_config, workdir, overwrite=False):
     return 0
 
 
+def _prior_kind(workdir):
+    """--prior, with auto resolved by the run's config.json: transformer for a speech run, else pixelcnn."""
+    from pathlib import Path
+
+    if FLAGS.prior != "auto":
+        return FLAGS.prior
+    config_path = Path(workdir) / "config.json"
+    audio = config_path.exists() and cfg.TrainConfig.load(config_path).is_audio
+    return "transformer" if audio else "pixelcnn"
+
+
 def run_prior(workdir):
     """Trains a prior on the codes of the VQ-VAE in `workdir`; returns the exit code."""
     from pathlib import Path
@@ -259,25 +299,43 @@ def run_prior(workdir):
 
     try:
         config = PriorConfig(
-            kind=FLAGS.prior,
+            kind=_prior_kind(workdir),
             conditional=FLAGS.prior_conditional,
             steps=FLAGS.prior_steps,
+            epochs=FLAGS.prior_epochs,
             num_layers=FLAGS.prior_layers,
+            embed_dim=FLAGS.prior_embed_dim,
+            learning_rate=FLAGS.prior_learning_rate,
+            dropout=FLAGS.prior_dropout,
             batch_size=FLAGS.batch_size,
             seed=FLAGS.seed,
             strategy=FLAGS.strategy,
             verbose=FLAGS.keras_verbose,
+            train_batches=FLAGS.prior_train_batches,
         )
-        metrics = train_prior(config, workdir, Path(workdir) / "prior")
+        prior_dir = Path(FLAGS.prior_dir or Path(workdir) / "prior")
+        metrics = train_prior(config, workdir, prior_dir, max_seconds=60 * FLAGS.prior_max_minutes or None)
     except (ValueError, OSError) as error:
         logging.error("train.py: %s", " ".join(str(error).split()))
         return EXIT_BAD_INPUT
+    if metrics["audio"]:
+        logging.info(
+            "prior: held-out speech %.3f bits/token (unigram %.3f): %.2f kbps (unigram %.2f, packed codes %.2f); "
+            "outputs in %s",
+            metrics["bits_per_code"],
+            metrics["unigram_bits_per_code"],
+            metrics["prior_kbps"],
+            metrics["unigram_kbps"],
+            metrics["packed_kbps"],
+            prior_dir,
+        )
+        return 0
     logging.info(
         "prior: test NLL %.3f bits/code (unigram %.3f), VQ-VAE + prior bound %.3f bits/dim; outputs in %s",
         metrics["bits_per_code"],
         metrics["unigram_bits_per_code"],
         metrics["bits_per_dim"],
-        Path(workdir) / "prior",
+        prior_dir,
     )
     return 0
 

@@ -51,8 +51,10 @@ class UnigramPrior:
             if isinstance(batch, (tuple, list)):
                 batch = batch[0]
             batch = validate_codes(batch, self.num_codes, self.map_shape).numpy()
-            one_hot = np.eye(self.num_codes, dtype=np.float64)[batch]
-            self.counts += one_hot.sum(axis=0)
+            # Counts by bincount, not a one-hot sum: a one-hot batch is
+            # N * H * W * K floats (gigabytes for speech tokens, K = S * 1024).
+            flat = np.arange(batch[0].size).reshape(self.map_shape) * self.num_codes + batch
+            self.counts += np.bincount(flat.ravel(), minlength=self.counts.size).reshape(self.counts.shape)
         return self
 
     def logits(self, codes, labels=None):

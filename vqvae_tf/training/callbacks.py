@@ -1,4 +1,4 @@
-"""Keras callbacks of a training run: atomic checkpoints, samples, NaN guard.
+"""Keras callbacks of a training run: atomic checkpoints, samples, NaN guard, time limit.
 
 Keras's own `ModelCheckpoint` and `BackupAndRestore` write their files in
 place, so a kill during a save leaves a truncated `.keras` zip or `.h5` file
@@ -76,6 +76,45 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         filepath = self._get_file_path(epoch, batch, logs)
         if self._should_save_model(epoch, batch, logs, filepath):
             save_model(self.model, filepath)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at the first batch that ends `seconds` after training began.
+
+    The epoch it stops in still runs its validation and epoch-end callbacks
+    (Keras's `stop_training`), so the history ends with a validated epoch;
+    `steps` counts the training batches run.
+
+    Args:
+        seconds: float > 0, the wall-clock budget of `fit`.
+
+    Example:
+
+    ```python
+    limit = TimeLimit(25 * 60)
+    model.fit(data, epochs=10, steps_per_epoch=100, callbacks=[limit])
+    limit.steps   # batches run, 1000 if the budget sufficed
+    ```
+    """
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.steps = 0
+        self.stopped = False
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+
+        self.steps += 1
+        if time.monotonic() - self._start > self.seconds:
+            self.model.stop_training = True
+            self.stopped = True
 
 
 class NaNGuard(keras.callbacks.Callback):

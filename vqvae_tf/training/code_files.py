@@ -6,7 +6,8 @@ fingerprint of `model.keras` and the data settings (`code_fingerprint`), so
 a retrained VQ-VAE is never paired with stale codes. `prior_code_maps` gives
 `train_prior` its train and test maps; a residual VQ-VAE's `(h, w, S)` code
 maps are modelled as `(h, w * S)` maps of `S * K` tokens
-(`vqvae_tf.priors.stage_tokens`), coarse stage first at each position.
+(`vqvae_tf.priors.stage_tokens`), coarse stage first at each position, and
+a speech VQ-VAE's `(T, S)` codes as 1-row maps `(1, T * S)`.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class CodeMaps:
     """The prior's train and test maps (tokens, for a residual VQ-VAE) and their labels.
 
     Attributes:
-        train, test: int32 maps `(N, h, w * num_stages)`.
+        train, test: int32 maps `(N, h, w * num_stages)` (speech: h = 1,
+            w = T frames).
         train_labels, test_labels: int32 `(N,)`, or None for an
             unconditional prior.
         num_stages: codes per position of the VQ-VAE (1 but for a residual
@@ -145,6 +147,10 @@ def prior_code_maps(vqvae, train_images, test_images, workdir, fingerprint, num_
         path = Path(workdir) / f"codes_{name}.npz"
         splits[name] = load_codes(path, fingerprint) or extract_codes(vqvae, data, path, fingerprint=fingerprint)
     (train, train_labels), (test, test_labels) = splits["train"], splits["validation"]
+    if getattr(vqvae, "rank", 2) == 1:
+        # A speech VQ-VAE's (T,) or (T, S) codes are 1-row maps (1, T) or
+        # (1, T, S): a sequence, time-major (vqvae_tf.training.speech_prior).
+        train, test = train[:, None], test[:, None]
     # A residual VQ-VAE's (h, w, S) maps are modelled as (h, w * S) token maps.
     num_stages = train.shape[3] if train.ndim == 4 else 1
     if train.ndim == 4:

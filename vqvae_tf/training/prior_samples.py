@@ -1,8 +1,10 @@
-"""Images from a trained prior: sampled code maps decoded by the VQ-VAE.
+"""Images (or speech clips) from a trained prior: sampled code maps decoded by the VQ-VAE.
 
-`sample_images` serves both `train_prior` (the run's `samples.png`) and the
-sample command line (`python -m vqvae_tf.training.sample`); the grid itself
-is written by `vqvae_tf.utils.image_grid.save_image_grid`.
+`sample_images` serves both `train_prior` (the run's `samples.png`, or for
+a speech run its `samples/prior_sample_k.wav`) and the sample command line
+(`python -m vqvae_tf.training.sample`); the grid itself is written by
+`vqvae_tf.utils.image_grid.save_image_grid`, the WAV files by
+`vqvae_tf.training.speech_prior.write_sample_wavs`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def sample_images(vqvae, prior, num_per_row, labels=None, temperature=1.0, top_k
 
     Returns:
         `(images, rows)`: float images `(rows * num_per_row, H, W, C)` in
-        row-major order, and the number of rows.
+        row-major order (for a speech VQ-VAE, clips `(rows * num_per_row,
+        T * hop, 1)`), and the number of rows.
     """
     if prior.num_classes:
         labels = list(range(prior.num_classes)) if labels is None else [int(v) for v in labels]
@@ -42,4 +45,6 @@ def sample_images(vqvae, prior, num_per_row, labels=None, temperature=1.0, top_k
     stages = getattr(vqvae.quantizer, "code_shape", ())
     if stages:
         codes = tokens_to_stages(codes, vqvae.num_codes, stages[0])
+    if getattr(vqvae, "rank", 2) == 1:
+        codes = np.asarray(codes)[:, 0]  # a speech prior's 1-row maps are (T,) or (T, S) codes
     return np.asarray(vqvae.decode_codes(codes), np.float32), rows

@@ -7,7 +7,9 @@
 `train.py --stage=prior` (`prior.keras`; default `WORKDIR/prior`). A
 class-conditional prior draws one row per label (`--labels`, default every
 class) of `ceil(num / rows)` samples; an unconditional one a near-square grid
-of `--num` samples. Bad input exits with code 2 and a one-line message.
+of `--num` samples. For a speech run `--out` is a directory, which gets
+`prior_sample_k.wav` files instead of a grid. Bad input exits with code 2
+and a one-line message.
 
 The flags are defined in `main()`, not at import: importing this module
 defines nothing.
@@ -27,7 +29,7 @@ def _define_flags():
     flags.DEFINE_integer("top_k", 0, "Sample among the k most likely codes; 0 = all.", lower_bound=0)
     flags.DEFINE_list("labels", [], "Class ids, one row each (conditional priors); default: all classes.")
     flags.DEFINE_integer("seed", 0, "Sampling seed.", lower_bound=0)
-    flags.DEFINE_string("out", "samples.png", "Output PNG.")
+    flags.DEFINE_string("out", "samples.png", "Output PNG (a speech run: a directory for WAV files).")
     return flags.FLAGS
 
 
@@ -41,6 +43,17 @@ def _parse_labels(values):
         return [int(v) for v in values]
     except ValueError:
         raise ValueError(f"--labels must be comma-separated integers; received {','.join(values)!r}.") from None
+
+
+def _sample_rate(vqvae, workdir):
+    """A speech VQ-VAE's rate: its own (the speech network stores it), else its run's config.json."""
+    from vqvae_tf.training.config import TrainConfig
+
+    if vqvae.sample_rate is not None:
+        return vqvae.sample_rate
+    if not (workdir / "config.json").is_file():
+        raise FileNotFoundError(f"{workdir / 'config.json'} does not exist: it gives the speech run's sample rate.")
+    return TrainConfig.load(workdir / "config.json").sample_rate
 
 
 def run(workdir, prior_dir, num, temperature, top_k, labels, seed, out):
@@ -60,6 +73,9 @@ def run(workdir, prior_dir, num, temperature, top_k, labels, seed, out):
     vqvae = load_keras_file(model_path, what="VQ-VAE")
     if top_k > prior.num_codes:
         raise ValueError(f"--top_k must be at most num_codes={prior.num_codes}; received {top_k}.")
+    speech = getattr(vqvae, "rank", 2) == 1
+    if speech and Path(out).suffix:
+        raise ValueError(f"a speech run's samples are WAV files: --out must be a directory; received {out}.")
     if prior.num_classes:
         labels = labels or list(range(prior.num_classes))
         bad = [v for v in labels if not 0 <= v < prior.num_classes]
@@ -73,6 +89,11 @@ def run(workdir, prior_dir, num, temperature, top_k, labels, seed, out):
             raise ValueError("--labels given, but this prior is unconditional.")
         images, _ = sample_images(vqvae, prior, num, temperature=temperature, top_k=top_k, seed=seed)
         rows = _grid_rows(num)
+    if speech:
+        from vqvae_tf.training.speech_prior import write_sample_wavs
+
+        write_sample_wavs(out, images, _sample_rate(vqvae, Path(workdir)))
+        return Path(out)
     return save_image_grid(out, images, rows)
 
 
