@@ -140,6 +140,11 @@ def scan_audio_folder(directory, config):
     return names, clips, labels, found
 
 
+def validation_list_file(name_or_path):
+    """A shipped validation list's file for its name (`VALIDATION_LISTS`), else the path given, as a `Path`."""
+    return VALIDATION_LISTS.get(str(name_or_path), Path(name_or_path))
+
+
 def read_name_list(path):
     """The names listed in a validation list file (blank lines and `#` comments ignored)."""
     try:

@@ -22,7 +22,7 @@ from vqvae_tf.codec.chunking import encode_audio_codes
 from vqvae_tf.codec.images import IMAGE_EXTENSIONS, read_image
 from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
-from vqvae_tf.data.audio import VALIDATION_LISTS, read_name_list
+from vqvae_tf.data.audio import read_name_list, validation_list_file
 from vqvae_tf.data.image_io import load_photo, photo_names
 from vqvae_tf.export.prior_tflite import convert_prior, split_geometry
 from vqvae_tf.utils import atomic
@@ -150,8 +150,10 @@ def _training_signals(model, audio_dir, audio_exclude, photos, max_photos):
     files = sorted(Path(audio_dir).glob("*.wav"))
     held_out = set()
     if audio_exclude is not None:
-        listed = VALIDATION_LISTS.get(audio_exclude, audio_exclude)
-        held_out = {name if name.lower().endswith(".wav") else f"{name}.wav" for name in read_name_list(listed)}
+        held_out = {
+            name if name.lower().endswith(".wav") else f"{name}.wav"
+            for name in read_name_list(validation_list_file(audio_exclude))
+        }
         unknown = held_out - {path.name for path in files}
         if unknown:
             raise CodecError(f"audio_exclude names clips not in {audio_dir}: {sorted(unknown)[:3]}")

@@ -19,7 +19,7 @@ import json
 import math
 from pathlib import Path
 
-from vqvae_tf.data.audio import VALIDATION_LISTS
+from vqvae_tf.data.audio import validation_list_file
 from vqvae_tf.data.wav import MAX_RATE, MIN_RATE
 from vqvae_tf.export.api import FORMATS as EXPORT_FORMATS
 from vqvae_tf.export.api import QUANTIZATIONS as EXPORT_QUANTIZATIONS
@@ -300,7 +300,7 @@ class TrainConfig:
         """The validation list as a path: a shipped list's file for its name, else the path given (or None)."""
         if self.validation_list is None:
             return None
-        return VALIDATION_LISTS.get(self.validation_list, Path(self.validation_list))
+        return validation_list_file(self.validation_list)
 
     # ------------------------------------------------------------- the model
     def model_kwargs(self, channels, data_variance):
