@@ -66,6 +66,13 @@ flags.DEFINE_integer(
     "training images when their number is known, else 64 batches; speech: 64 random crops per training clip.",
     lower_bound=1,
 )
+flags.DEFINE_integer(
+    "prior_stages",
+    None,
+    "Model only the first N codes of each position of a residual VQ-VAE (--stage=prior); 1 = the coarse stage, "
+    "the codec's stage-0 prior (finer stages under static tables); unset: every stage.",
+    lower_bound=1,
+)
 flags.DEFINE_bool("overwrite", False, "Delete the outputs of a previous run in --workdir first.")
 flags.DEFINE_string(
     "dataset",
@@ -312,6 +319,7 @@ def run_prior(workdir):
             strategy=FLAGS.strategy,
             verbose=FLAGS.keras_verbose,
             train_batches=FLAGS.prior_train_batches,
+            stages=FLAGS.prior_stages,
         )
         prior_dir = Path(FLAGS.prior_dir or Path(workdir) / "prior")
         metrics = train_prior(config, workdir, prior_dir, max_seconds=60 * FLAGS.prior_max_minutes or None)

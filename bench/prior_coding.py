@@ -10,8 +10,10 @@ static and prior methods (the same codes, so identical reconstructions,
 which the run checks), the savings, and compress / decompress wall time
 (best of `--repeats`), plus the decompress time of a 768x512 photo (the
 first photo resized), with `--keras-peer` beside the same stream decoded
-with the Keras prior under TensorFlow. Writes
-bench/results/prior_coding_photos.json.
+with the Keras prior under TensorFlow. A residual model (`d8k512x4`) is measured at each quality (stages kept),
+its prior coding stage 0 and the later stages coded as `static` codes them.
+Writes bench/results/prior_coding_photos.json (d8k512), else
+bench/results/prior_coding_photos_MODEL.json.
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/prior_coding.py --photos [--model d8k512] [--keras-peer]
 
@@ -159,64 +161,26 @@ def photo_streams(args):
     # One untimed call per method, so no row pays for creating interpreters.
     for method in codec.METHODS:
         codec.decompress_bytes(codec.compress_image(first[:64, :64], model, method), model)
-    rows = {}
-    for name, image in images.items():
-        row = {"shape": list(image.shape)}
-        decoded = {}
-        for method in codec.METHODS:
-            data, encode_seconds = _timed(lambda: codec.compress_image(image, model, method))
-            # Best of `--repeats` decodes: the machine is shared with a training run.
-            decode_seconds = math.inf
-            for _ in range(args.repeats):
-                decoded[method], seconds = _timed(lambda: codec.decompress_bytes(data, model))
-                decode_seconds = min(decode_seconds, seconds)
-            codes = int(np.prod(bitstream.read_header(data).code_shape))
-            row[method] = {
-                "bytes": len(data),
-                "bits_per_pixel": 8 * len(data) / (image.shape[0] * image.shape[1]),
-                "bits_per_code": 8 * len(data) / codes,
-                "encode_seconds": encode_seconds,
-                "decode_seconds": decode_seconds,
-            }
-        for method in ("static", "prior"):
-            assert np.array_equal(decoded[method], decoded["packed"]), f"{name}: {method} decodes differently"
-        row["prior_vs_packed"] = 1 - row["prior"]["bytes"] / row["packed"]["bytes"]
-        row["prior_vs_static"] = 1 - row["prior"]["bytes"] / row["static"]["bytes"]
-        row["static_vs_packed"] = 1 - row["static"]["bytes"] / row["packed"]["bytes"]
-        rows[name] = row
-        print(
-            f"{name:18s} {'x'.join(map(str, image.shape[:2])):>8s} "
-            + " ".join(
-                f"{m} {row[m]['bits_per_code']:5.2f} b/code {row[m]['encode_seconds']:5.2f}/"
-                f"{row[m]['decode_seconds']:5.2f} s"
-                for m in codec.METHODS
-            )
-            + f"  prior vs packed {100 * row['prior_vs_packed']:5.1f}%  vs static {100 * row['prior_vs_static']:5.1f}%",
-            flush=True,
+    qualities = list(range(1, model.total_stages + 1)) if model.code_shape else [None]
+    rows, summaries = {}, {}
+    for quality in qualities:
+        tag = "" if quality is None else f"@q{quality}"
+        for name, image in images.items():
+            rows[name + tag] = _photo_row(model, name + tag, image, quality, args.repeats)
+        summaries[quality or "all"] = _summary(
+            [rows[name + tag] for name in images if name != "first_768x512"], quality
         )
-    held_out = [rows[name] for name in images if name != "first_768x512"]
-    totals = {m: sum(r[m]["bytes"] for r in held_out) for m in codec.METHODS}
-    pixels = sum(r["shape"][0] * r["shape"][1] for r in held_out)
-    big = rows["first_768x512"]
-    summary = {
-        "bytes": totals,
-        "bits_per_pixel": {m: 8 * totals[m] / pixels for m in codec.METHODS},
-        "prior_vs_packed": 1 - totals["prior"] / totals["packed"],
-        "prior_vs_static": 1 - totals["prior"] / totals["static"],
-        "static_vs_packed": 1 - totals["static"] / totals["packed"],
-        "identical_reconstructions": True,
-    }
+    big = rows["first_768x512" + ("" if qualities[-1] is None else f"@q{qualities[-1]}")]
+    summary = summaries[qualities[-1] or "all"]
     # The peer: the same stream decoded with the Keras prior under TensorFlow (the previous default path).
     keras_seconds = None
     if args.keras_peer:
-        data = codec.compress_image(images["first_768x512"], model, "prior")
+        data = codec.compress_image(images["first_768x512"], model, "prior", quality=qualities[-1])
         keras_prior = model.directory / "prior.keras"
         codec.decompress_bytes(data, model, prior=keras_prior)
         _, keras_seconds = _timed(lambda: codec.decompress_bytes(data, model, prior=keras_prior))
     print(
-        f"held-out total ({len(held_out)} photos) packed {totals['packed']} B, static {totals['static']} B, "
-        f"prior {totals['prior']} B: prior {100 * summary['prior_vs_packed']:.1f}% smaller than packed, "
-        f"{100 * summary['prior_vs_static']:.1f}% smaller than static; 768x512 decode: prior (LiteRT) "
+        f"768x512 decode ({'all stages' if qualities[-1] is None else f'quality {qualities[-1]}'}): prior (LiteRT) "
         f"{big['prior']['decode_seconds']:.3f} s, packed {big['packed']['decode_seconds']:.3f} s"
         + (
             f", prior with the Keras prior (TensorFlow) {keras_seconds:.3f} s = "
@@ -233,9 +197,74 @@ def photo_streams(args):
         "threads": args.threads,
         "photos": rows,
         "held_out": summary,
+        "held_out_by_quality": summaries if model.code_shape else None,
         "keras_prior_decode_seconds_768x512": keras_seconds,
         "load_average": list(os.getloadavg()),
     }
+
+
+def _photo_row(model, name, image, quality, repeats):
+    """Bytes and times of each method on one photo at one quality; the decodes must agree."""
+    from vqvae_tf import codec
+
+    row = {"shape": list(image.shape), "quality": quality}
+    decoded = {}
+    for method in codec.METHODS:
+        data, encode_seconds = _timed(lambda: codec.compress_image(image, model, method, quality=quality))
+        # Best of `repeats` decodes: the machine is shared with other work.
+        decode_seconds = math.inf
+        for _ in range(repeats):
+            decoded[method], seconds = _timed(lambda: codec.decompress_bytes(data, model))
+            decode_seconds = min(decode_seconds, seconds)
+        codes = int(np.prod(bitstream.read_header(data).code_shape))
+        row[method] = {
+            "bytes": len(data),
+            "bits_per_pixel": 8 * len(data) / (image.shape[0] * image.shape[1]),
+            "bits_per_code": 8 * len(data) / codes,
+            "encode_seconds": encode_seconds,
+            "decode_seconds": decode_seconds,
+        }
+    for method in ("static", "prior"):
+        assert np.array_equal(decoded[method], decoded["packed"]), f"{name}: {method} decodes differently"
+    row["prior_vs_packed"] = 1 - row["prior"]["bytes"] / row["packed"]["bytes"]
+    row["prior_vs_static"] = 1 - row["prior"]["bytes"] / row["static"]["bytes"]
+    row["static_vs_packed"] = 1 - row["static"]["bytes"] / row["packed"]["bytes"]
+    print(
+        f"{name:22s} {'x'.join(map(str, image.shape[:2])):>8s} "
+        + " ".join(
+            f"{m} {row[m]['bits_per_code']:5.2f} b/code "
+            f"{row[m]['encode_seconds']:5.2f}/{row[m]['decode_seconds']:5.2f} s"
+            for m in codec.METHODS
+        )
+        + f"  prior vs packed {100 * row['prior_vs_packed']:5.1f}%  vs static {100 * row['prior_vs_static']:5.1f}%",
+        flush=True,
+    )
+    return row
+
+
+def _summary(held_out, quality):
+    """Whole-file totals of the held-out photos at one quality, printed."""
+    from vqvae_tf import codec
+
+    totals = {m: sum(r[m]["bytes"] for r in held_out) for m in codec.METHODS}
+    pixels = sum(r["shape"][0] * r["shape"][1] for r in held_out)
+    summary = {
+        "bytes": totals,
+        "bits_per_pixel": {m: 8 * totals[m] / pixels for m in codec.METHODS},
+        "prior_vs_packed": 1 - totals["prior"] / totals["packed"],
+        "prior_vs_static": 1 - totals["prior"] / totals["static"],
+        "static_vs_packed": 1 - totals["static"] / totals["packed"],
+        "identical_reconstructions": True,
+    }
+    print(
+        f"held-out total ({len(held_out)} photos{'' if quality is None else f', quality {quality}'}) "
+        f"packed {totals['packed']} B, static {totals['static']} B, prior {totals['prior']} B: "
+        f"prior {100 * summary['prior_vs_packed']:.1f}% smaller than packed, "
+        f"{100 * summary['prior_vs_static']:.1f}% smaller than static; bpp "
+        + ", ".join(f"{m} {summary['bits_per_pixel'][m]:.4f}" for m in codec.METHODS),
+        flush=True,
+    )
+    return summary
 
 
 def _write_json(path, results):
@@ -261,7 +290,12 @@ def main():
     args = parser.parse_args()
     command = " ".join([Path(sys.executable).name] + sys.argv)
     if args.photos:
-        _write_json(RESULTS / "prior_coding_photos.json", {"command": command} | photo_streams(args))
+        name = (
+            "prior_coding_photos.json"
+            if args.model == "d8k512"
+            else f"prior_coding_photos_{Path(args.model).name}.json"
+        )
+        _write_json(RESULTS / name, {"command": command} | photo_streams(args))
         return
 
     with tempfile.TemporaryDirectory() as tmp:

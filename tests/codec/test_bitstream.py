@@ -337,7 +337,8 @@ def test_static_needs_the_same_distribution():
         ({"version": 0}, "version 0"),
         ({"method": 7}, "method id 7"),
         ({"method": 2}, "'prior' takes 20 parameter bytes, got 0"),
-        ({"method": 2, "params": bytes(20), "flags": 1, "stages": 2}, "'prior' with the stage-axis flag"),
+        # A stage axis: the prior's 20 bytes, then the prior part's length and the finer stages' fingerprint.
+        ({"method": 2, "params": bytes(20), "flags": 1, "stages": 2}, "'prior' takes 32 parameter bytes, got 20"),
         ({"method": 2, "params": bytes(10) + struct.pack("<HHH", 0, 4, 1) + bytes(4)}, "tile 0x4"),
         ({"method": 2, "params": bytes(10) + struct.pack("<HHH", 4, 4, 0) + bytes(4)}, "0 tiles per batch"),
         ({"flags": 4}, "flags"),
@@ -560,8 +561,9 @@ def test_prior_stream_needs_the_same_prior(prior, prior_stream):
     np.testing.assert_array_equal(decode_stream(data, prior=prior).codes, codes)
 
 
-def test_prior_refuses_stage_axis_and_bad_tiles(prior):
-    with pytest.raises(BitstreamError, match="stage axis"):
+def test_prior_refuses_a_stage_axis_without_tables_and_bad_tiles(prior):
+    # A stage axis codes the stages after the first under static tables, which must be given.
+    with pytest.raises(BitstreamError, match=r"stage axis .* code_probabilities of shape \(2, 16\), got None"):
         encode_stream(
             _random_codes((2, 2, 2), PRIOR_K),
             num_codes=PRIOR_K,

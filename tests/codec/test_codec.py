@@ -109,11 +109,20 @@ def test_residual_model_packages_and_round_trips_every_stage(prior_model_dir, tm
         expected = tiling.to_uint8(residual.decoder.decode(codes))[:20, :28]
         np.testing.assert_array_equal(codec.decompress_bytes(data, residual), expected)
     assert 8 * len(codec.compress_image(image, residual, "packed")) >= 2 * 5 * 35
-    # The prior method codes (h, w) maps only; a (h, w, stages) model is told so.
+    # The prior method: stage 0 under a prior of the model's K codes, stage 1 under its static table.
     prior = tmp_path / "prior.keras"
     prior.write_bytes((prior_model_dir / "prior.keras").read_bytes())
-    with pytest.raises(codec.CodecError, match=r"codes of shape \(h, w\) \+ \(2,\).*--method packed\|static"):
-        codec.compress_image(image, residual, "prior", prior=prior)
+    for quality in (1, 2):
+        data = codec.compress_image(image, residual, "prior", prior=prior, quality=quality)
+        header = bitstream.read_header(data)
+        assert header.method == bitstream.Method.PRIOR and header.kept_stages == quality
+        packed = codec.compress_image(image, residual, "packed", quality=quality)
+        decoded = codec.decompress_bytes(data, residual, prior=prior)
+        np.testing.assert_array_equal(decoded, codec.decompress_bytes(packed, residual))
+    # A prior over both stages' tokens (2 x 32) is not what the codec runs; the message says which to train.
+    tokens = _save_prior(tmp_path / "tokens.keras", 64, seed=0)
+    with pytest.raises(codec.CodecError, match=r"models 64 codes \(the tokens of all 2 stages\).*--prior_stages=1"):
+        codec.compress_image(image, residual, "prior", prior=tokens)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 8), (33, 17), (1, 1, 3), (7, 13, 3), (20, 9, 3)])

@@ -88,17 +88,26 @@ def test_packaging_writes_per_stage_counts_and_the_rate_of_every_quality(rvq, rv
     assert rvq.code_probabilities(2).shape == (2, NUM_CODES)
 
 
-@pytest.mark.parametrize("method", ["packed", "static"])
-def test_bpp_picks_the_highest_quality_whose_whole_file_fits(rvq, method):
-    sizes = {q: len(codec.compress_image(IMAGE, rvq, method, quality=q)) for q in range(1, STAGES + 1)}
+@pytest.fixture(scope="module")
+def stage_prior(tmp_path_factory):
+    """A tiny untrained gated PixelCNN over the model's K codes: the prior of stage 0."""
+    from .test_codec import _save_prior
+
+    return _save_prior(tmp_path_factory.mktemp("stage_prior") / "prior.keras", NUM_CODES, seed=5)
+
+
+@pytest.mark.parametrize("method", ["packed", "static", "prior"])
+def test_bpp_picks_the_highest_quality_whose_whole_file_fits(rvq, method, stage_prior):
+    options = dict(prior=stage_prior) if method == "prior" else {}
+    sizes = {q: len(codec.compress_image(IMAGE, rvq, method, quality=q, **options)) for q in range(1, STAGES + 1)}
     bpp = {q: 8 * size / (30 * 42) for q, size in sizes.items()}
     assert bpp[1] < bpp[2] < bpp[3]
     for target, expected in ((bpp[3], 3), (bpp[3] - 1e-6, 2), (bpp[2], 2), ((bpp[1] + bpp[2]) / 2, 1), (9.0, 3)):
-        data = codec.compress_image(IMAGE, rvq, method, bpp=target)
+        data = codec.compress_image(IMAGE, rvq, method, bpp=target, **options)
         assert bitstream.read_header(data).kept_stages == expected, (target, bpp)
         assert 8 * len(data) / (30 * 42) <= target
     with pytest.raises(codec.CodecError) as info:
-        codec.compress_image(IMAGE, rvq, method, bpp=bpp[1] * 0.99)
+        codec.compress_image(IMAGE, rvq, method, bpp=bpp[1] * 0.99, **options)
     assert f"the lowest reachable is {bpp[1]:.4f} bpp (quality 1)" in str(info.value)
     assert "30x42 image" in str(info.value)
 
@@ -230,12 +239,19 @@ def test_cli_quality_and_bpp_and_one_line_errors(rvq_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.vqz", "in.png", "out.png", "q1.vqz"]
 
 
-def test_prior_method_refuses_residual_models_at_any_quality(rvq, tmp_path):
-    prior = tmp_path / "prior.keras"
-    prior.write_bytes(b"never read: the stage axis is refused first")
-    for quality in (1, STAGES):
-        with pytest.raises(codec.CodecError, match=r"codes of shape \(h, w\) \+ \(3,\).*at every quality"):
-            codec.compress_image(IMAGE, rvq, "prior", quality=quality, prior=prior)
+def test_prior_method_codes_stage_zero_with_the_prior_at_every_quality(rvq, stage_prior):
+    codes = codec.encode_codes(IMAGE, rvq)
+    for quality in range(1, STAGES + 1):
+        data = codec.compress_image(IMAGE, rvq, "prior", quality=quality, prior=stage_prior)
+        header = bitstream.read_header(data)
+        assert (header.method, header.kept_stages, header.has_stage_axis) == (bitstream.Method.PRIOR, quality, True)
+        stream = bitstream.decode_stream(
+            data, prior=rvq.prior(stage_prior), code_probabilities=rvq.code_probabilities(quality)
+        )
+        np.testing.assert_array_equal(stream.codes, codes[..., :quality])
+        packed = codec.compress_image(IMAGE, rvq, "packed", quality=quality)
+        expected = codec.decompress_bytes(packed, rvq)
+        np.testing.assert_array_equal(codec.decompress_bytes(data, rvq, prior=stage_prior), expected)
 
 
 def test_eval_measures_a_chosen_quality(rvq):

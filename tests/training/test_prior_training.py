@@ -285,3 +285,41 @@ def test_train_prior_on_a_residual_vqvae_models_every_stage(tmp_path):
     assert metrics["bits_per_code"] < metrics["unigram_bits_per_code"]  # 1.68 vs 1.96 here
     images, rows = sample_images(model, prior, 3)
     assert images.shape == (3, 28, 28, 1) and rows == 1 and np.isfinite(images).all()
+
+
+class _FixedCodes:
+    """A stand-in VQ-VAE whose `codes` returns the given residual maps, one batch per call."""
+
+    num_codes = 8
+
+    def __init__(self, maps):
+        self.maps = iter(maps)
+
+    def codes(self, images):
+        return next(self.maps)
+
+
+def test_prior_stages_keeps_the_first_stages_of_a_residual_run(tmp_path):
+    from vqvae_tf.training.code_files import prior_code_maps
+
+    rng = np.random.default_rng(0)
+    train, test = rng.integers(0, 8, (6, 3, 4, 3)), rng.integers(0, 8, (2, 3, 4, 3))
+
+    def maps(stages, workdir):
+        vqvae = _FixedCodes([train, test])
+        return prior_code_maps(vqvae, [np.zeros(1)], [np.zeros(1)], tmp_path / workdir, "f", 0, stages)
+
+    coarse = maps(1, "one")
+    # Stage 0 alone: (h, w) maps of the K codes, what the codec's prior models.
+    np.testing.assert_array_equal(coarse.train, train[..., 0])
+    np.testing.assert_array_equal(coarse.test, test[..., 0])
+    assert (coarse.num_stages, coarse.vocabulary, coarse.map_shape) == (1, 8, (3, 4))
+    two = maps(2, "two")
+    assert (two.num_stages, two.vocabulary, two.map_shape) == (2, 16, (3, 8))
+    np.testing.assert_array_equal(two.train[:, :, 1::2] - 8, train[..., 1])
+    every = maps(None, "all")
+    assert (every.num_stages, every.vocabulary, every.map_shape) == (3, 24, (3, 12))
+    with pytest.raises(ValueError, match="stages=4 exceeds the VQ-VAE's 3 code"):
+        maps(4, "four")
+    with pytest.raises(ConfigError, match="stages"):
+        PriorConfig(stages=0)

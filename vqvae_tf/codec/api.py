@@ -146,7 +146,8 @@ def compress_image(
             `DEFAULT_MODEL`.
         method: "packed" (fixed-width codes), "static" (entropy coded under
             the model's code usage distribution) or "prior" (entropy coded
-            under an autoregressive prior; single-stage models only).
+            under an autoregressive prior; a residual model's first stage
+            under the prior, its later stages as "static" codes them).
             Defaults to "packed".
         quality: stages kept, `1..S` for a residual model of S stages (1
             only for a single-stage model). Defaults to S (all stages).

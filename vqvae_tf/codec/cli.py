@@ -138,7 +138,7 @@ def define_flags():
         "prior",
         None,
         "compress/decompress --method prior: a prior.tflite, or a prior.keras (needs TensorFlow); "
-        "default: the model's own prior.tflite, else prior.keras (the shipped d8k512 has both).",
+        "default: the model's own prior.tflite, else prior.keras (the shipped d8k512 has both, d8k512x4 the TFLite).",
     )
     flags.DEFINE_integer(
         "quality",
@@ -152,9 +152,17 @@ def define_flags():
     flags.DEFINE_string("decoder", "float16", "package: decoder quantization to ship.")
     flags.DEFINE_string("command", "", "package, add-prior: the training command to record.")
     flags.DEFINE_string(
-        "photos", None, "package: folder of the model's training photos to count code usage on (default: the bundled)."
+        "photos",
+        None,
+        "package, add-prior: folder of the model's training photos to count codes / measure the prior's rate on "
+        "(default: the bundled).",
     )
-    flags.DEFINE_integer("max_photos", 200, "package --photos: photos counted at most (evenly spaced).", lower_bound=1)
+    flags.DEFINE_integer(
+        "max_photos", 200, "package, add-prior --photos: photos used at most (evenly spaced).", lower_bound=1
+    )
+    flags.DEFINE_bool(
+        "keras_copy", True, "add-prior: also write prior.keras beside prior.tflite (--nokeras_copy: the TFLite only)."
+    )
     flags.DEFINE_bool(
         "overwrite", False, "package: replace an existing output directory; add-prior: replace the model's prior."
     )

@@ -216,15 +216,11 @@ class CodecModel:
             CodecError: TensorFlow is missing, the file is not a prior, or
                 the prior does not fit this model (codebook size, class
                 labels, the model it was trained for).
+
+        A residual model's prior models its first stage's `(h, w)` maps
+        (`train.py --stage=prior --prior_stages=1`): the method codes that
+        stage with it and the later stages under their static tables.
         """
-        # Checked before any file is read: the method codes (h, w) maps, and a
-        # residual model's prior models S * K tokens, so the codebook-size
-        # check below would blame the wrong thing.
-        if self.code_shape:
-            raise CodecError(
-                f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
-                "method codes (h, w) maps (at every quality); use --method packed|static"
-            )
         if path is None:
             if self.prior_path is None:
                 raise FileNotFoundError(
@@ -261,8 +257,7 @@ class CodecModel:
         num_codes, num_classes = getattr(prior, "num_codes", None), getattr(prior, "num_classes", None)
         if num_codes is None or num_classes is None or not hasattr(prior, "logits"):
             raise CodecError(f"{path} holds a {type(prior).__name__}, not an autoregressive prior")
-        if num_codes != self.num_codes:
-            raise CodecError(f"prior {path} models {num_codes} codes; model {self.name!r} has {self.num_codes}")
+        self._check_prior_codes(path, num_codes)
         if num_classes:
             raise CodecError(
                 f"prior {path} is class-conditional ({num_classes} classes); the codec needs an unconditional prior"
@@ -273,18 +268,23 @@ class CodecModel:
     def _lite_prior(self, path: Path):
         from vqvae_tf.codec.prior_coding.lite_prior import LitePrior
 
-        if self.code_shape:
-            raise CodecError(
-                f"model {self.name!r} has codes of shape (h, w) + {self.code_shape}; the 'prior' "
-                "method codes (h, w) maps; use --method packed|static"
-            )
         try:
             prior = LitePrior(path, num_threads=self.num_threads)
         except ValueError as error:
             raise CodecError(f"cannot load prior {path}: {error}") from None
-        if prior.num_codes != self.num_codes:
-            raise CodecError(f"prior {path} models {prior.num_codes} codes; model {self.name!r} has {self.num_codes}")
+        self._check_prior_codes(path, prior.num_codes)
         return prior
+
+    def _check_prior_codes(self, path, num_codes) -> None:
+        if num_codes == self.num_codes:
+            return
+        hint = ""
+        if self.code_shape and num_codes == self.num_codes * self.total_stages:
+            hint = (
+                f" (the tokens of all {self.total_stages} stages); the codec's prior models the first stage's "
+                "codes: train it with `train.py --stage=prior --prior_stages=1`"
+            )
+        raise CodecError(f"prior {path} models {num_codes} codes{hint}; model {self.name!r} has {self.num_codes}")
 
 
 def stream_model_id(model_id: str) -> bytes:

@@ -25,14 +25,15 @@ def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=N
     """The stream of the first `stages` stages of `codes` (all of a single-stage model's) under `method`.
 
     `static` codes each kept stage of a residual model under its own
-    distribution, a single-stage model's codes under its one; `signal` is
-    `image_shape=` or `audio=` of `encode_stream`.
+    distribution, a single-stage model's codes under its one; `prior` codes
+    a residual model's first stage with `prior` and the later stages as
+    `static` does; `signal` is `image_shape=` or `audio=` of `encode_stream`.
 
     Raises:
         CodecError: the codes cannot be encoded (a `BitstreamError`), or
             `static` without the model's code counts.
     """
-    static = method == "static"
+    tables = method == "static" or (method == "prior" and bool(model.code_shape))
     try:
         return encode_stream(
             keep_stages(codes, model, stages),
@@ -40,7 +41,7 @@ def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=N
             model_id=model.stream_id,
             total_stages=model.total_stages if model.code_shape else None,
             method=method,
-            code_probabilities=model.code_probabilities(stages if model.code_shape else None) if static else None,
+            code_probabilities=model.code_probabilities(stages if model.code_shape else None) if tables else None,
             prior=prior,
             **signal,
         )
@@ -103,8 +104,11 @@ def static_probabilities(header: Header, model: CodecModel):
     """The code distribution(s) a `static` stream was coded under, else None.
 
     Version 2 codes each stage kept under its own distribution; version 1
-    coded every code under the pooled one.
+    coded every code under the pooled one. A `prior` stream with a stage axis
+    codes its stages after the first under the same per-stage tables.
     """
+    if header.method == Method.PRIOR and header.has_stage_axis:
+        return model.code_probabilities(header.kept_stages)
     if header.method != Method.STATIC:
         return None
     per_stage = header.version >= 2 and header.has_stage_axis

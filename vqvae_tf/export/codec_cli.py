@@ -22,7 +22,15 @@ def _package(args, FLAGS):
 
 
 def _add_prior(args, FLAGS):
-    out = add_prior(args[0], args[1], command=FLAGS.command, overwrite=FLAGS.overwrite)
+    out = add_prior(
+        args[0],
+        args[1],
+        command=FLAGS.command,
+        overwrite=FLAGS.overwrite,
+        keras_copy=FLAGS.keras_copy,
+        photos=FLAGS.photos,
+        max_photos=FLAGS.max_photos,
+    )
     print(out.with_suffix(".json").read_text().strip())
 
 

@@ -214,7 +214,16 @@ def _rates(model, bits: int, entropies) -> tuple[list, str]:
     return rates, "audio"
 
 
-def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) -> Path:
+def add_prior(
+    model,
+    prior_path,
+    *,
+    command: str = "",
+    overwrite: bool = False,
+    keras_copy: bool = True,
+    photos=None,
+    max_photos: int = 200,
+) -> Path:
     """Adds a trained prior to a codec model directory (needs TensorFlow).
 
     Checks that the prior fits the model (`CodecModel.prior`), measures the
@@ -233,23 +242,35 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
         prior_path: the trained `prior.keras` (`train.py --stage=prior`).
         command: the prior's training command, recorded in `prior.json`.
         overwrite: replace a prior the model already has. Defaults to False.
+        keras_copy: also write `prior.keras` (what `--prior prior.keras`
+            runs under TensorFlow; the streams are the same). False writes
+            only `prior.tflite` and `prior.json`, half the bytes, for a
+            model whose shipped size counts. Defaults to True.
+        photos, max_photos: the photos the rate is measured on, as for
+            `package_model`: None (default) the bundled training photos,
+            else up to `max_photos` of that folder, evenly spaced.
 
     Returns:
-        The path of the written `prior.keras`.
+        The path of the written `prior.keras`, or of `prior.tflite` when
+        `keras_copy` is False.
     """
     model = load_model(model)
-    if (model.directory / PRIOR).is_file() and not overwrite:
-        raise CodecError(f"model {model.name!r} already has {PRIOR}; pass overwrite=True (--overwrite) to replace it")
+    existing = [name for name in (PRIOR, LITE_PRIOR) if (model.directory / name).is_file()]
+    if existing and not overwrite:
+        raise CodecError(
+            f"model {model.name!r} already has {existing[0]}; pass overwrite=True (--overwrite) to replace it"
+        )
     prior_path = Path(prior_path)
     if prior_path.suffix != ".keras":
         raise CodecError(f"add-prior takes a trained prior.keras; received {prior_path}")
     prior = model.prior(prior_path)
     bits, count = 0, 0
-    photos = photo_names("train")
-    for name in photos:
-        codes = encode_codes(np.asarray(load_photo(name)), model)
-        bits += 8 * len(encode_prior_payload(prior, codes)[1])
-        count += codes.size
+    maps, source = _training_photos(model, photos, max_photos)
+    for codes in maps:
+        # A residual model's prior codes its first stage (CodecModel.prior).
+        coarse = np.ascontiguousarray(codes[..., 0]) if model.code_shape else codes
+        bits += 8 * len(encode_prior_payload(prior, coarse)[1])
+        count += coarse.size
     sidecar = dict(
         model_id=model.model_id,
         num_codes=model.num_codes,
@@ -259,18 +280,22 @@ def add_prior(model, prior_path, *, command: str = "", overwrite: bool = False) 
         train_command=command,
         bits_per_code_on_training_photos=round(bits / count, 4),
         packed_bits_per_code=math.ceil(math.log2(model.num_codes)),
-        source=f"photos train split: {', '.join(photos)}",
+        stages_coded="the first; the later stages under the static tables" if model.code_shape else "all",
+        source=source,
     )
     sidecar["tflite"] = dict(reach=split_geometry(prior)[0], file=LITE_PRIOR)
-    target = model.directory / PRIOR
-    _save_inference_copy(prior, target)
-    atomic.write_bytes(model.directory / LITE_PRIOR, convert_prior(prior))
+    target, lite = model.directory / PRIOR, model.directory / LITE_PRIOR
+    if keras_copy:
+        _save_inference_copy(prior, target)
+    elif target.is_file():
+        target.unlink()  # an older Keras copy would no longer match prior.json
+    atomic.write_bytes(lite, convert_prior(prior))
     atomic.write_json(target.with_suffix(".json"), sidecar)
     model._priors.clear()
-    for path in (target, model.directory / LITE_PRIOR):
+    for path in (target, lite) if keras_copy else (lite,):
         if prior_fingerprint(model.prior(path)).hex() != sidecar["fingerprint"]:
             raise CodecError(f"{path} does not reload as the prior it was written from")
-    return target
+    return target if keras_copy else lite
 
 
 def _save_inference_copy(prior, path: Path) -> None:

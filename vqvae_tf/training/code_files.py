@@ -130,7 +130,7 @@ class CodeMaps:
         return tuple(int(s) for s in self.train.shape[1:])
 
 
-def prior_code_maps(vqvae, train_images, test_images, workdir, fingerprint, num_classes):
+def prior_code_maps(vqvae, train_images, test_images, workdir, fingerprint, num_classes, stages=None):
     """The cached (or newly extracted) codes of both splits, as the prior's `CodeMaps`.
 
     Args:
@@ -141,6 +141,11 @@ def prior_code_maps(vqvae, train_images, test_images, workdir, fingerprint, num_
         fingerprint: the caches' key (`code_fingerprint`).
         num_classes: classes of a conditional prior, 0 for an unconditional
             one (whose maps then carry no labels).
+        stages: keep only the first `stages` codes of each position of a
+            residual VQ-VAE (`PriorConfig.stages`); None = all.
+
+    Raises:
+        ValueError: `stages` exceeds the VQ-VAE's codes per position.
     """
     splits = {}
     for name, data in (("train", train_images), ("validation", test_images)):
@@ -151,6 +156,17 @@ def prior_code_maps(vqvae, train_images, test_images, workdir, fingerprint, num_
         # A speech VQ-VAE's (T,) or (T, S) codes are 1-row maps (1, T) or
         # (1, T, S): a sequence, time-major (vqvae_tf.training.speech_prior).
         train, test = train[:, None], test[:, None]
+    available = train.shape[3] if train.ndim == 4 else 1
+    if stages is not None and stages > available:
+        raise ValueError(
+            f"the prior's stages={stages} exceeds the VQ-VAE's {available} code(s) per position; "
+            f"expected 1 to {available}."
+        )
+    if stages is not None and train.ndim == 4:
+        # The first stages only (the codec's stage-0 prior: its finer stages are coded under static tables).
+        train, test = train[..., :stages], test[..., :stages]
+        if stages == 1:
+            train, test = train[..., 0], test[..., 0]
     # A residual VQ-VAE's (h, w, S) maps are modelled as (h, w * S) token maps.
     num_stages = train.shape[3] if train.ndim == 4 else 1
     if train.ndim == 4:

@@ -67,6 +67,11 @@ class PriorConfig:
             when the source knows their number (mnist, digits, arrays),
             else `DEFAULT_TRAIN_BATCHES` of `vqvae_tf.training.code_files`
             (photos: random crops).
+        stages: model only the first `stages` codes of each position of a
+            residual VQ-VAE (1: its coarse stage, the prior the codec
+            codes stage 0 with, the finer stages under static tables);
+            None (default) = every stage, as stage tokens
+            (`vqvae_tf.priors.stage_tokens`).
         num_samples: samples per row of the grid. Defaults to 8.
         temperature: sampling temperature of the grid. Defaults to 1.0.
         top_k: top-k of the grid's sampling, 0 = off. Defaults to 0.
@@ -88,6 +93,7 @@ class PriorConfig:
     seed: int = 0
     strategy: str = "auto"
     train_batches: int | None = None
+    stages: int | None = None
     num_samples: int = 8
     temperature: float = 1.0
     top_k: int = 0
@@ -111,6 +117,8 @@ class PriorConfig:
             raise ConfigError(f"steps ({self.steps}) must be >= epochs ({self.epochs}).")
         if self.train_batches is not None:
             check_int("train_batches", self.train_batches, minimum=1, error=ConfigError)
+        if self.stages is not None:
+            check_int("stages", self.stages, minimum=1, error=ConfigError)
         check_number("learning_rate", self.learning_rate, minimum=0, inclusive_min=False, error=ConfigError)
         check_number("dropout", self.dropout, minimum=0, maximum=1, inclusive_max=False, error=ConfigError)
         check_number("temperature", self.temperature, minimum=0, error=ConfigError)

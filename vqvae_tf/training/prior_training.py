@@ -350,7 +350,7 @@ def train_prior(config, vqvae_workdir, workdir, *, dataset=None, image_size=None
             config, model_path, saved, vqvae_workdir, dataset, image_size
         )
     num_classes = (bundle.num_classes or 0) if config.conditional else 0
-    maps = prior_code_maps(vqvae, train_data, test_data, workdir, fingerprint, num_classes)
+    maps = prior_code_maps(vqvae, train_data, test_data, workdir, fingerprint, num_classes, config.stages)
 
     prior, history, steps_run = _fit_prior(config, strategy, maps, max_seconds)
     save_model(prior, workdir / "prior.keras")

@@ -67,7 +67,8 @@ Methods:
 * `2` prior: each code is entropy coded under an autoregressive prior's
   conditional distribution given the codes before it
   (`vqvae_tf.codec.prior_coding`; decoding needs the prior, i.e. TensorFlow, and
-  runs it position by position). Only image maps without a stage axis. `P == 20`:
+  runs it position by position). Image maps only. Without a stage axis
+  `P == 20`:
 
   | offset | size | field            | meaning                                      |
   |-------:|-----:|------------------|----------------------------------------------|
@@ -90,6 +91,22 @@ Methods:
   fail clearly; the codes' CRC makes a prior that computes other
   probabilities (another machine or software stack) fail instead of
   returning wrong codes.
+
+  With a stage axis (a residual model's `(h, w, n)` map) the prior codes
+  stage 0 only and the stages after it are coded as method 1 codes them,
+  under rows `1..n-1` of the model's `(n, K)` tables. `P == 32`: the 20
+  bytes above (their tiling and CRC are stage 0's), then
+
+  | offset | size | field               | meaning                                            |
+  |-------:|-----:|---------------------|----------------------------------------------------|
+  |     20 |    4 | prior_payload_bytes | length of the prior's part of the payload          |
+  |     24 |    8 | finer fingerprint   | method 1's fingerprint of the `(n - 1, K)` rows     |
+
+  and the payload is the prior's part (as above, for the `(h, w)` map of
+  stage 0) followed by method 1's payload of stages `1..n-1` (none for
+  `n == 1`). Readers older than this layout refuse these streams with a
+  clear error (they took a stage axis with method 2 for an invalid header).
+  `vqvae_tf.codec.bitstream.prior_method` codes them.
 * `3`-`255`: unassigned.
 
 New methods take a new method id and carry what they need in the method

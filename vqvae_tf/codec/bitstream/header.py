@@ -34,6 +34,7 @@ __all__ = [
     "VERSION",
     "bits_per_code",
     "make_model_id",
+    "params_length",
     "read_header",
 ]
 
@@ -95,6 +96,18 @@ class Kind(enum.IntEnum):
 
 
 PARAMS_LENGTH = {Method.PACKED: 0, Method.STATIC: DISTRIBUTION_FINGERPRINT_SIZE, Method.PRIOR: PRIOR_PARAMS.size}
+#: What follows the prior's parameters in a `prior` stream with a stage axis
+#: (a residual model's `(h, w, n)` map): the prior codes stage 0 and the
+#: stages after it are coded under static per-stage tables, so the payload is
+#: the prior's payload, then the static one. Fields: the prior payload's
+#: length in bytes (uint32) and the fingerprint of the finer stages' tables.
+STAGED_PRIOR_TAIL = struct.Struct(f"<I{DISTRIBUTION_FINGERPRINT_SIZE}s")
+
+
+def params_length(method: Method, has_stage_axis: bool) -> int:
+    """Bytes of method parameters a stream of `method` carries (the staged prior's tail included)."""
+    staged = method == Method.PRIOR and has_stage_axis
+    return PARAMS_LENGTH[method] + (STAGED_PRIOR_TAIL.size if staged else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,14 +234,18 @@ class Header:
         """
         if self.method != Method.PRIOR:
             return None
-        fingerprint, label, tile_h, tile_w, per_batch, crc = PRIOR_PARAMS.unpack(self.method_params)
-        return dict(
+        fingerprint, label, tile_h, tile_w, per_batch, crc = PRIOR_PARAMS.unpack_from(self.method_params)
+        params = dict(
             fingerprint=fingerprint.hex(),
             label=None if label == NO_LABEL else label,
             tile=(tile_h, tile_w),
             tiles_per_batch=per_batch,
             codes_crc32=crc,
         )
+        if self.has_stage_axis:
+            prior_bytes, finer = STAGED_PRIOR_TAIL.unpack_from(self.method_params, PRIOR_PARAMS.size)
+            params.update(prior_payload_bytes=prior_bytes, finer_stages_fingerprint=finer.hex())
+        return params
 
 
 # --------------------------------------------------------------------------- parsing
@@ -255,7 +272,16 @@ def read_header(data: bytes) -> Header:
     parse = _parse_v1 if version == 1 else _parse_v2
     values = parse(fields)
     method = _check_method(values["method_id"])
-    _check_method_params(method, params, values["kind"], bool(values["flags"] & FLAG_STAGE_AXIS))
+    has_stage_axis = bool(values["flags"] & FLAG_STAGE_AXIS)
+    _check_method_params(method, params, values["kind"], has_stage_axis)
+    payload_length = len(data) - FIXED_SIZE[version] - len(params) - CRC.size
+    if method == Method.PRIOR and has_stage_axis:
+        (prior_bytes, _) = STAGED_PRIOR_TAIL.unpack_from(params, PRIOR_PARAMS.size)
+        if prior_bytes > payload_length:
+            raise BitstreamError(
+                f"invalid header: the prior part of the payload is {prior_bytes} bytes, "
+                f"longer than the whole payload ({payload_length} bytes)"
+            )
     return Header(
         version=version,
         method=method,
@@ -268,7 +294,7 @@ def read_header(data: bytes) -> Header:
         num_codes=values["num_codes"],
         total_stages=values["total_stages"],
         method_params=params,
-        payload_length=len(data) - FIXED_SIZE[version] - len(params) - CRC.size,
+        payload_length=payload_length,
         total_length=len(data),
     )
 
@@ -401,17 +427,15 @@ def _check_method(method_id: int) -> Method:
 
 
 def _check_method_params(method: Method, params: bytes, kind: Kind, has_stage_axis: bool) -> None:
-    expected = PARAMS_LENGTH[method]
+    expected = params_length(method, has_stage_axis)
     if len(params) != expected:
         raise BitstreamError(
             f"invalid header: method {method.name.lower()!r} takes {expected} parameter bytes, got {len(params)}"
         )
     if method == Method.PRIOR:
-        if has_stage_axis:
-            raise BitstreamError("invalid header: method 'prior' with the stage-axis flag; it codes (h, w) maps")
         if kind != Kind.IMAGE:
             raise BitstreamError(f"invalid header: method 'prior' in an {kind.label} stream; it codes image maps")
-        _, _, tile_h, tile_w, per_batch, _ = PRIOR_PARAMS.unpack(params)
+        _, _, tile_h, tile_w, per_batch, _ = PRIOR_PARAMS.unpack_from(params)
         if not (tile_h and tile_w and per_batch):
             raise BitstreamError(
                 f"invalid header: method 'prior' with tile {tile_h}x{tile_w} and "

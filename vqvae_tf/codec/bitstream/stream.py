@@ -36,8 +36,7 @@ from vqvae_tf.codec.bitstream.header import (
     bits_per_code,
     read_header,
 )
-from vqvae_tf.codec.prior_coding.probabilities import PriorCodingError
-from vqvae_tf.codec.prior_coding.tiled import decode_prior_payload, encode_prior_payload
+from vqvae_tf.codec.bitstream.prior_method import prior_decode, prior_encode
 from vqvae_tf.utils import atomic
 from vqvae_tf.utils.checks import check_int
 
@@ -104,12 +103,15 @@ def encode_stream(
             Must be 1 (or None) for a map without a stage axis.
         method: `"packed"` (fixed width), `"static"` (entropy coded under a
             fixed distribution) or `"prior"` (entropy coded under an
-            autoregressive prior; needs TensorFlow; image maps without a
-            stage axis only). Defaults to `"packed"`.
+            autoregressive prior; image maps only; with a stage axis the
+            prior codes stage 0 and the later stages are coded under their
+            static tables, rows 1.. of `code_probabilities`). Defaults to
+            `"packed"`.
         code_probabilities: strictly positive float array, the model's code
             distribution: `(K,)` for every code, or `(n, K)` (one row per
             stage kept) for a map with a stage axis; required by
-            `"static"`, ignored otherwise. See `code_probabilities_from_counts`.
+            `"static"` and by `"prior"` with a stage axis, ignored
+            otherwise. See `code_probabilities_from_counts`.
         prior: a prior over the codes (`GatedPixelCNN`, `TransformerPrior`,
             `UnigramPrior`) with `num_codes == K`; required by `"prior"`,
             ignored otherwise.
@@ -157,7 +159,8 @@ def encode_stream(
     else:
         if kind != Kind.IMAGE:
             raise BitstreamError("method 'prior' codes image maps; use 'packed' or 'static' for audio")
-        params, payload = _prior_encode(codes, code_shape, num_codes, prior, label, tile)
+        probabilities = code_probabilities if stage_axis else None
+        params, payload = prior_encode(flat.reshape(code_shape), num_codes, prior, label, tile, probabilities)
 
     if len(payload) > UINT32_MAX:
         raise BitstreamError(f"payload of {len(payload)} bytes exceeds the 4 GiB format limit")
@@ -255,24 +258,6 @@ def _check_codes(codes, num_codes: int, spatial: int = 2) -> tuple[np.ndarray, t
     return codes.reshape(-1).astype(np.int32), tuple(int(s) for s in codes.shape)
 
 
-def _check_prior(prior, num_codes: int):
-    if prior is None:
-        raise BitstreamError("method 'prior' needs the prior the codes are coded with, got prior=None")
-    prior_codes = getattr(prior, "num_codes", None)
-    if prior_codes != num_codes:
-        raise BitstreamError(f"the prior models {prior_codes} codes, the stream has num_codes={num_codes}")
-
-
-def _prior_encode(codes, code_shape, num_codes, prior, label, tile) -> tuple[bytes, bytes]:
-    if len(code_shape) != 2:
-        raise BitstreamError(f"method 'prior' codes maps of shape (h, w), got shape {code_shape} (a stage axis)")
-    _check_prior(prior, num_codes)
-    try:
-        return encode_prior_payload(prior, codes, label, tile=tile)
-    except PriorCodingError as error:
-        raise BitstreamError(f"cannot prior-code the codes: {error}") from None
-
-
 # --------------------------------------------------------------------------- decode
 
 
@@ -295,7 +280,8 @@ def decode_stream(
         code_probabilities: the model's code distribution, `(K,)` or, for a
             version-2 map with a stage axis of `n` stages, `(n, K)`: the
             same array the stream was encoded with; required for streams
-            coded with the `"static"` method, ignored otherwise. Defaults
+            coded with the `"static"` method and by `"prior"` streams with a
+            stage axis (their stages after the first), ignored otherwise. Defaults
             to `None`.
         prior: the prior the codes were coded with; required for streams
             coded with the `"prior"` method (its fingerprint must match the
@@ -332,11 +318,7 @@ def decode_stream(
         probabilities = static.check_probabilities(code_probabilities, header.num_codes, stages if per_stage else None)
         flat = static.decode(payload, header.num_symbols, probabilities, header.distribution_fingerprint, stages)
     else:
-        _check_prior(prior, header.num_codes)
-        try:
-            flat = decode_prior_payload(prior, header.method_params, payload, header.code_shape)
-        except PriorCodingError as error:
-            raise BitstreamError(f"invalid prior payload: {error}") from None
+        flat = prior_decode(header, payload, prior, code_probabilities)
     return DecodedStream(
         codes=flat.reshape(header.code_shape),
         image_shape=header.image_shape,

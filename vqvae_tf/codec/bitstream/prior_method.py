@@ -1,0 +1,90 @@
+"""`.vqz` method 2 ("prior") inside a stream: the prior's tiles, and a residual map's finer stages.
+
+An `(h, w)` map is coded whole by the tiled prior coder
+(`vqvae_tf.codec.prior_coding.tiled`). An `(h, w, n)` map of a residual
+model (the stage-axis flag) is coded in two parts: its stage 0 by the same
+prior, its stages 1 to n - 1 under the model's static per-stage tables
+(`static`), as the `static` method codes them. A residual model's first
+stage carries the picture's structure, which the prior predicts from the
+neighbours; its finer stages are close to independent, where a spatial prior
+buys little for its cost (and a prior over every stage would have to learn
+each quality's stage prefix). The method parameters are the prior's
+(`tiled.PARAMS`) followed, with a stage axis, by `STAGED_PRIOR_TAIL`: the
+prior part's length in bytes and the fingerprint of the finer stages'
+tables; the payload is the prior part, then the static part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vqvae_tf.codec.bitstream import static
+from vqvae_tf.codec.bitstream.header import PRIOR_PARAMS, STAGED_PRIOR_TAIL, BitstreamError, Header
+from vqvae_tf.codec.prior_coding.probabilities import PriorCodingError
+from vqvae_tf.codec.prior_coding.tiled import decode_prior_payload, encode_prior_payload
+
+__all__ = ["check_prior", "prior_decode", "prior_encode"]
+
+
+def check_prior(prior, num_codes: int):
+    """Raises `BitstreamError` unless `prior` is given and models `num_codes` codes."""
+    if prior is None:
+        raise BitstreamError("method 'prior' needs the prior the codes are coded with, got prior=None")
+    prior_codes = getattr(prior, "num_codes", None)
+    if prior_codes != num_codes:
+        raise BitstreamError(f"the prior models {prior_codes} codes, the stream has num_codes={num_codes}")
+
+
+def prior_encode(codes, num_codes, prior, label, tile, code_probabilities=None) -> tuple[bytes, bytes]:
+    """`(method params, payload)` of checked int32 `codes`, `(h, w)` or `(h, w, n)` (then with `(n, K)` tables)."""
+    check_prior(prior, num_codes)
+    if codes.ndim == 2:
+        return _tiles(codes, prior, label, tile)
+    kept = codes.shape[-1]
+    finer = _finer_tables(code_probabilities, num_codes, kept)
+    params, coarse = _tiles(np.ascontiguousarray(codes[..., 0]), prior, label, tile)
+    fine = static.encode(np.ascontiguousarray(codes[..., 1:]).reshape(-1), finer, kept - 1) if kept > 1 else b""
+    tail = STAGED_PRIOR_TAIL.pack(len(coarse), static.distribution_fingerprint(finer))
+    return params + tail, coarse + fine
+
+
+def prior_decode(header: Header, payload, prior, code_probabilities=None) -> np.ndarray:
+    """The flat int32 codes (C order of `header.code_shape`) of a method-2 payload."""
+    check_prior(prior, header.num_codes)
+    if not header.has_stage_axis:
+        return _untile(prior, header.method_params, payload, header.code_shape)
+    height, width, kept = header.code_shape
+    coarse_bytes, finer_fingerprint = STAGED_PRIOR_TAIL.unpack_from(header.method_params, PRIOR_PARAMS.size)
+    finer = _finer_tables(code_probabilities, header.num_codes, kept)
+    coarse = _untile(prior, header.method_params[: PRIOR_PARAMS.size], payload[:coarse_bytes], (height, width))
+    rest = payload[coarse_bytes:]
+    if kept == 1:
+        if len(rest):
+            raise BitstreamError(f"invalid payload: {len(rest)} bytes after the prior's part, expected none")
+        return coarse.reshape(-1)
+    fine = static.decode(rest, height * width * (kept - 1), finer, finer_fingerprint, kept - 1)
+    return np.concatenate([coarse.reshape(-1, 1), fine.reshape(-1, kept - 1)], axis=1).reshape(-1)
+
+
+def _finer_tables(code_probabilities, num_codes: int, kept: int) -> np.ndarray:
+    """Rows 1.. of the checked `(kept, K)` tables: the static distributions of the stages after the first."""
+    if code_probabilities is None:
+        raise BitstreamError(
+            "method 'prior' on a map with a stage axis codes the stages after the first under static tables: "
+            f"pass code_probabilities of shape ({kept}, {num_codes}), got None"
+        )
+    return static.check_probabilities(code_probabilities, num_codes, kept)[1:]
+
+
+def _tiles(codes, prior, label, tile) -> tuple[bytes, bytes]:
+    try:
+        return encode_prior_payload(prior, codes, label, tile=tile)
+    except PriorCodingError as error:
+        raise BitstreamError(f"cannot prior-code the codes: {error}") from None
+
+
+def _untile(prior, params, payload, code_shape) -> np.ndarray:
+    try:
+        return decode_prior_payload(prior, params, payload, code_shape)
+    except PriorCodingError as error:
+        raise BitstreamError(f"invalid prior payload: {error}") from None
