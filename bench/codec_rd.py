@@ -308,6 +308,11 @@ def main(argv):
     images = load_images(FLAGS.folder, FLAGS.limit)
     shipped = codec.shipped_models() if FLAGS.shipped else []
     models = [codec.load_model(m, num_threads=FLAGS.threads) for m in shipped + FLAGS.model]
+    # Photos only: the shipped audio models (speech16k) are benchmarked by bench/speech_codec.py.
+    audio = [m.name for m in models if m.kind != "image"]
+    models = [m for m in models if m.kind == "image"]
+    if audio:
+        print(f"leaving out the audio model(s) {', '.join(audio)} (bench/speech_codec.py measures them)", flush=True)
     if not models:
         raise SystemExit("no model to measure: pass --model DIR or keep --shipped")
     formats = rd_peers.available_formats()
