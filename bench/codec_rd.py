@@ -21,7 +21,10 @@ whole, counting every byte of every file:
 * peak RSS of compressing and decompressing a 4000x3000 photo with the
   default model, each in a fresh process that cannot import TensorFlow.
 
-Writes bench/results/codec_rd.json and bench/results/codec_rd.png.
+Writes bench/results/codec_rd.json and bench/results/codec_rd.png; also
+prints, per point and peer, how we compare on the photos where our file is
+smaller than the peer's lowest setting (`--replot` redraws the PNG and
+prints these lines from the JSON alone).
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/codec_rd.py [--folder DIR] [--limit N] [--model DIR ...]
 """
@@ -171,6 +174,30 @@ def summarise(per_photo, models, formats):
     return points, curves
 
 
+def below_lowest(points, formats) -> list[str]:
+    """Per point and peer: on the photos where our file is smaller than the peer's lowest setting, how we compare.
+
+    Computed from each point's `per_image` (the peer's entry there is its
+    lowest setting where `reached` is false), so `--replot` prints it from
+    the JSON of any run.
+    """
+    lines = []
+    for point in points:
+        for fmt in formats:
+            below = [row for row in point["per_image"].values() if not row[fmt][4]]
+            if not below:
+                continue
+            gains = [row["psnr"] - row[fmt][2] for row in below]
+            rate = f"q{point['quality']} " if point["quality"] else ""
+            lines.append(
+                f"{point['model']} {rate}{point['method']}: on {len(below)} photos smaller than {fmt.upper()}'s "
+                f"lowest setting ({np.mean([r['bits_per_pixel'] for r in below]):.3f} vs "
+                f"{np.mean([r[fmt][1] for r in below]):.3f} bpp), higher PSNR on {sum(g > 0 for g in gains)}, "
+                f"{np.mean(gains):+.2f} dB on average"
+            )
+    return lines
+
+
 def _mean(rows):
     rows = list(rows)
     return {key: float(np.nanmean([r[key] for r in rows])) for key in KEYS}
@@ -304,6 +331,7 @@ def main(argv):
     if FLAGS.replot:
         result = json.loads(out.read_text())
         draw_plot(result["baselines"], result["codec"], out.with_suffix(".png"), result["title"])
+        print("\n".join(below_lowest(result["codec"], list(result["baselines"]))))
         return
     images = load_images(FLAGS.folder, FLAGS.limit)
     shipped = codec.shipped_models() if FLAGS.shipped else []
@@ -354,6 +382,7 @@ def main(argv):
             + ", ".join(f"q{p['quality']} {p['bits_per_pixel']:.3f} bpp {p['psnr']:.2f} dB" for p in curve)
         )
     print(markdown(points, bds, formats))
+    print("\n".join(below_lowest(points, formats)))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
