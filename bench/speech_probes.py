@@ -73,8 +73,9 @@ TASKS = ("digit", "speaker")
 WAVES = tf.TensorSpec((None, None, 1), tf.float32)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def make_parser(description=None):
+    """The probes' flags (data, split, model and probe settings); `bench/voice_conversion.py` adds its own."""
+    parser = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder of digit_speaker_take.wav files")
     parser.add_argument("--test-takes", type=int, default=5, help="takes 0..N-1 are the test clips")
     parser.add_argument("--steps", type=int, default=5000, help="training steps of the VQ-VAE and of the VAE")
@@ -92,7 +93,11 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true", help="reproducible batches and ops (slower)")
     parser.add_argument("--out", type=Path, default=RESULTS / "speech_probes.json")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return make_parser().parse_args(argv)
 
 
 # ------------------------------------------------------------------ data
@@ -122,28 +127,39 @@ def labelled_clips(bundle):
     return clips, labels
 
 
-def load(args):
-    """`(training bundle, train clips and labels, test clips and labels)`, all through `make_datasets`."""
+def load(args, clip_crop=None):
+    """`(training bundle, train clips and labels, test clips and labels)`, all through `make_datasets`.
+
+    The bundle trains on `args.crop`-sample crops (clips shorter are left out of training); the whole
+    clips come from views built with `clip_crop` (None: `args.crop`), so a short one keeps every clip.
+    """
     train_names, test_names = split_by_take(args.data, args.test_takes)
     common = dict(
         batch_size=args.batch,
         seed=args.seed,
-        crop_length=args.crop,
         sample_rate=RATE,
         label_pattern=LABEL_PATTERN,
         with_labels=True,
         deterministic=args.deterministic,
     )
+    clip_crop = args.crop if clip_crop is None else clip_crop
     with tempfile.TemporaryDirectory() as tmp:
         lists = {}
         for split, names in (("test", test_names), ("train", train_names)):
             lists[split] = Path(tmp) / f"{split}.txt"
             lists[split].write_text("\n".join(names) + "\n")
         # Trained on the train takes (the test takes are its validation set) ...
-        bundle = make_datasets(f"audio:{args.data}", validation_list=lists["test"], **common)
-        # ... and a second view whose validation set is the whole train clips, for the probes' training.
-        train_view = make_datasets(f"audio:{args.data}", validation_list=lists["train"], **common)
-    return bundle, labelled_clips(train_view), labelled_clips(bundle)
+        bundle = make_datasets(f"audio:{args.data}", validation_list=lists["test"], crop_length=args.crop, **common)
+        test_view = bundle
+        if clip_crop != args.crop:
+            test_view = make_datasets(
+                f"audio:{args.data}", validation_list=lists["test"], crop_length=clip_crop, **common
+            )
+        # ... and a view whose validation set is the whole train clips, for the probes' training.
+        train_view = make_datasets(
+            f"audio:{args.data}", validation_list=lists["train"], crop_length=clip_crop, **common
+        )
+    return bundle, labelled_clips(train_view), labelled_clips(test_view)
 
 
 # ---------------------------------------------------------------- models
@@ -151,7 +167,8 @@ def strides_of(args):
     return tuple(int(s) for s in args.strides.split(","))
 
 
-def train_vqvae(bundle, args):
+def train_vqvae(bundle, args, data=None, **options):
+    """The VQ-VAE of the probes trained on `data` (None: `bundle.train`); `options` add `VQVAE` arguments."""
     keras.utils.set_random_seed(args.seed)
     model = VQVAE(
         input_channels=1,
@@ -165,9 +182,10 @@ def train_vqvae(bundle, args):
         quantizer_config={"kmeans_init": True, "dead_code_threshold": args.dead_code_threshold, "seed": args.seed},
         data_variance=bundle.data_variance,
         sample_rate=RATE,
+        **options,
     )
     model.compile(optimizer=keras.optimizers.Adam(args.lr))
-    model.fit(bundle.train, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    model.fit(bundle.train if data is None else data, steps_per_epoch=args.steps, epochs=1, verbose=0)
     return model
 
 
