@@ -27,6 +27,11 @@ reported, on the test clips: SI-SNR of the reconstructions (VQ-VAE from its
 codes, VAE at the posterior mean), the VQ-VAE's code perplexity and bits per
 second at `log2(num_codes)` per code, the VAE's KL in bits per second.
 
+A second probe reads the frame sequences themselves (`--sequence-epochs`):
+a small 1-D CNN (two kernel-5 convolutions, masked mean and max over the
+clip's frames, a linear layer) trained on the training clips' frames,
+reported as `digit_sequence` / `speaker_sequence` beside the pooled probe.
+
 The encoders are causal, so a batch of clips zero-padded at the end gives
 each clip the frames it would get alone; only the frames of its own samples
 are kept.
@@ -90,6 +95,9 @@ def make_parser(description=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--segments", type=int, default=3, help="stretches of a clip whose frame means are pooled")
     parser.add_argument("--probe-c", type=float, default=1.0, help="inverse L2 strength of the logistic probes")
+    parser.add_argument(
+        "--sequence-epochs", type=int, default=40, help="epochs of the sequence probe (a small 1-D CNN); 0: none"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true", help="reproducible batches and ops (slower)")
     parser.add_argument("--out", type=Path, default=RESULTS / "speech_probes.json")
@@ -284,6 +292,45 @@ def probe_accuracy(train_features, train_labels, test_features, test_labels, c=1
     return float(probe.score(test_features, test_labels))
 
 
+def sequence_probe_accuracy(train_frames, train_labels, test_frames, test_labels, args):
+    """Test accuracy of a small 1-D CNN on the frame sequences (standardised with the training frames' statistics).
+
+    Two kernel-5 convolutions (64 channels, ReLU), then the mean and the max over each clip's own
+    frames (the padding of a batch is masked out: the clip's length is not a feature) and a linear
+    layer; Adam, `args.sequence_epochs` epochs of batch 64, no early stopping (no validation split).
+    """
+    classes = sorted(set(train_labels))
+    frames = np.concatenate(train_frames).astype(np.float64)
+    mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-6
+
+    def padded(sequences):
+        longest = max(len(f) for f in sequences)
+        x = np.zeros((len(sequences), longest, frames.shape[1]), np.float32)
+        mask = np.zeros((len(sequences), longest), np.float32)
+        for i, f in enumerate(sequences):
+            x[i, : len(f)], mask[i, : len(f)] = (np.asarray(f) - mean) / std, 1.0
+        return x, mask
+
+    keras.utils.set_random_seed(args.seed)
+    x_in, mask_in = keras.Input((None, frames.shape[1])), keras.Input((None,))
+    h = keras.layers.Conv1D(64, 5, padding="same", activation="relu")(x_in)
+    h = keras.layers.Conv1D(64, 5, padding="same", activation="relu")(h)
+    m = keras.ops.expand_dims(mask_in, -1)
+    average = keras.ops.sum(h * m, axis=1) / keras.ops.maximum(keras.ops.sum(m, axis=1), 1.0)
+    peak = keras.ops.max(h + (m - 1.0) * 1e9, axis=1)
+    h = keras.layers.Dropout(0.3)(keras.layers.Concatenate()([average, peak]))
+    model = keras.Model([x_in, mask_in], keras.layers.Dense(len(classes))(h))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    y_train = np.array([classes.index(label) for label in train_labels])
+    model.fit(list(padded(train_frames)), y_train, batch_size=64, epochs=args.sequence_epochs, verbose=0)
+    predicted = np.argmax(model.predict(list(padded(test_frames)), batch_size=64, verbose=0), axis=1)
+    return float(np.mean(np.array(classes)[predicted] == np.asarray(test_labels)))
+
+
 def run_probes(encoders, train, test, hop, args):
     """{name: {task: test accuracy, "chance": ...}} of the probes on each encoder's features."""
     (train_clips, train_labels), (test_clips, test_labels) = train, test
@@ -302,6 +349,13 @@ def run_probes(encoders, train, test, hop, args):
                     features["train"], train_labels[task], features["test"], test_labels[task], args.probe_c, args.seed
                 )
             results[view] = row
+        if args.sequence_epochs:
+            # The sequence probe reads the frames themselves (code vectors, means or spectra), not a pooled view.
+            sequences = {k: [e["features"] for e in v] for k, v in encoded.items()}
+            for task in TASKS:
+                results[name][f"{task}_sequence"] = sequence_probe_accuracy(
+                    sequences["train"], train_labels[task], sequences["test"], test_labels[task], args
+                )
         results[name].update(_model_figures(encoded["test"], test_clips, hop, args))
         results[name]["seconds"] = time.perf_counter() - start
     return results
@@ -374,7 +428,8 @@ def main(argv=None):
     for name, row in results["probes"].items():
         notes = ", ".join(
             f"{k} {row[k]:.3g}"
-            for k in ("si_snr_db", "perplexity", "bits_per_second", "kl_bits_per_second")
+            for k in ("digit_sequence", "speaker_sequence", "si_snr_db", "perplexity", "bits_per_second")
+            + ("kl_bits_per_second",)
             if k in row
         )
         print(f"{name:18s} {row['digit']:7.1%} {row['speaker']:8.1%}  {notes}")

@@ -221,7 +221,8 @@ def write_examples(directory, test, outputs, speakers):
     clips, labels = test
     written, used = [], set()
     for i, (digit, source) in enumerate(zip(labels["digit"], labels["speaker"])):
-        if len(written) == 12 or source in used or digit in used:
+        # Under 1.75 s: each 16-bit file stays under 30 KB.
+        if len(written) == 12 or source in used or digit in used or len(clips[i]) > 14000:
             continue
         used |= {digit, source}
         target = (speakers.index(source) + 1) % len(speakers)
