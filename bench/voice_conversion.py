@@ -5,9 +5,11 @@ On the Free Spoken Digit Dataset split by take as in `bench/speech_probes.py`
 imported from there), this trains on the training takes:
 
 * a VQ-VAE whose decoder is conditioned on the speaker
-  (`VQVAE(num_speakers=5)`: a learned vector per speaker added to every code
-  frame the decoder reads), and the same VQ-VAE without it, for the same
-  steps;
+  (`VQVAE(num_speakers=5, speaker_conditioning="stages")`: a learned vector
+  per speaker added to every code frame the decoder reads, and a FiLM scale
+  and shift per speaker at each decoder stage; `--conditioning input` keeps
+  only the vector), and the same VQ-VAE without it, for the same steps; both
+  with `reconstruction_loss="stft"` (`--loss`);
 * a digit and a speaker classifier on real audio: logistic regression on the
   pooled log power spectra of `bench/speech_probes.py` (20 ms frames, hop
   160 whatever the model's rate).
@@ -21,13 +23,15 @@ speaker and digit probes of `bench/speech_probes.py` on both models' code
 embeddings: the conditioned decoder takes the speaker from its embedding, so
 its codes need to hold less of it.
 
-The latent rate is `--strides` (the probes' 4,5,8 is 50 code frames per
-second; the default 4,5,8,4 is 12.5: the paper converts with coarse codes,
-and codes that hold less speaker detail convert better), and `--crop` must
-be a multiple of the hop.
+The latent rate is `--strides` (default the probes' 4,5,8: 50 code frames
+per second; 4,5,8,2 is 25 and 4,5,8,4 12.5), and `--crop` must be a multiple
+of the hop. A spike chose these defaults (docs/discrete_vs_continuous.md,
+"Speech: voice conversion"): coarser codes did not learn the digit within
+1,200 steps, the waveform MSE alone left nothing classifiable, and the
+per-stage FiLM moved the speaker where the input vector alone barely did.
 
     nice -n 19 python bench/voice_conversion.py                  # the full run (wall time in the JSON)
-    nice -n 19 python bench/voice_conversion.py --quick          # a 2-minute check (--steps 100, no probes)
+    nice -n 19 python bench/voice_conversion.py --quick          # an 81 s check (--steps 100, no probes)
 
 Writes bench/results/voice_conversion.json and, with `--examples DIR`, a few
 WAVs: source, reconstruction and conversion of 4 test clips.
