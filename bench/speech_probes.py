@@ -27,6 +27,11 @@ reported, on the test clips: SI-SNR of the reconstructions (VQ-VAE from its
 codes, VAE at the posterior mean), the VQ-VAE's code perplexity and bits per
 second at `log2(num_codes)` per code, the VAE's KL in bits per second.
 
+A second probe reads the frame sequences themselves (`--sequence-epochs`):
+a small 1-D CNN (two kernel-5 convolutions, masked mean and max over the
+clip's frames, a linear layer) trained on the training clips' frames,
+reported as `digit_sequence` / `speaker_sequence` beside the pooled probe.
+
 The encoders are causal, so a batch of clips zero-padded at the end gives
 each clip the frames it would get alone; only the frames of its own samples
 are kept.
@@ -73,8 +78,9 @@ TASKS = ("digit", "speaker")
 WAVES = tf.TensorSpec((None, None, 1), tf.float32)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def make_parser(description=None):
+    """The probes' flags (data, split, model and probe settings); `bench/voice_conversion.py` adds its own."""
+    parser = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder of digit_speaker_take.wav files")
     parser.add_argument("--test-takes", type=int, default=5, help="takes 0..N-1 are the test clips")
     parser.add_argument("--steps", type=int, default=5000, help="training steps of the VQ-VAE and of the VAE")
@@ -89,10 +95,17 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--segments", type=int, default=3, help="stretches of a clip whose frame means are pooled")
     parser.add_argument("--probe-c", type=float, default=1.0, help="inverse L2 strength of the logistic probes")
+    parser.add_argument(
+        "--sequence-epochs", type=int, default=40, help="epochs of the sequence probe (a small 1-D CNN); 0: none"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true", help="reproducible batches and ops (slower)")
     parser.add_argument("--out", type=Path, default=RESULTS / "speech_probes.json")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return make_parser().parse_args(argv)
 
 
 # ------------------------------------------------------------------ data
@@ -122,28 +135,39 @@ def labelled_clips(bundle):
     return clips, labels
 
 
-def load(args):
-    """`(training bundle, train clips and labels, test clips and labels)`, all through `make_datasets`."""
+def load(args, clip_crop=None):
+    """`(training bundle, train clips and labels, test clips and labels)`, all through `make_datasets`.
+
+    The bundle trains on `args.crop`-sample crops (clips shorter are left out of training); the whole
+    clips come from views built with `clip_crop` (None: `args.crop`), so a short one keeps every clip.
+    """
     train_names, test_names = split_by_take(args.data, args.test_takes)
     common = dict(
         batch_size=args.batch,
         seed=args.seed,
-        crop_length=args.crop,
         sample_rate=RATE,
         label_pattern=LABEL_PATTERN,
         with_labels=True,
         deterministic=args.deterministic,
     )
+    clip_crop = args.crop if clip_crop is None else clip_crop
     with tempfile.TemporaryDirectory() as tmp:
         lists = {}
         for split, names in (("test", test_names), ("train", train_names)):
             lists[split] = Path(tmp) / f"{split}.txt"
             lists[split].write_text("\n".join(names) + "\n")
         # Trained on the train takes (the test takes are its validation set) ...
-        bundle = make_datasets(f"audio:{args.data}", validation_list=lists["test"], **common)
-        # ... and a second view whose validation set is the whole train clips, for the probes' training.
-        train_view = make_datasets(f"audio:{args.data}", validation_list=lists["train"], **common)
-    return bundle, labelled_clips(train_view), labelled_clips(bundle)
+        bundle = make_datasets(f"audio:{args.data}", validation_list=lists["test"], crop_length=args.crop, **common)
+        test_view = bundle
+        if clip_crop != args.crop:
+            test_view = make_datasets(
+                f"audio:{args.data}", validation_list=lists["test"], crop_length=clip_crop, **common
+            )
+        # ... and a view whose validation set is the whole train clips, for the probes' training.
+        train_view = make_datasets(
+            f"audio:{args.data}", validation_list=lists["train"], crop_length=clip_crop, **common
+        )
+    return bundle, labelled_clips(train_view), labelled_clips(test_view)
 
 
 # ---------------------------------------------------------------- models
@@ -151,7 +175,8 @@ def strides_of(args):
     return tuple(int(s) for s in args.strides.split(","))
 
 
-def train_vqvae(bundle, args):
+def train_vqvae(bundle, args, data=None, **options):
+    """The VQ-VAE of the probes trained on `data` (None: `bundle.train`); `options` add `VQVAE` arguments."""
     keras.utils.set_random_seed(args.seed)
     model = VQVAE(
         input_channels=1,
@@ -165,9 +190,10 @@ def train_vqvae(bundle, args):
         quantizer_config={"kmeans_init": True, "dead_code_threshold": args.dead_code_threshold, "seed": args.seed},
         data_variance=bundle.data_variance,
         sample_rate=RATE,
+        **options,
     )
     model.compile(optimizer=keras.optimizers.Adam(args.lr))
-    model.fit(bundle.train, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    model.fit(bundle.train if data is None else data, steps_per_epoch=args.steps, epochs=1, verbose=0)
     return model
 
 
@@ -266,6 +292,45 @@ def probe_accuracy(train_features, train_labels, test_features, test_labels, c=1
     return float(probe.score(test_features, test_labels))
 
 
+def sequence_probe_accuracy(train_frames, train_labels, test_frames, test_labels, args):
+    """Test accuracy of a small 1-D CNN on the frame sequences (standardised with the training frames' statistics).
+
+    Two kernel-5 convolutions (64 channels, ReLU), then the mean and the max over each clip's own
+    frames (the padding of a batch is masked out: the clip's length is not a feature) and a linear
+    layer; Adam, `args.sequence_epochs` epochs of batch 64, no early stopping (no validation split).
+    """
+    classes = sorted(set(train_labels))
+    frames = np.concatenate(train_frames).astype(np.float64)
+    mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-6
+
+    def padded(sequences):
+        longest = max(len(f) for f in sequences)
+        x = np.zeros((len(sequences), longest, frames.shape[1]), np.float32)
+        mask = np.zeros((len(sequences), longest), np.float32)
+        for i, f in enumerate(sequences):
+            x[i, : len(f)], mask[i, : len(f)] = (np.asarray(f) - mean) / std, 1.0
+        return x, mask
+
+    keras.utils.set_random_seed(args.seed)
+    x_in, mask_in = keras.Input((None, frames.shape[1])), keras.Input((None,))
+    h = keras.layers.Conv1D(64, 5, padding="same", activation="relu")(x_in)
+    h = keras.layers.Conv1D(64, 5, padding="same", activation="relu")(h)
+    m = keras.ops.expand_dims(mask_in, -1)
+    average = keras.ops.sum(h * m, axis=1) / keras.ops.maximum(keras.ops.sum(m, axis=1), 1.0)
+    peak = keras.ops.max(h + (m - 1.0) * 1e9, axis=1)
+    h = keras.layers.Dropout(0.3)(keras.layers.Concatenate()([average, peak]))
+    model = keras.Model([x_in, mask_in], keras.layers.Dense(len(classes))(h))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    y_train = np.array([classes.index(label) for label in train_labels])
+    model.fit(list(padded(train_frames)), y_train, batch_size=64, epochs=args.sequence_epochs, verbose=0)
+    predicted = np.argmax(model.predict(list(padded(test_frames)), batch_size=64, verbose=0), axis=1)
+    return float(np.mean(np.array(classes)[predicted] == np.asarray(test_labels)))
+
+
 def run_probes(encoders, train, test, hop, args):
     """{name: {task: test accuracy, "chance": ...}} of the probes on each encoder's features."""
     (train_clips, train_labels), (test_clips, test_labels) = train, test
@@ -284,6 +349,13 @@ def run_probes(encoders, train, test, hop, args):
                     features["train"], train_labels[task], features["test"], test_labels[task], args.probe_c, args.seed
                 )
             results[view] = row
+        if args.sequence_epochs:
+            # The sequence probe reads the frames themselves (code vectors, means or spectra), not a pooled view.
+            sequences = {k: [e["features"] for e in v] for k, v in encoded.items()}
+            for task in TASKS:
+                results[name][f"{task}_sequence"] = sequence_probe_accuracy(
+                    sequences["train"], train_labels[task], sequences["test"], test_labels[task], args
+                )
         results[name].update(_model_figures(encoded["test"], test_clips, hop, args))
         results[name]["seconds"] = time.perf_counter() - start
     return results
@@ -356,7 +428,8 @@ def main(argv=None):
     for name, row in results["probes"].items():
         notes = ", ".join(
             f"{k} {row[k]:.3g}"
-            for k in ("si_snr_db", "perplexity", "bits_per_second", "kl_bits_per_second")
+            for k in ("digit_sequence", "speaker_sequence", "si_snr_db", "perplexity", "bits_per_second")
+            + ("kl_bits_per_second",)
             if k in row
         )
         print(f"{name:18s} {row['digit']:7.1%} {row['speaker']:8.1%}  {notes}")

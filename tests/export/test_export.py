@@ -520,6 +520,13 @@ def test_bad_inputs_raise_export_error(small_model, tmp_path):
     (tmp_path / "exists").mkdir()
     with pytest.raises(ExportError, match="already exists"):
         export_model(small_model, tmp_path / "exists", formats=("saved_model",))
+    conditioned = tiny_vqvae(8, num_speakers=2)
+    conditioned((np.zeros((1, 8, 8, 3), "float32"), np.zeros(1, "int32")))
+    with pytest.raises(
+        ExportError, match="unconditioned VQVAEs only; .* speaker-conditioned decoder \\(num_speakers=2\\)"
+    ):
+        export_model(conditioned, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_interrupted_export_leaves_nothing(small_model, tmp_path, monkeypatch):

@@ -118,6 +118,11 @@ def load_vqvae(model_or_path):
             raise ExportError(str(error)) from None
     if not isinstance(model, VQVAE):
         raise ExportError(f"expected a vqvae_tf.VQVAE model; received {type(model).__name__}")
+    if model.num_speakers is not None:
+        raise ExportError(
+            f"export supports unconditioned VQVAEs only; received one with a speaker-conditioned decoder "
+            f"(num_speakers={model.num_speakers}), whose decoder also needs speaker ids"
+        )
     parts = (model.encoder, model.quantizer, model.decoder)
     if not model.built:
         if not all(part.built for part in parts):

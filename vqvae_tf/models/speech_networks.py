@@ -77,6 +77,8 @@ class _SpeechStack(keras.layers.Layer):
         self.num_residual_blocks = check_int("num_residual_blocks", num_residual_blocks, minimum=0)
         self.causal = check_bool("causal", causal)
         self.hop = math.prod(self.strides)
+        # (layer index, channels) where `call(..., stage_film=...)` modulates: each decoder stage's input.
+        self.film_points = []
 
     def _units(self, filters, prefix):
         return [
@@ -101,11 +103,20 @@ class _SpeechStack(keras.layers.Layer):
             layer.build(shape)
             shape = tuple(layer.compute_output_shape(shape))
 
-    def call(self, inputs):
+    def call(self, inputs, stage_film=None):
+        """`stage_film`: None, or one `(scale, shift)` pair of `(batch, channels)` per `film_points` entry.
+
+        With it, the input `x` of each such layer becomes `x * (1 + scale) + shift` (FiLM, Perez et
+        al. 2018, arXiv:1709.07871): how `VQVAE(speaker_conditioning="stages")` conditions its decoder.
+        """
         x = inputs
         if self.input_gain != 1.0:
             x = x * keras.ops.cast(self.input_gain, x.dtype)
+        film = {} if stage_film is None else dict(zip([i for i, _ in self.film_points], stage_film))
         for i, layer in enumerate(self.sequence):
+            if i in film:
+                scale, shift = (keras.ops.cast(v, x.dtype)[:, None, :] for v in film[i])
+                x = x * (1.0 + scale) + shift
             x = layer(keras.ops.elu(x) if i in self.activated else x)
         if self.output_gain != 1.0:
             x = x * keras.ops.cast(self.output_gain, x.dtype)
@@ -235,6 +246,7 @@ class SpeechDecoder(_SpeechStack):
         self.sequence = [self._conv(width, 7, "conv_in")]
         self.activated = set()
         for i, stride in reversed(list(enumerate(self.strides))):
+            self.film_points.append((len(self.sequence), width))
             width //= 2
             self.activated.add(len(self.sequence))
             self.sequence.append(Upsample1D(stride, name=f"repeat{i}", dtype=self.dtype_policy))

@@ -10,6 +10,7 @@ from vqvae_tf.models.audio_losses import waveform_stft_loss
 from vqvae_tf.models.float32 import float32_copy  # noqa: F401  (public here since 0.1)
 from vqvae_tf.models.image_inputs import ImageInputsMixin, networks_for, speech_args
 from vqvae_tf.models.metrics import DeadCodes, si_snr
+from vqvae_tf.models.speaker import SpeakerInputsMixin
 from vqvae_tf.models.speech_networks import check_strides, time_reach
 from vqvae_tf.quantizers.registry import QUANTIZERS, get_quantizer
 from vqvae_tf.utils import distributed_ops
@@ -27,7 +28,7 @@ RECONSTRUCTION_LOSSES = ("mse", "stft")
 
 
 @keras.saving.register_keras_serializable(package="vqvae_tf")
-class VQVAE(ImageInputsMixin, keras.Model):
+class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
     """Vector-quantised variational autoencoder (van den Oord et al. 2017).
 
     `call(x)` reconstructs `x`; `codes(x)` gives int32 code maps and
@@ -78,6 +79,18 @@ class VQVAE(ImageInputsMixin, keras.Model):
             without `strides` (the paper's network is not causal).
         sample_rate: int or None, the audio rate in Hz, stored with the
             model to give `latency_ms`. Defaults to None.
+        num_speakers: int or None, speakers of a speaker-conditioned
+            decoder (`vqvae_tf.models.speaker`): the model then takes
+            `(waveform, speaker_id)` inputs and its decoder adds a learned
+            vector per speaker to every code frame; `decode_codes(codes,
+            speaker=...)` decodes any codes as any speaker (voice
+            conversion). None (the default) is the unconditioned model.
+        speaker_dim: int or None, the speaker embedding's size (projected
+            to `code_dim`); None means `code_dim`. Needs `num_speakers`.
+        speaker_conditioning: "input" (the default: the speaker vector is
+            added to the decoder's input frames) or "stages" (also a FiLM
+            scale and shift per speaker at each decoder stage; speech
+            network only).
         **kwargs: base `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -85,7 +98,11 @@ class VQVAE(ImageInputsMixin, keras.Model):
             W divisible by `downsample` (or `(batch, T, C)` when rank=1).
         training: bool, whether the quantizer updates its state.
 
-    Input shape: `(batch, H, W, input_channels)`, e.g. `(8, 32, 32, 3)`.
+    Input shape: `(batch, H, W, input_channels)`, e.g. `(8, 32, 32, 3)`;
+        with `num_speakers`, a pair `(waveform, speaker_id)` with ids
+        `(batch,)` int in `[0, num_speakers)` (or a dict with keys
+        "waveform" and "speaker"). `fit` reads batches `((x, ids), ...)`
+        or `(x, ids)`, as an audio dataset with speaker labels yields them.
     Output shape: same as the input; code maps are
         `(batch, H / downsample, W / downsample)` int32.
 
@@ -127,6 +144,9 @@ class VQVAE(ImageInputsMixin, keras.Model):
         strides=None,
         causal=None,
         sample_rate=None,
+        num_speakers=None,
+        speaker_dim=None,
+        speaker_conditioning="input",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -165,6 +185,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
             quantizer, num_codes=num_codes, code_dim=code_dim, name="quantizer", **self.quantizer_config
         )
         self.decoder = decoder(output_channels=input_channels, name="decoder", **stack)
+        self._init_speakers(num_speakers, speaker_dim, speaker_conditioning, code_dim)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
@@ -204,7 +225,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
 
     # ------------------------------------------------------------ building
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
+        input_shape = self._waveform_shape(input_shape)
         self._check_shape(input_shape)
         latent_shape = self.encoder.compute_output_shape(input_shape)
         # Sub-layers may already be built by a train_step that ran before
@@ -212,9 +233,12 @@ class VQVAE(ImageInputsMixin, keras.Model):
         for layer, shape in ((self.encoder, input_shape), (self.quantizer, latent_shape), (self.decoder, latent_shape)):
             if not layer.built:
                 layer.build(shape)
+        for layer in (self.speaker_embedding, self.speaker_film):
+            if layer is not None and not layer.built:
+                layer.build((input_shape[0],))
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return self._waveform_shape(input_shape)
 
     # ------------------------------------------------------------- presets
     @classmethod
@@ -248,6 +272,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
 
     def forward(self, inputs, training=None):
         """Reconstruction and the quantizer's output dict (see `VectorQuantizer`)."""
+        inputs, speaker = self._split_speaker(inputs)
         self._check_inputs(inputs)
         if not self.built:
             # train_step runs forward() without Model.__call__, which would
@@ -255,17 +280,21 @@ class VQVAE(ImageInputsMixin, keras.Model):
             self.build(tuple(inputs.shape))
         latents = self.encoder(inputs, training=training)
         quantized = self.quantizer(latents, training=training)
-        return self.decoder(quantized["quantized"], training=training), quantized
+        return self._decode(quantized["quantized"], speaker, training=training), quantized
 
     def codes(self, inputs):
-        """int32 code maps `(batch, H / downsample, W / downsample)` for images."""
+        """int32 code maps `(batch, H / downsample, W / downsample)` for images (of the waveform alone)."""
+        inputs = self._waveform_of(inputs)
         self._check_inputs(inputs)
         if not self.built:
             self.build(tuple(inputs.shape))
         return self.quantizer.codes(self.encoder(inputs))
 
-    def decode_codes(self, codes):
-        """Reconstructions from int code maps, `(batch, H, W, input_channels)`."""
+    def decode_codes(self, codes, speaker=None):
+        """Reconstructions from int code maps, `(batch, H, W, input_channels)`, as `speaker` if conditioned.
+
+        `speaker`: an int id or `(batch,)` ids; required with `num_speakers`, refused without.
+        """
         codes = tf.convert_to_tensor(codes)
         # Quantizers with several codes per position (residual stages) add
         # trailing axes: `quantizer.code_shape`, () for one code per position.
@@ -277,13 +306,14 @@ class VQVAE(ImageInputsMixin, keras.Model):
                 f"(batch + {self.rank} spatial axes{extra}); received shape {tuple(codes.shape)}."
             )
         vectors = self.quantizer.lookup(codes)
-        return self.decoder(tf.cast(vectors, self.compute_dtype))
+        return self._decode(tf.cast(vectors, self.compute_dtype), speaker)
 
     # ------------------------------------------------------------ training
     def train_step(self, data):
-        x = self._unpack(data)
+        inputs = self._unpack(data)
+        x = self._waveform_of(inputs)
         with tf.GradientTape() as tape:
-            reconstruction, quantized = self.forward(x, training=True)
+            reconstruction, quantized = self.forward(inputs, training=True)
             reconstruction_loss, loss = self._loss_terms(x, reconstruction, quantized)
             # Keras sums gradients over replicas (docs/design.md, fact 5): divide so
             # that the step equals one device's at the same global batch.
@@ -294,8 +324,9 @@ class VQVAE(ImageInputsMixin, keras.Model):
         return self._update_metrics(x, reconstruction, quantized, reconstruction_loss, loss)
 
     def test_step(self, data):
-        x = self._unpack(data)
-        reconstruction, quantized = self.forward(x, training=False)
+        inputs = self._unpack(data)
+        x = self._waveform_of(inputs)
+        reconstruction, quantized = self.forward(inputs, training=False)
         reconstruction_loss, loss = self._loss_terms(x, reconstruction, quantized)
         return self._update_metrics(x, reconstruction, quantized, reconstruction_loss, loss)
 
@@ -321,9 +352,9 @@ class VQVAE(ImageInputsMixin, keras.Model):
             num_batches: batches of a dataset to use.
         """
         if isinstance(data, tf.data.Dataset):
-            batches = [self._unpack(batch) for batch in data.take(num_batches)]
+            batches = [self._waveform_of(self._unpack(batch)) for batch in data.take(num_batches)]
         elif data is not None:
-            array = np.asarray(data)
+            array = np.asarray(self._waveform_of(data))
             size = (batch_size or 32) * num_batches
             batches = [array[:size]]
         else:
@@ -404,4 +435,7 @@ class VQVAE(ImageInputsMixin, keras.Model):
             config.update(strides=list(self.strides), causal=self.causal)
         if self.sample_rate is not None:
             config["sample_rate"] = self.sample_rate
-        return config
+        return config | self._speaker_config()
+
+    def _unpack(self, data):
+        return self._unpack_speaker(data, super()._unpack)
