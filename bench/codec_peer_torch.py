@@ -13,7 +13,7 @@ TensorFlow nor `vqvae_tf`. Make the venv outside the repository:
 (the constraints file keeps pip from replacing torch while it resolves
 compressai's requirements). Then, what `bench/codec_peer.py` runs:
 
-    VENV/bin/python bench/codec_peer_torch.py train --photos DIR --checkpoint FILE --minutes 30 --lmbda 0.0035
+    VENV/bin/python bench/codec_peer_torch.py train --photos DIR --checkpoint FILE.pt --minutes 30 --lmbda 0.0035
     VENV/bin/python bench/codec_peer_torch.py evaluate --checkpoint FILE --photos DIR --names LIST \
         --recon DIR --out FILE.json
 
@@ -23,7 +23,10 @@ compressai's requirements). Then, what `bench/codec_peer.py` runs:
 Adam on the network and a second Adam on the entropy bottleneck's
 quantiles (the aux loss; `compressai.optimizers.net_aux_optimizer`, as
 CompressAI's example trainer), gradients clipped at norm 1 (the example's
-default), random crops of the training photos (decoded once with Pillow;
+default); the network's rate: linear warmup over `--warmup` steps, then
+constant or (`--lr_schedule cosine`) a cosine decay to 0 at the end of the
+time budget; a non-finite loss restores the state saved at the last 100th
+step at half the rate (counted as `recoveries`); random crops of the training photos (decoded once with Pillow;
 each pass visits every photo once in a random order, one crop and a random
 horizontal flip per visit, as the project's folder pipeline), one thread,
 until the wall-clock budget is spent (counted from the first step; the
@@ -148,9 +151,9 @@ def train(args):
     recent, steps, start, scale, recoveries = [], 0, time.monotonic(), 1.0, 0
     good = _snapshot(net, optimizers)
     while time.monotonic() - start < budget:
-        # Linear warmup over the first steps (as ours: train.py's --warmup_steps 100), then constant or a cosine
+        # Linear warmup over the first --warmup steps (none by default), then constant or a cosine
         # decay over the wall-clock budget, to 0 at its end (no step count is known in advance).
-        lr = args.lr * scale * min(1.0, (steps + 1) / args.warmup)
+        lr = args.lr * scale * min(1.0, (steps + 1) / max(args.warmup, 1))
         if args.lr_schedule == "cosine":
             lr *= 0.5 * (1.0 + math.cos(math.pi * min((time.monotonic() - start) / budget, 1.0)))
         for group in optimizers["net"].param_groups:
@@ -272,7 +275,7 @@ def parse(argv):
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=1e-4)
     t.add_argument("--lr_schedule", choices=("constant", "cosine"), default="constant")
-    t.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
+    t.add_argument("--warmup", type=int, default=0, help="linear warmup steps (0: none, as CompressAI's trainer)")
     t.add_argument("--aux_lr", type=float, default=1e-3)
     t.add_argument("--clip", type=float, default=1.0)
     t.add_argument("--n", type=int, default=128)
@@ -289,9 +292,11 @@ def parse(argv):
     e.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.command == "train":
-        for name in ("minutes", "lmbda", "lr", "aux_lr", "clip", "warmup"):
+        for name in ("minutes", "lmbda", "lr", "aux_lr", "clip"):
             if not getattr(args, name) > 0:
                 parser.error(f"--{name} must be > 0; received {getattr(args, name)}")
+        if args.warmup < 0:
+            parser.error(f"--warmup must be >= 0; received {args.warmup}")
         if args.crop < 16 or args.crop % 16:
             parser.error(f"--crop must be a multiple of 16 (the network's stride), at least 16; received {args.crop}")
     return args

@@ -1,4 +1,4 @@
-"""The pure-Python parts of bench/codec_peer.py: argument checks, our command, the interpolation and the table.
+"""The pure-Python parts of bench/codec_peer.py and codec_peer_table.py: argument checks, our command, the table.
 
 None of this needs the peer's venv or PyTorch (its side, bench/codec_peer_torch.py, runs only there).
 """
@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import codec_peer  # noqa: E402
+import codec_peer_table as table  # noqa: E402
 
 # A PSNR linear in log2-rate: PCHIP reproduces it exactly between the points.
 RATES = [0.1, 0.2, 0.4, 0.8]
@@ -83,33 +84,33 @@ def test_our_command_is_the_shipped_design_with_this_runs_data_and_budget():
 
 def test_interpolation_is_exact_on_a_curve_linear_in_log_rate():
     psnrs = [p["psnr"] for p in OURS]
-    assert codec_peer.interpolate(RATES, psnrs, 0.3) == pytest.approx(25.0 + 3.0 * math.log2(3.0))
-    assert codec_peer.interpolate(RATES[::-1], psnrs[::-1], 0.2) == pytest.approx(28.0)  # order does not matter
-    assert codec_peer.interpolate(RATES, psnrs, 0.05) is None  # outside the curve: no extrapolation
-    assert codec_peer.interpolate(RATES[:1], psnrs[:1], 0.1) is None
-    assert codec_peer.rate_for(RATES, psnrs, 29.5) == pytest.approx(0.1 * 2**1.5)
-    assert codec_peer.rate_for(RATES, psnrs, 40.0) is None
-    assert codec_peer.rate_for(RATES, [25.0, 27.0, 26.0, 28.0], 26.5) is None  # not increasing: no inverse
+    assert table.interpolate(RATES, psnrs, 0.3) == pytest.approx(25.0 + 3.0 * math.log2(3.0))
+    assert table.interpolate(RATES[::-1], psnrs[::-1], 0.2) == pytest.approx(28.0)  # order does not matter
+    assert table.interpolate(RATES, psnrs, 0.05) is None  # outside the curve: no extrapolation
+    assert table.interpolate(RATES[:1], psnrs[:1], 0.1) is None
+    assert table.rate_for(RATES, psnrs, 29.5) == pytest.approx(0.1 * 2**1.5)
+    assert table.rate_for(RATES, psnrs, 40.0) is None
+    assert table.rate_for(RATES, [25.0, 27.0, 26.0, 28.0], 26.5) is None  # not increasing: no inverse
 
 
 def test_comparison_at_the_peers_rate_and_verdict():
     peer = dict(bits_per_pixel=0.2, psnr=27.0, ms_ssim=0.86, **{"lambda": 0.0035})
-    (c,) = codec_peer.compare(OURS, [peer])
+    (c,) = table.compare(OURS, [peer])
     assert c["psnr_difference_db"] == pytest.approx(1.0)  # ours 28 dB at 0.2 bpp
     assert c["ms_ssim_difference"] == pytest.approx(0.9 - 0.86)
     # Ours reaches 27 dB at 0.1 * 2**(2/3) bpp: that many bits fewer than the peer's 0.2.
     assert c["rate_change_percent"] == pytest.approx(100 * (2 ** (2 / 3) / 2 - 1))
     assert c["nearest"] == dict(quality=2, bpp_ratio=1.0, psnr_difference_db=pytest.approx(1.0))
-    assert codec_peer.verdict(c) == "ours wins at 0.200 bpp by 1.00 dB; for the peer's 27.00 dB we need -20.6% bits"
-    (far,) = codec_peer.compare(OURS, [dict(peer, bits_per_pixel=1.6, psnr=33.0)])
+    assert table.verdict(c) == "ours wins at 0.200 bpp by 1.00 dB; for the peer's 27.00 dB we need -20.6% bits"
+    (far,) = table.compare(OURS, [dict(peer, bits_per_pixel=1.6, psnr=33.0)])
     assert far["psnr_difference_db"] is None
-    assert codec_peer.verdict(far).startswith("the peer's rate 1.600 bpp is outside our curve; our nearest point (q4")
+    assert table.verdict(far).startswith("the peer's rate 1.600 bpp is outside our curve; our nearest point (q4")
 
 
 def test_bd_needs_two_peer_points_and_is_computed_with_them():
-    one = codec_peer.bd_figures(OURS, [dict(bits_per_pixel=0.2, psnr=27.0)])
+    one = table.bd_figures(OURS, [dict(bits_per_pixel=0.2, psnr=27.0)])
     assert one["bd_rate_percent"] is None and "at least 2 points" in one["why"]
-    two = codec_peer.bd_figures(OURS, [dict(bits_per_pixel=r, psnr=p["psnr"] - 0.5) for r, p in zip(RATES, OURS)])
+    two = table.bd_figures(OURS, [dict(bits_per_pixel=r, psnr=p["psnr"] - 0.5) for r, p in zip(RATES, OURS)])
     assert two["bd_psnr_db"] == pytest.approx(0.5)
 
 
@@ -117,21 +118,21 @@ def test_the_table_lists_both_sides_and_the_differences():
     peer = dict(bits_per_pixel=0.2, psnr=27.0, ms_ssim=0.86, steps=300, **{"lambda": 0.0035})
     result = dict(
         minutes=30,
-        ours=dict(steps=600, points={m: OURS for m in codec_peer.METHODS}),
+        ours=dict(steps=600, points={m: OURS for m in table.METHODS}),
         peer=dict(points=[peer]),
-        comparison={m: codec_peer.compare(OURS, [peer]) for m in codec_peer.METHODS},
-        bd={m: codec_peer.bd_figures(OURS, [peer]) for m in codec_peer.METHODS},
+        comparison={m: table.compare(OURS, [peer]) for m in table.METHODS},
+        bd={m: table.bd_figures(OURS, [peer]) for m in table.METHODS},
     )
-    table = codec_peer.markdown(result)
-    assert "| ours q2, static | 600 | 0.200 | 28.00 | 0.9000 |" in table
-    assert "| bmshj2018-factorized, lambda 0.0035 | 300 | 0.200 | 27.00 | 0.8600 |" in table
-    assert "| codec (30 min of training each) | steps |" in table
-    assert "| static, vs 0.200 bpp, 27.00 dB | +1.00 dB | +0.0400 | -20.6% |" in table
-    assert "BD (packed against the peer's curve): n/a, anchor curve needs at least 2 points; received 1." in table
+    text = table.markdown(result)
+    assert "| ours q2, static | 600 | 0.200 | 28.00 | 0.9000 |" in text
+    assert "| bmshj2018-factorized, lambda 0.0035 | 300 | 0.200 | 27.00 | 0.8600 |" in text
+    assert "| codec (30 min of training each) | steps |" in text
+    assert "| static, vs 0.200 bpp, 27.00 dB | +1.00 dB | +0.0400 | -20.6% |" in text
+    assert "BD (packed against the peer's curve): n/a, anchor curve needs at least 2 points; received 1." in text
 
 
 def test_steps_come_from_the_time_limits_log_line():
     log = "I1201 loop.py:242] Stopped by max_minutes=30 after 1234 training steps in this run.\n"
     assert codec_peer.our_steps_done(log, 6000) == 1234
     assert codec_peer.our_steps_done("trained after 12 epochs", 6000) == 6000
-    assert np.isfinite(codec_peer.interpolate(RATES, [p["ms_ssim"] for p in OURS], 0.5))
+    assert np.isfinite(table.interpolate(RATES, [p["ms_ssim"] for p in OURS], 0.5))
