@@ -25,8 +25,9 @@ quantiles (the aux loss; `compressai.optimizers.net_aux_optimizer`, as
 CompressAI's example trainer), gradients clipped at norm 1 (the example's
 default); the network's rate: linear warmup over `--warmup` steps, then
 constant or (`--lr_schedule cosine`) a cosine decay to 0 at the end of the
-time budget; a non-finite loss restores the state saved at the last 100th
-step at half the rate (counted as `recoveries`); random crops of the training photos (decoded once with Pillow;
+time budget; a loss that is not finite or above 4x the median of the last
+50 restores the state saved every 100 steps at half the rate (counted as
+`recoveries`); random crops of the training photos (decoded once with Pillow;
 each pass visits every photo once in a random order, one crop and a random
 horizontal flip per visit, as the project's folder pipeline), one thread,
 until the wall-clock budget is spent (counted from the first step; the
@@ -162,14 +163,18 @@ def train(args):
         optimizers["net"].zero_grad()
         optimizers["aux"].zero_grad()
         out = criterion(net(x), x)
-        if not math.isfinite(out["loss"].item()):
-            # Diverged: back to the last good state at half the rate (counted in the summary), not a lost run.
+        loss = out["loss"].item()
+        # Diverged (a first run at lr 1e-3 without warmup blew the loss up 10,000-fold, finite): back to the last
+        # good state at half the rate (counted in the summary), rather than a lost run.
+        typical = float(np.median([v[0] for v in recent[-50:]])) if len(recent) >= 20 else math.inf
+        if not math.isfinite(loss) or loss > 4 * typical:
             recoveries += 1
             if recoveries > 5:
-                raise SystemExit(f"non-finite loss at step {steps} after {recoveries - 1} recoveries")
+                raise SystemExit(f"loss {loss} at step {steps} after {recoveries - 1} recoveries")
             scale *= 0.5
             _restore(net, optimizers, good)
-            print(f"step {steps}: non-finite loss; restored the last good state, learning rate x{scale:g}", flush=True)
+            print(f"step {steps}: loss {loss:.4g} (typical {typical:.4g}); restored the state of step "
+                  f"{steps // 100 * 100}, learning rate x{scale:g}", flush=True)  # fmt: skip
             continue
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
