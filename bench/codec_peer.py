@@ -30,6 +30,10 @@ times, steps, per-photo values, means, comparisons).
 
     TF_CPP_MIN_LOG_LEVEL=2 nice -n 19 python bench/codec_peer.py --minutes 30 --lambda 0.0018 --lambda 0.0035 \
         --lr 1e-4 --lr_schedule constant --our_steps 2000 --steps_per_epoch 250
+    # the peer with a short-budget recipe (warmup, peak 1e-3, cosine over the time, smaller crops and batch):
+    TF_CPP_MIN_LOG_LEVEL=2 nice -n 19 python bench/codec_peer.py --minutes 30 --lambda 0.0018 --lambda 0.0035 \
+        --lr 1e-3 --warmup 100 --lr_schedule cosine --crop 64 --batch 8 --workdir /tmp/codec_peer_b \
+        --out bench/results/codec_peer_short_recipe.json
     TF_CPP_MIN_LOG_LEVEL=2 nice -n 19 python bench/codec_peer.py --smoke   # 1 minute a side, 4 photos
 
 `--smoke` writes to WORKDIR/codec_peer_smoke.json unless `--out` is given.
