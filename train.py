@@ -14,7 +14,7 @@ a speech run samples/prior_sample_k.wav); sample more with
 
 Outputs go to --workdir (see vqvae_tf/training/loop.py). Run the same command again
 after an interruption to resume; --overwrite starts afresh. On resume only
---epochs, --validation_steps, --strategy, --jit_compile, the export flags,
+--epochs, --max_minutes, --validation_steps, --strategy, --jit_compile, the export flags,
 --num_samples and --keras_verbose may change (raising --epochs of a cosine run
 stretches the schedule over the new total); anything else is refused. Bad
 input exits with code 2 and a one-line message; a NaN loss exits with code 3.
@@ -123,6 +123,12 @@ flags.DEFINE_enum(
     "auto: stft for audio, mse for images.",
 )
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs (may be raised to continue a finished run).", lower_bound=1)
+flags.DEFINE_float(
+    "max_minutes",
+    _DEFAULTS.max_minutes,
+    "Stop training after this many minutes (mid-epoch; that epoch still validates); 0 = no limit.",
+    lower_bound=0.0,
+)
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch, "Training steps per epoch.", lower_bound=1)
 flags.DEFINE_integer(
     "validation_steps",

@@ -82,6 +82,7 @@ def test_config_json_round_trip(tmp_path):
         ("kmeans_init", "yes", "kmeans_init must be a bool"),
         ("lookup_dim", -1, "`lookup_dim` must be an int >= 0"),
         ("augment", "yes", "augment must be a bool or None"),
+        ("max_minutes", -1.0, "`max_minutes` must be a finite number >= 0"),
     ],
 )
 def test_config_rejects_bad_values(field, value, words):
@@ -136,6 +137,7 @@ def test_config_rejects_unknown_json_fields():
 def test_incompatible_fields_ignore_resumable_ones():
     base = tiny()
     assert base.incompatible_fields(dataclasses.replace(base, epochs=9, strategy="mirrored", export=True)) == []
+    assert base.incompatible_fields(dataclasses.replace(base, max_minutes=30.0)) == []
     assert base.incompatible_fields(dataclasses.replace(base, num_codes=64, seed=3)) == ["num_codes", "seed"]
 
 
@@ -299,6 +301,29 @@ def test_nan_loss_stops_with_exit_code_and_keeps_last_good_checkpoints(tmp_path,
     best = keras.models.load_model(tmp_path / "best.keras")
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in best.weights)
     assert not partial_files(tmp_path)
+
+
+def test_max_minutes_stops_in_the_first_epoch_and_that_epoch_still_validates(tmp_path, caplog):
+    # A budget already spent when the first step ends: one step, then the epoch's validation and savers.
+    with caplog.at_level(logging.INFO):
+        result = train_and_evaluate(tiny(epochs=3, max_minutes=1e-9), tmp_path)
+    assert result["epochs_run"] == 1
+    assert "val_loss" in result["final"]
+    assert "Stopped by max_minutes=1e-09 after 1 training steps in this run." in caplog.text
+    assert (tmp_path / "model.keras").exists()
+
+
+def test_validation_dataset_trains_on_every_file_of_the_training_folder(tmp_path, caplog):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "v").mkdir()
+    train_dir = _folder(tmp_path / "t", sizes=[24] * 10)
+    valid_dir = _folder(tmp_path / "v", sizes=[24] * 3)
+    config = tiny(dataset=f"folder:{train_dir}", validation_dataset=f"folder:{valid_dir}", epochs=1, steps_per_epoch=1)
+    with caplog.at_level(logging.INFO):
+        train_and_evaluate(config, tmp_path / "run")
+    # All 10 files train (no split of the folder) and the 3 other photos validate.
+    assert f"folder:{train_dir}: 10 train images" in caplog.text
+    assert f"validation: centre crops of 3 images of folder:{valid_dir}" in caplog.text
 
 
 # ------------------------------------------------------------ bad input

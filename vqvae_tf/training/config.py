@@ -48,6 +48,7 @@ AUDIO_SCHEME = "audio"
 RESUMABLE_FIELDS = frozenset(
     {
         "epochs",
+        "max_minutes",
         "validation_steps",
         "strategy",
         "jit_compile",
@@ -112,6 +113,12 @@ class TrainConfig:
             term gave lower PESQ at equal steps, docs/training.md),
             resolved when the run starts. Defaults to "auto".
         epochs: number of epochs. Defaults to 15.
+        max_minutes: wall-clock budget of the training (`fit`) in minutes:
+            training stops at the first step that ends after it, in the
+            middle of an epoch if need be, and that epoch still validates
+            (`vqvae_tf.training.callbacks.TimeLimit`); 0 means no limit.
+            The schedule is still the one of `epochs` x `steps_per_epoch`.
+            Defaults to 0.
         steps_per_epoch: training steps per epoch. Defaults to 300.
         validation_steps: validation batches per epoch; 0 means the whole
             validation set. Defaults to 0.
@@ -164,6 +171,7 @@ class TrainConfig:
     label_pattern: str | None = None
     reconstruction_loss: str = "auto"
     epochs: int = 15
+    max_minutes: float = 0.0
     steps_per_epoch: int = 300
     validation_steps: int = 0
     batch_size: int = 64
@@ -229,6 +237,7 @@ class TrainConfig:
             check_int(name, getattr(self, name), minimum, error=ConfigError)
         check_int("sample_rate", self.sample_rate, MIN_RATE, MAX_RATE, error=ConfigError)
         check_number("learning_rate", self.learning_rate, 0, inclusive_min=False, error=ConfigError)
+        check_number("max_minutes", self.max_minutes, 0, error=ConfigError)
         for name, maximum in (
             ("commitment_cost", None),
             ("decay", 1),

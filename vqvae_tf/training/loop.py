@@ -164,6 +164,7 @@ def _datasets(config):
             batch_size=config.batch_size,
             seed=config.seed,
             augment=config.augment,
+            validation_spec=config.validation_dataset,
         )
     from vqvae_tf.training.audio_samples import fit_lengths
 
@@ -223,10 +224,11 @@ def _fit(model, config, bundle, strategy, outdir, backup_dir, initial_epoch):
 
     truncate_history(outdir / "history.csv", initial_epoch)
     callbacks = make_callbacks(config, outdir, bundle, strategy, backup_dir=backup_dir)
+    limit = cb.TimeLimit(60.0 * config.max_minutes) if config.max_minutes else None
     # The same stream as an uninterrupted run: skip the batches of the
     # epochs already trained.
     train = bundle.train.skip(initial_epoch * config.steps_per_epoch) if initial_epoch else bundle.train
-    return distribute.fit(
+    history = distribute.fit(
         model,
         train,
         strategy=strategy,
@@ -234,9 +236,12 @@ def _fit(model, config, bundle, strategy, outdir, backup_dir, initial_epoch):
         steps_per_epoch=config.steps_per_epoch,
         validation_data=bundle.validation,
         validation_steps=config.validation_steps or None,
-        callbacks=callbacks,
+        callbacks=callbacks + ([limit] if limit else []),
         verbose=config.verbose,
     )
+    if limit is not None and limit.stopped:
+        logger.info("Stopped by max_minutes=%g after %d training steps in this run.", config.max_minutes, limit.steps)
+    return history
 
 
 def build_model(config, channels, data_variance):
