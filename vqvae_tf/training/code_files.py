@@ -165,8 +165,6 @@ def prior_code_maps(vqvae, train_images, test_images, workdir, fingerprint, num_
     if stages is not None and train.ndim == 4:
         # The first stages only (the codec's stage-0 prior: its finer stages are coded under static tables).
         train, test = train[..., :stages], test[..., :stages]
-        if stages == 1:
-            train, test = train[..., 0], test[..., 0]
     # A residual VQ-VAE's (h, w, S) maps are modelled as (h, w * S) token maps.
     num_stages = train.shape[3] if train.ndim == 4 else 1
     if train.ndim == 4:

@@ -276,7 +276,7 @@ def read_header(data: bytes) -> Header:
     _check_method_params(method, params, values["kind"], has_stage_axis)
     payload_length = len(data) - FIXED_SIZE[version] - len(params) - CRC.size
     if method == Method.PRIOR and has_stage_axis:
-        (prior_bytes, _) = STAGED_PRIOR_TAIL.unpack_from(params, PRIOR_PARAMS.size)
+        prior_bytes, _ = STAGED_PRIOR_TAIL.unpack_from(params, PRIOR_PARAMS.size)
         if prior_bytes > payload_length:
             raise BitstreamError(
                 f"invalid header: the prior part of the payload is {prior_bytes} bytes, "
