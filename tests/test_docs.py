@@ -1,7 +1,7 @@
 """The examples in README.md and docs/*.md run, and the docs' relative links resolve.
 
-Every ```python block is run, in a fresh namespace, in one subprocess per
-file whose working directory is a temporary directory (the blocks write
+Every ```python block is run, in a fresh namespace, in one subprocess for
+all pages, each page in a working directory of its own (the blocks write
 `runs/`, `export/`, `photo.vqz`, ...). A block that cannot run in a test is
 written as ```text, or preceded by a line `<!-- not run: reason -->`.
 """
@@ -43,18 +43,32 @@ def _blocks(path):
     return runnable, skipped
 
 
+# All pages run in one subprocess (one TensorFlow import, not one per page), each page in its own
+# working directory with a fresh namespace per block and the global Keras state reset between pages;
+# each page's outcome is reported on its own.
 _RUNNER = textwrap.dedent(
     """
-    import json, sys, traceback
-    blocks = json.loads(sys.stdin.read())
-    for line, code in blocks:
-        try:
-            exec(compile(code, f"{sys.argv[1]}:{line}", "exec"), {"__name__": "__docs__"})
-        except BaseException:
-            traceback.print_exc()
-            sys.exit(f"block at {sys.argv[1]}:{line} failed")
+    import json, os, sys, traceback
+    pages = json.loads(sys.stdin.read())
+    results = {}
+    for page in pages:
+        os.chdir(page["cwd"])
+        results[page["name"]] = None
+        for line, code in page["blocks"]:
+            try:
+                exec(compile(code, f"{page['name']}:{line}", "exec"), {"__name__": "__docs__"})
+            except BaseException:
+                results[page["name"]] = f"block at {page['name']}:{line} failed\\n" + traceback.format_exc()
+                break
+        if "keras" in sys.modules:
+            import keras
+            keras.mixed_precision.set_global_policy("float32")
+            keras.backend.clear_session()
+    with open(sys.argv[1], "w") as f:
+        json.dump(results, f)
     """
 )
+RUNNABLE = [p for p in PAGES if _blocks(p)[0]]
 
 
 def test_enough_blocks_are_run():
@@ -64,26 +78,42 @@ def test_enough_blocks_are_run():
     assert runnable >= MIN_BLOCKS, f"only {runnable} runnable python blocks found ({skipped} marked not run)"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", [p for p in PAGES if _blocks(p)[0]], ids=lambda p: p.name)
-def test_examples_run(path, tmp_path):
-    blocks, _ = _blocks(path)
+@pytest.fixture(scope="module")
+def example_results(tmp_path_factory):
+    """{page name: None if every block ran, else the failing block and its traceback}."""
+    root = tmp_path_factory.mktemp("docs_examples")
+    pages = []
+    for path in RUNNABLE:
+        name = path.relative_to(REPO).as_posix()
+        cwd = root / name.replace("/", "_")
+        cwd.mkdir()
+        pages.append({"name": name, "cwd": str(cwd), "blocks": _blocks(path)[0]})
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         TF_CPP_MIN_LOG_LEVEL="2",
         CUDA_VISIBLE_DEVICES="",
     )
+    out = root / "results.json"
     result = subprocess.run(
-        [sys.executable, "-c", _RUNNER, path.relative_to(REPO).as_posix()],
-        input=json.dumps(blocks),
-        cwd=tmp_path,
+        [sys.executable, "-c", _RUNNER, str(out)],
+        input=json.dumps(pages),
+        cwd=root,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0 and out.exists(), result.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", RUNNABLE, ids=lambda p: p.name)
+def test_examples_run(path, example_results):
+    name = path.relative_to(REPO).as_posix()
+    assert name in example_results, sorted(example_results)
+    assert example_results[name] is None, example_results[name][-4000:]
 
 
 def _slug(heading):
