@@ -49,6 +49,7 @@ Writes bench/results/latent_speech.json (after every model, so a cut run keeps w
 """
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -106,7 +107,7 @@ def parse_args(argv=None):
     parser.add_argument("--num-codes", type=int, default=256)
     parser.add_argument("--latent-dim", type=int, default=16, help="VQ code size and VAE latents per frame")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--betas", default="1,0.3,0.1,0.03", help="KL weights of the VAE sweep (seed 0)")
+    parser.add_argument("--betas", default="1,0.3,0.1,0.07,0.05,0.03", help="KL weights of the VAE sweep (seed 0)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--prior-steps", type=int, default=800)
     parser.add_argument("--prior-batches", type=int, default=48, help="batches of training segments for the prior")
@@ -116,6 +117,9 @@ def parse_args(argv=None):
     parser.add_argument("--samples", type=int, default=2, help="WAVs per model from its prior")
     parser.add_argument("--wav-dir", type=Path, default=ROOT / "docs" / "discrete_vs_continuous")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latent_speech.json")
+    parser.add_argument(
+        "--extend-sweep", default=None, help="only train VAEs at these betas (first seed) and add them to --out's sweep"
+    )
     return parser.parse_args(argv)
 
 
@@ -282,8 +286,43 @@ def summarise(results, seeds, betas):
         results["matched_rate"] = matched
 
 
+# Settings that define the models and data: an extension of a sweep must match the run it extends.
+MODEL_SETTINGS = ("data", "steps", "batch", "crop", "segment", "hidden", "blocks", "latent_dim", "lr")
+
+
+def extend_sweep(args):
+    """Adds VAEs at `--extend-sweep` betas (the run's first seed) to the RD curve of the run in `--out`."""
+    start = time.perf_counter()
+    results = json.loads(args.out.read_text())
+    saved = results["settings"]
+    mismatched = [f"{k}: {saved[k]} vs {getattr(args, k)}" for k in MODEL_SETTINGS if saved[k] != str(getattr(args, k))]
+    if mismatched:
+        raise SystemExit(f"--extend-sweep needs the settings of {args.out}'s run; these differ: {mismatched}")
+    seeds = [int(s) for s in saved["seeds"].split(",")]
+    crops, segments = load(args)
+    clips = held_out_clips(crops)
+    done = {p["beta"] for p in results["vae_rd_curve"]}
+    results["extension_commands"] = results.get("extension_commands", []) + [" ".join(["python"] + sys.argv)]
+    for beta in (float(b) for b in args.extend_sweep.split(",")):
+        if beta in done:
+            continue
+        vae = make_vae(args, crops, seeds[0], beta=beta)
+        results["timings_seconds"][f"vae_beta{beta:g}"] = train(vae, crops, args)
+        results["vae_rd_curve"].append(evaluate_vae(vae, segments, clips, args) | {"beta": beta})
+        results["vae_rd_curve"].sort(key=lambda p: -p["beta"])
+        results["timings_seconds"]["extension_total"] = (
+            results["timings_seconds"].get("extension_total", 0.0) + time.perf_counter() - start
+        )
+        start = time.perf_counter()
+        summarise(results, seeds, None)
+        atomic.write_json(args.out, results)
+    print_table(results)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.extend_sweep:
+        return extend_sweep(args)
     start = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     betas = [float(b) for b in args.betas.split(",")]
