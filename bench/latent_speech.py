@@ -245,13 +245,22 @@ def evaluate_vae(model, segments, clips, args):
     }
 
 
+def vae_samples(vae, count, frames, args, seed):
+    """`count` clips of `frames` frames decoded from the VAE's N(0, I) prior."""
+    latents = keras.random.normal((count, frames, args.latent_dim), seed=seed)
+    return np.clip(np.asarray(vae.decode(latents)), -1.0, 1.0)
+
+
 def write_samples(vqvae, prior, vae, args, seed):
     """`--samples` WAVs from each model's prior: the VQ prior's codes decoded, and the VAE's N(0, I) latents."""
     clips, _ = sample_images(vqvae, prior, args.samples, seed=seed)
-    latents = keras.random.normal((args.samples, args.segment // HOP, args.latent_dim), seed=seed)
-    decoded = np.clip(np.asarray(vae.decode(latents)), -1.0, 1.0)
+    decoded = vae_samples(vae, args.samples, args.segment // HOP, args, seed)
+    return _write(args, (("vqvae_prior_sample", clips), ("vae_prior_sample", decoded)))
+
+
+def _write(args, named_batches):
     paths = []
-    for name, batch in (("vqvae_prior_sample", clips), ("vae_prior_sample", decoded)):
+    for name, batch in named_batches:
         for k, clip in enumerate(np.asarray(batch, np.float32)):
             path = args.wav_dir / f"{name}_{k}.wav"
             write_wav(path, clip, RATE)
@@ -308,8 +317,12 @@ def extend_sweep(args):
             continue
         vae = make_vae(args, crops, seeds[0], beta=beta)
         results["timings_seconds"][f"vae_beta{beta:g}"] = train(vae, crops, args)
-        results["vae_rd_curve"].append(evaluate_vae(vae, segments, clips, args) | {"beta": beta})
-        results["vae_rd_curve"].sort(key=lambda p: -p["beta"])
+        point = evaluate_vae(vae, segments, clips, args) | {"beta": beta}
+        results["vae_rd_curve"] = sorted(results["vae_rd_curve"] + [point], key=lambda p: -p["beta"])
+        if point["rate_bits_per_second"] > 10.0 and args.samples:
+            # One second from the prior of a VAE whose posterior did not collapse (beta = 1's is silence).
+            decoded = vae_samples(vae, 1, RATE // HOP, args, seeds[0])
+            results["samples"] += _write(args, ((f"vae_beta{beta:g}_prior_sample", decoded),))
         results["timings_seconds"]["extension_total"] = (
             results["timings_seconds"].get("extension_total", 0.0) + time.perf_counter() - start
         )
