@@ -107,7 +107,9 @@ def parse_args(argv=None):
     parser.add_argument("--num-codes", type=int, default=256)
     parser.add_argument("--latent-dim", type=int, default=16, help="VQ code size and VAE latents per frame")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--betas", default="1,0.3,0.1,0.07,0.05,0.03", help="KL weights of the VAE sweep (seed 0)")
+    parser.add_argument(
+        "--betas", default="1,0.3,0.1,0.07,0.06,0.05,0.03,0.01", help="KL weights of the VAE sweep (seed 0)"
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--prior-steps", type=int, default=800)
     parser.add_argument("--prior-batches", type=int, default=48, help="batches of training segments for the prior")
@@ -268,7 +270,7 @@ def _write(args, named_batches):
     return paths
 
 
-def summarise(results, seeds, betas):
+def summarise(results, seeds):
     """Headline means and spreads over seeds, and the VAE's sweep read at the VQ-VAE's rate."""
     runs = [results["seeds"][str(s)] for s in seeds if str(s) in results["seeds"]]
     runs = [r for r in runs if "vqvae" in r and "vae" in r]
@@ -292,6 +294,17 @@ def summarise(results, seeds, betas):
         for key in ("si_snr", "pesq", "stoi", "mel_distance"):
             matched[f"vae_{key}"] = at_rate(rates, [p["quality"][key] for p in sweep], rate)
             matched[f"vqvae_{key}"] = headline["vqvae"][key]["mean"]
+        # The sweep points the reading lies between: far apart, the curve jumps there (a collapse threshold).
+        below = [p for p in sweep if p["rate_bits_per_second"] <= rate]
+        above = [p for p in sweep if p["rate_bits_per_second"] > rate]
+        matched["between"] = [
+            {"beta": p["beta"], "rate_bits_per_second": p["rate_bits_per_second"]}
+            for p in (
+                max(below, key=lambda p: p["rate_bits_per_second"], default=None),
+                min(above, key=lambda p: p["rate_bits_per_second"], default=None),
+            )
+            if p is not None
+        ]
         results["matched_rate"] = matched
 
 
@@ -311,10 +324,10 @@ def extend_sweep(args):
     crops, segments = load(args)
     clips = held_out_clips(crops)
     done = {p["beta"] for p in results["vae_rd_curve"]}
-    results["extension_commands"] = results.get("extension_commands", []) + [" ".join(["python"] + sys.argv)]
-    for beta in (float(b) for b in args.extend_sweep.split(",")):
-        if beta in done:
-            continue
+    new = [beta for beta in (float(b) for b in args.extend_sweep.split(",")) if beta not in done]
+    if new:
+        results["extension_commands"] = results.get("extension_commands", []) + [" ".join(["python"] + sys.argv)]
+    for beta in new:
         vae = make_vae(args, crops, seeds[0], beta=beta)
         results["timings_seconds"][f"vae_beta{beta:g}"] = train(vae, crops, args)
         point = evaluate_vae(vae, segments, clips, args) | {"beta": beta}
@@ -327,8 +340,11 @@ def extend_sweep(args):
             results["timings_seconds"].get("extension_total", 0.0) + time.perf_counter() - start
         )
         start = time.perf_counter()
-        summarise(results, seeds, None)
+        summarise(results, seeds)
         atomic.write_json(args.out, results)
+    # Betas already measured only refresh the summary (e.g. after a change to `summarise`).
+    summarise(results, seeds)
+    atomic.write_json(args.out, results)
     print_table(results)
 
 
@@ -359,7 +375,7 @@ def main(argv=None):
     def save():
         results["timings_seconds"]["total"] = time.perf_counter() - start
         results["load_average_at_save"] = list(os.getloadavg())
-        summarise(results, seeds, betas)
+        summarise(results, seeds)
         atomic.write_json(args.out, results)
 
     for seed in seeds:
