@@ -1,6 +1,6 @@
 """Pieces of `bench/latent_speech.py`: the beta-VAE, the wider decoder, clip quality, code usage, RD interpolation.
 
-Bench-only helpers (not library code): they print nothing and keep no state.
+Bench-only helpers (not library code); only `print_table` prints.
 """
 
 import math
@@ -121,3 +121,27 @@ def mean_spread(values):
     values = [float(v) for v in values]
     spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return {"mean": float(np.mean(values)), "std": spread, "min": min(values), "max": max(values), "values": values}
+
+
+def print_table(results):
+    """Prints the headline, the sweep, the matched-rate reading and the collapse pair of a run's results."""
+    h = results["headline"]
+    fmt = lambda f: f"{f['mean']:.3f} ± {f['std']:.3f}"
+    print(f"{'model':8s} {'bits/dim':>16s} {'rate b/s':>18s} {'SI-SNR dB':>18s} {'PESQ':>16s} {'mel':>16s}")
+    for name in ("vqvae", "vae"):
+        r = h[name]
+        keys = ("bits_per_dim", "rate_bits_per_second", "si_snr", "pesq", "mel_distance")
+        print(f"{name:8s} " + " ".join(f"{fmt(r[k]):>16s}" for k in keys))
+    print(f"bits/dim VQ - VAE: {h['vqvae']['bits_per_dim']['mean'] - h['vae']['bits_per_dim']['mean']:+.3f}")
+    for p in results["vae_rd_curve"]:
+        q = p["quality"]
+        print(
+            f"VAE beta {p['beta']:<6g} KL {p['rate_bits_per_second']:9.1f} b/s  bits/dim {p['bits_per_dim']:.3f}  "
+            f"SI-SNR {q['si_snr']:6.2f}  PESQ {q['pesq']:.3f}  mel {q['mel_distance']:.3f}"
+        )
+    if "matched_rate" in results:
+        print(
+            "matched rate:", {k: round(v, 3) if isinstance(v, float) else v for k, v in results["matched_rate"].items()}
+        )
+    if "collapse" in results:
+        print("collapse:", results["collapse"])

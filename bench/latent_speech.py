@@ -40,8 +40,12 @@ clips cut into whole segments:
 
 Seeds `--seeds` repeat the beta = 1 pair and the prior (headline figures as
 mean and spread); the sweep and the wide pair run at the first seed.
+`--extend-sweep BETAS` trains only the VAEs of new betas and adds them to the
+sweep of the run in `--out` (its model settings checked), with one second
+from each one's N(0, I) prior when its posterior did not collapse.
 
     nice -n 19 python bench/latent_speech.py                                   # the full run (wall time in JSON)
+    nice -n 19 python bench/latent_speech.py --extend-sweep 0.02               # one more sweep point
     nice -n 19 python bench/latent_speech.py --steps 30 --prior-steps 30 --seeds 0 --betas 1,0.1 \\
         --out /tmp/ls.json --wav-dir /tmp/ls_wavs                              # a smoke test
 
@@ -71,8 +75,9 @@ from _speech_latents import (  # noqa: E402
     clip_quality,
     code_usage,
     mean_spread,
+    print_table,
     reconstructor,
-    widen_decoder,  # noqa: E402
+    widen_decoder,
 )
 
 from vqvae_tf.data.datasets import make_datasets  # noqa: E402
@@ -419,29 +424,6 @@ def main(argv=None):
     save()
     print_table(results)
     print(f"wrote {args.out} in {results['timings_seconds']['total']:.0f} s")
-
-
-def print_table(results):
-    h = results["headline"]
-    fmt = lambda f: f"{f['mean']:.3f} ± {f['std']:.3f}"
-    print(f"{'model':8s} {'bits/dim':>16s} {'rate b/s':>18s} {'SI-SNR dB':>18s} {'PESQ':>16s} {'mel':>16s}")
-    for name in ("vqvae", "vae"):
-        r = h[name]
-        keys = ("bits_per_dim", "rate_bits_per_second", "si_snr", "pesq", "mel_distance")
-        print(f"{name:8s} " + " ".join(f"{fmt(r[k]):>16s}" for k in keys))
-    print(f"bits/dim VQ - VAE: {h['vqvae']['bits_per_dim']['mean'] - h['vae']['bits_per_dim']['mean']:+.3f}")
-    for p in results["vae_rd_curve"]:
-        q = p["quality"]
-        print(
-            f"VAE beta {p['beta']:<6g} KL {p['rate_bits_per_second']:9.1f} b/s  bits/dim {p['bits_per_dim']:.3f}  "
-            f"SI-SNR {q['si_snr']:6.2f}  PESQ {q['pesq']:.3f}  mel {q['mel_distance']:.3f}"
-        )
-    if "matched_rate" in results:
-        print(
-            "matched rate:", {k: round(v, 3) if isinstance(v, float) else v for k, v in results["matched_rate"].items()}
-        )
-    if "collapse" in results:
-        print("collapse:", results["collapse"])
 
 
 if __name__ == "__main__":
