@@ -139,6 +139,11 @@ def print_table(results):
             f"VAE beta {p['beta']:<6g} KL {p['rate_bits_per_second']:9.1f} b/s  bits/dim {p['bits_per_dim']:.3f}  "
             f"SI-SNR {q['si_snr']:6.2f}  PESQ {q['pesq']:.3f}  mel {q['mel_distance']:.3f}"
         )
+    for p in results.get("vae_sweep_other_seeds", []):
+        print(
+            f"VAE beta {p['beta']:<6g} seed {p['seed']}: KL {p['rate_bits_per_second']:.1f} b/s, "
+            f"bits/dim {p['bits_per_dim']:.3f}"
+        )
     if "matched_rate" in results:
         print(
             "matched rate:", {k: round(v, 3) if isinstance(v, float) else v for k, v in results["matched_rate"].items()}

@@ -125,7 +125,10 @@ def parse_args(argv=None):
     parser.add_argument("--wav-dir", type=Path, default=ROOT / "docs" / "discrete_vs_continuous")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latent_speech.json")
     parser.add_argument(
-        "--extend-sweep", default=None, help="only train VAEs at these betas (first seed) and add them to --out's sweep"
+        "--extend-sweep", default=None, help="only train VAEs at these betas and add them to --out's sweep"
+    )
+    parser.add_argument(
+        "--sweep-seed", type=int, default=None, help="seed of --extend-sweep (default: the run's first)"
     )
     return parser.parse_args(argv)
 
@@ -318,7 +321,11 @@ MODEL_SETTINGS = ("data", "steps", "batch", "crop", "segment", "hidden", "blocks
 
 
 def extend_sweep(args):
-    """Adds VAEs at `--extend-sweep` betas (the run's first seed) to the RD curve of the run in `--out`."""
+    """Adds VAEs at `--extend-sweep` betas to the sweep of the run in `--out`.
+
+    At the run's first seed they join its RD curve (`vae_rd_curve`); at another `--sweep-seed` they go to
+    `vae_sweep_other_seeds`, a check of the curve's seed 0 points that the matched-rate reading does not use.
+    """
     start = time.perf_counter()
     results = json.loads(args.out.read_text())
     saved = results["settings"]
@@ -326,20 +333,23 @@ def extend_sweep(args):
     if mismatched:
         raise SystemExit(f"--extend-sweep needs the settings of {args.out}'s run; these differ: {mismatched}")
     seeds = [int(s) for s in saved["seeds"].split(",")]
+    seed = seeds[0] if args.sweep_seed is None else args.sweep_seed
+    key = "vae_rd_curve" if seed == seeds[0] else "vae_sweep_other_seeds"
     crops, segments = load(args)
     clips = held_out_clips(crops)
-    done = {p["beta"] for p in results["vae_rd_curve"]}
+    done = {p["beta"] for p in results.get(key, []) if p.get("seed", seeds[0]) == seed}
     new = [beta for beta in (float(b) for b in args.extend_sweep.split(",")) if beta not in done]
     if new:
         results["extension_commands"] = results.get("extension_commands", []) + [" ".join(["python"] + sys.argv)]
     for beta in new:
-        vae = make_vae(args, crops, seeds[0], beta=beta)
-        results["timings_seconds"][f"vae_beta{beta:g}"] = train(vae, crops, args)
-        point = evaluate_vae(vae, segments, clips, args) | {"beta": beta}
-        results["vae_rd_curve"] = sorted(results["vae_rd_curve"] + [point], key=lambda p: -p["beta"])
-        if point["rate_bits_per_second"] > 10.0 and args.samples:
+        vae = make_vae(args, crops, seed, beta=beta)
+        name = f"vae_beta{beta:g}" + ("" if seed == seeds[0] else f"_seed{seed}")
+        results["timings_seconds"][name] = train(vae, crops, args)
+        point = evaluate_vae(vae, segments, clips, args) | {"beta": beta, "seed": seed}
+        results[key] = sorted(results.get(key, []) + [point], key=lambda p: (p.get("seed", seeds[0]), -p["beta"]))
+        if seed == seeds[0] and point["rate_bits_per_second"] > 10.0 and args.samples:
             # One second from the prior of a VAE whose posterior did not collapse (beta = 1's is silence).
-            decoded = vae_samples(vae, 1, RATE // HOP, args, seeds[0])
+            decoded = vae_samples(vae, 1, RATE // HOP, args, seed)
             results["samples"] += _write(args, ((f"vae_beta{beta:g}_prior_sample", decoded),))
         results["timings_seconds"]["extension_total"] = (
             results["timings_seconds"].get("extension_total", 0.0) + time.perf_counter() - start
