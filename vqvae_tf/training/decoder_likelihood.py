@@ -4,7 +4,10 @@ The decoder gives only a mean; a discretized Gaussian around it (the same
 model as the `GaussianVAE` baseline, `vqvae_tf.models.gaussian_vae`) with one
 scale fitted on training images turns it into a likelihood, so the VQ-VAE
 and its prior get a bound in bits per image dimension
-(`vqvae_tf.priors.likelihood.vqvae_bits_per_dim`).
+(`vqvae_tf.priors.likelihood.vqvae_bits_per_dim`). A rank-1 (waveform)
+VQ-VAE's likelihood is over the 65,536 levels of 16-bit PCM in [-1, 1), as
+the `GaussianVAE`'s audio form (`PCM16_LEVELS`, `PCM16_RANGE`); its scale is
+then in the units of the waveform.
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ import numpy as np
 
 # Candidate decoder scales (in [0, 1] units) for the VQ-VAE likelihood.
 _SCALE_GRID = np.geomspace(1e-3, 2.0, 64)
+
+
+def _levels(vqvae):
+    """`(levels, value_range)` of the model's data: 8-bit images, or 16-bit PCM for a rank-1 (audio) model."""
+    from vqvae_tf.models.gaussian_vae import LEVELS, PCM16_LEVELS, PCM16_RANGE
+
+    return (PCM16_LEVELS, PCM16_RANGE) if getattr(vqvae, "rank", 2) == 1 else (LEVELS, (0.0, 1.0))
 
 
 def _decoder_means(vqvae, dataset):
@@ -35,14 +45,16 @@ def fit_decoder_scale(vqvae, dataset):
         dataset: finite iterable of image batches (or `(images, labels)`).
 
     Returns:
-        Python float, the scale in [0, 1] units.
+        Python float, the scale in the units of the data ([0, 1] for
+        images, [-1, 1] for audio).
     """
     from vqvae_tf.models.gaussian_vae import discretized_gaussian_log_prob
 
-    grid = _SCALE_GRID.astype(np.float32)[:, None, None, None, None]
+    levels, value_range = _levels(vqvae)
     totals = np.zeros(len(_SCALE_GRID))
     for images, means in _decoder_means(vqvae, dataset):
-        log_prob = discretized_gaussian_log_prob(images[None], means[None], grid)
+        grid = _SCALE_GRID.astype(np.float32).reshape((-1,) + (1,) * images.ndim)
+        log_prob = discretized_gaussian_log_prob(images[None], means[None], grid, levels, value_range)
         totals -= np.asarray(log_prob, np.float64).reshape(len(_SCALE_GRID), -1).sum(axis=1)
     return float(_SCALE_GRID[int(np.argmin(totals))])
 
@@ -53,14 +65,16 @@ def reconstruction_nats(vqvae, dataset, scale):
     Returns:
         `(nats_per_image, num_dims, mse)`: the mean reconstruction NLL, the
         dimensions of one image (H * W * C) and the mean squared error of
-        the reconstructions clipped to the data range [0, 1].
+        the reconstructions clipped to the data range ([0, 1]; audio
+        [-1, 1)). For audio an "image" is a clip and H * W * C is T * C.
     """
     from vqvae_tf.models.gaussian_vae import discretized_gaussian_log_prob
 
+    levels, value_range = _levels(vqvae)
     total, squared, count, dims = 0.0, 0.0, 0, None
     for images, means in _decoder_means(vqvae, dataset):
-        total -= float(np.sum(discretized_gaussian_log_prob(images, means, scale)))
-        squared += float(np.sum((images - np.clip(means, 0.0, 1.0)) ** 2))
+        total -= float(np.sum(discretized_gaussian_log_prob(images, means, scale, levels, value_range)))
+        squared += float(np.sum((images - np.clip(means, *value_range)) ** 2))
         count += len(images)
         dims = int(np.prod(images.shape[1:]))
     if not count:
