@@ -278,7 +278,7 @@ def run_seed(name, seed, args, result):
     if big is not None:
         entry["matched_ms_ssim"] = matched(vq_out, sweep, "ms_ssim")
     plain = models.get(1.0)
-    if seed == args.seeds[0]:
+    if seed == args.seeds[0] and not args.headline_only:
         if plain is not None:
             entry["samples"] = save_samples(name, vq, prior, plain, args)
             entry["collapse_plain"] = {
@@ -370,6 +370,9 @@ def main():
     parser.add_argument("--big-crop", type=int, default=192, help="side of the held-out crops for MS-SSIM")
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--json", type=Path, default=RESULTS / "latent_images.json")
+    parser.add_argument(
+        "--headline-only", action="store_true", help="only the per-seed figures: no samples, extras or plot"
+    )
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.betas = [float(b) for b in args.betas.split(",")]
@@ -396,7 +399,7 @@ def main():
             atomic.write_json(args.json, results)
             print(f"{name} seed {seed} done at {results['wall_seconds']:.0f} s", flush=True)
     panels = {}
-    for name, r in results["results"].items():
+    for name, r in results["results"].items() if not args.headline_only else ():
         first = next(iter(r["seeds"].values()))
         vae = [(v["rate_bits_per_dim"], v["psnr"], f"b={v['beta']:g}") for v in first["vae"]]
         vq = [
@@ -404,7 +407,8 @@ def main():
             for q in [first["vqvae"]] + first.get("codebook_sizes", [])
         ]
         panels[name] = {"vae": vae, "vq": vq}
-    lim.draw_rd_plot(panels, RESULTS / "latent_images_rd.png")
+    if panels:
+        lim.draw_rd_plot(panels, RESULTS / "latent_images_rd.png")
     print_table(results["results"])
     print(f"wrote {args.json} in {time.perf_counter() - start:.0f} s")
 
