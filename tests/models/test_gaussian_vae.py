@@ -97,6 +97,24 @@ def test_elbo_and_bits_per_dim_arithmetic():
     assert logs["loss"] == pytest.approx(-logs["elbo"] / dims, rel=1e-5)
 
 
+def test_beta_weights_the_kl_in_the_loss_only():
+    x = images()
+    plain, weighted = tiny_vae(), tiny_vae(beta=0.25)  # same seed: same weights
+    for vae in (plain, weighted):
+        vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    logs = [vae.evaluate(x, batch_size=len(x), return_dict=True, verbose=0) for vae in (plain, weighted)]
+    # The reported ELBO, KL and bits/dim are the true ELBO's whatever beta; only the objective changes.
+    for name in ("elbo", "kl", "bits_per_dim"):
+        assert logs[1][name] == pytest.approx(logs[0][name], rel=1e-5)
+    assert logs[1]["loss"] == pytest.approx((logs[1]["reconstruction"] + 0.25 * logs[1]["kl"]) / 64, rel=1e-5)
+    assert logs[1]["loss"] < logs[0]["loss"]
+    config = weighted.get_config()
+    assert config["beta"] == 0.25 and "beta" not in plain.get_config()  # default configs (model ids) unchanged
+    assert GaussianVAE.from_config(config).beta == 0.25
+    with pytest.raises(ValueError, match="beta"):
+        GaussianVAE(beta=-1.0)
+
+
 @pytest.mark.slow
 def test_one_fit_step_and_save_round_trip(tmp_path):
     vae = tiny_vae()

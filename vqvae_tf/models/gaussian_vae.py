@@ -116,7 +116,8 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))
 
     with one reparameterised sample; the KL is exact
-    (`tfd.kl_divergence`). The loss is `-ELBO` in nats per data dimension
+    (`tfd.kl_divergence`). The loss is `-ELBO` (with `beta`, the KL weighted
+    by it) in nats per data dimension
     (the batch mean), divided by the number of replicas before the gradient
     (docs/design.md, fact 5), so a strategy matches one device at the same global
     batch.
@@ -150,6 +151,12 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
             training waveforms; the speech network scales its input and
             output by `sqrt(data_variance)`, as `VQVAE`'s does. Defaults to
             1.0.
+        beta: float >= 0, the weight of the KL term in the training loss
+            (Higgins et al. 2017): `reconstruction + beta * KL`; below 1 the
+            model spends more bits on its latents. The `elbo`, `kl` and
+            `bits_per_dim` metrics stay those of the true ELBO (beta = 1), so
+            a beta sweep traces a rate-distortion curve in the same units.
+            Defaults to 1.0.
         **kwargs: base `keras.Model` arguments.
 
     Call arguments:
@@ -199,10 +206,12 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         causal=None,
         sample_rate=None,
         data_variance=1.0,
+        beta=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_choice("rank", rank, (1, 2))
+        beta = check_number("beta", beta, minimum=0)
         downsample, causal = speech_args(rank, downsample, strides, causal, sample_rate)
         data_variance = check_number("data_variance", data_variance, minimum=0, inclusive_min=False)
         check_int("input_channels", input_channels, minimum=1)
@@ -223,6 +232,7 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         self.causal = causal
         self.sample_rate = sample_rate
         self.data_variance = data_variance
+        self.beta = beta
         encoder, decoder, stack = networks_for(self, data_variance)
         self.encoder = encoder(code_dim=2 * latent_dim, name="encoder", **stack)
         self.decoder = decoder(output_channels=input_channels, name="decoder", **stack)
@@ -312,11 +322,15 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
     def _num_dims(self, inputs):
         return tf.cast(tf.reduce_prod(tf.shape(inputs)[1:]), tf.float32)
 
+    def _loss(self, x, terms):
+        # The training objective in nats/dim: -ELBO with the KL weighted by beta (beta = 1: -ELBO).
+        return tf.reduce_mean(terms["reconstruction"] + self.beta * terms["kl"]) / self._num_dims(x)
+
     def train_step(self, data):
         x = self._unpack(data)
         with tf.GradientTape() as tape:
             terms = self.elbo_terms(x, sample=True)
-            loss = -tf.reduce_mean(terms["elbo"]) / self._num_dims(x)
+            loss = self._loss(x, terms)
             # Keras sums gradients across replicas (docs/design.md, fact 5).
             scaled = self.optimizer.scale_loss(loss / distributed_ops.num_replicas())
         gradients = tape.gradient(scaled, self.trainable_weights)
@@ -327,7 +341,7 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
         x = self._unpack(data)
         # A sampled ELBO: the validation figures are a bound, not a point estimate.
         terms = self.elbo_terms(x, sample=True)
-        return self._update_metrics(x, terms, -tf.reduce_mean(terms["elbo"]) / self._num_dims(x))
+        return self._update_metrics(x, terms, self._loss(x, terms))
 
     @property
     def metrics(self):
@@ -361,4 +375,6 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
             config.update(strides=list(self.strides), causal=self.causal, data_variance=self.data_variance)
         if self.sample_rate is not None:
             config["sample_rate"] = self.sample_rate
+        if self.beta != 1.0:
+            config["beta"] = self.beta
         return config
