@@ -1,4 +1,4 @@
-"""Pieces of `bench/latent_speech.py`: the beta-VAE, the wider decoder, clip quality, code usage, RD interpolation.
+"""Pieces of `bench/latent_speech.py`: the wider decoder, clip quality, code usage, RD interpolation.
 
 Bench-only helpers (not library code); only `print_table` prints.
 """
@@ -10,37 +10,13 @@ import tensorflow as tf
 
 from vqvae_tf.codec import audio_quality as aq
 from vqvae_tf.models.audio_losses import stft_magnitude
-from vqvae_tf.models.gaussian_vae import GaussianVAE
 from vqvae_tf.models.speech_networks import SpeechDecoder
-from vqvae_tf.utils import distributed_ops
 
 LN2 = math.log(2.0)
 # Mel distance: 64 ms Hann windows, 16 ms hop (`stft_magnitude` hops a quarter window), 80 bands up to 8 kHz.
 MEL_FRAME, MEL_BANDS, MEL_FLOOR = 1024, 80, 1e-5
 # Any batch and length: one trace reconstructs every held-out clip.
 WAVES = tf.TensorSpec((None, None, 1), tf.float32)
-
-
-class BetaVAE(GaussianVAE):
-    """`GaussianVAE` trained on `reconstruction + beta * KL` (beta = 1: the ELBO); evaluation is unchanged.
-
-    Bench-local: the beta sweep's RD curve needs a KL weight, and the model's own `train_step` has none.
-    """
-
-    def __init__(self, beta=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.beta = float(beta)
-
-    def train_step(self, data):
-        x = self._unpack(data)
-        with tf.GradientTape() as tape:
-            terms = self.elbo_terms(x, sample=True)
-            weighted = tf.reduce_mean(terms["reconstruction"] + self.beta * terms["kl"]) / self._num_dims(x)
-            # As GaussianVAE.train_step: Keras sums gradients across replicas (docs/design.md, fact 5).
-            scaled = self.optimizer.scale_loss(weighted / distributed_ops.num_replicas())
-        gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply(gradients, self.trainable_weights)
-        return self._update_metrics(x, terms, -tf.reduce_mean(terms["elbo"]) / self._num_dims(x))
 
 
 def widen_decoder(model, factor):

@@ -1,6 +1,6 @@
 """Discrete vs continuous latents on speech at matched rates: VQ-VAE + Transformer prior against a Gaussian VAE.
 
-The speech form of `bench/likelihood.py` (van den Oord et al. 2017, sec. 4.1
+The speech form of `bench/latent_images.py` (van den Oord et al. 2017, sec. 4.1
 and 4.3), on LJ Speech at 16 kHz (`../shared/data/speech/ljspeech16k`):
 trained on random `--crop`-sample crops of its 85 training clips, reported
 on the 21 held-out clips of `vqvae_tf/data/splits/ljspeech16k_validation.txt`
@@ -15,7 +15,7 @@ and latent grid:
 * Gaussian VAE (`GaussianVAE(rank=1, strides=...)`): `--latent-dim` Gaussian
   latents per frame, prior N(0, I), likelihood scale starting at the
   signal's RMS (`bench/speech_probes.py` says why), trained on
-  `reconstruction + beta * KL` (`bench/_speech_latents.BetaVAE`; beta = 1
+  `reconstruction + beta * KL` (`GaussianVAE(beta=...)`; beta = 1
   is the ELBO).
 
 Likelihood, the same for both: a discretized Gaussian over the 65,536 bins
@@ -70,7 +70,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _speech_latents import (  # noqa: E402
     LN2,
-    BetaVAE,
     at_rate,
     clip_quality,
     code_usage,
@@ -82,6 +81,7 @@ from _speech_latents import (  # noqa: E402
 
 from vqvae_tf.data.datasets import make_datasets  # noqa: E402
 from vqvae_tf.data.wav import write_wav  # noqa: E402
+from vqvae_tf.models.gaussian_vae import GaussianVAE  # noqa: E402
 from vqvae_tf.models.vqvae import VQVAE  # noqa: E402
 from vqvae_tf.priors.likelihood import nll_per_code, vqvae_bits_per_dim  # noqa: E402
 from vqvae_tf.training.code_files import code_dataset, extract_codes  # noqa: E402
@@ -165,7 +165,7 @@ def make_vqvae(args, bundle, seed, wide=1):
 
 def make_vae(args, bundle, seed, beta, wide=1):
     keras.utils.set_random_seed(seed)
-    model = BetaVAE(
+    model = GaussianVAE(
         beta=beta,
         input_channels=1,
         rank=1,
