@@ -45,7 +45,7 @@ from vqvae_tf.utils.checks import check_choice, check_int, check_number
 
 tfd = tfp.distributions
 
-__all__ = ["GaussianVAE", "discretized_gaussian_log_prob", "LEVELS", "PCM16_LEVELS", "PCM16_RANGE"]
+__all__ = ["GaussianVAE", "data_grid", "discretized_gaussian_log_prob", "LEVELS", "PCM16_LEVELS", "PCM16_RANGE"]
 
 #: Levels of 8-bit data.
 LEVELS = 256
@@ -55,6 +55,11 @@ PCM16_RANGE = (-1.0, 32767.0 / 32768.0)
 LN2 = math.log(2.0)
 # Floor of the posterior and likelihood scales: keeps log-densities finite.
 _MIN_SCALE = 1e-4
+
+
+def data_grid(rank):
+    """`(levels, value_range)` of a model's data: 8-bit images in (0, 1), or 16-bit PCM for rank-1 audio."""
+    return (PCM16_LEVELS, PCM16_RANGE) if rank == 1 else (LEVELS, (0.0, 1.0))
 
 
 def discretized_gaussian_log_prob(x, loc, scale, levels=LEVELS, value_range=(0.0, 1.0)):
@@ -262,12 +267,12 @@ class GaussianVAE(ImageInputsMixin, keras.Model):
     @property
     def value_range(self):
         """`(low, high)` of the data's levels: (0, 1) for 8-bit images, `PCM16_RANGE` for audio."""
-        return PCM16_RANGE if self.rank == 1 else (0.0, 1.0)
+        return data_grid(self.rank)[1]
 
     @property
     def levels(self):
         """Levels of the data: `LEVELS` (256) for images, `PCM16_LEVELS` (65,536) for audio."""
-        return PCM16_LEVELS if self.rank == 1 else LEVELS
+        return data_grid(self.rank)[0]
 
     def posterior(self, inputs):
         """`q(z|x)` as a `tfd.Normal` with batch shape `(B, h, w, latent_dim)` (rank 1: `(B, t, latent_dim)`)."""

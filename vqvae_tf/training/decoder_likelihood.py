@@ -19,10 +19,10 @@ _SCALE_GRID = np.geomspace(1e-3, 2.0, 64)
 
 
 def _levels(vqvae):
-    """`(levels, value_range)` of the model's data: 8-bit images, or 16-bit PCM for a rank-1 (audio) model."""
-    from vqvae_tf.models.gaussian_vae import LEVELS, PCM16_LEVELS, PCM16_RANGE
+    """`(levels, value_range)` of the model's data (`vqvae_tf.models.gaussian_vae.data_grid`)."""
+    from vqvae_tf.models.gaussian_vae import data_grid
 
-    return (PCM16_LEVELS, PCM16_RANGE) if getattr(vqvae, "rank", 2) == 1 else (LEVELS, (0.0, 1.0))
+    return data_grid(getattr(vqvae, "rank", 2))
 
 
 def _decoder_means(vqvae, dataset):
