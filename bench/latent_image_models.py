@@ -100,9 +100,16 @@ class PixelHead(keras.layers.Layer):
         return features[..., :1] + out[..., :1], keras.ops.clip(out[..., 1:], -6.0, 3.0)
 
 
-def _check_one_channel(model):
+def _attach_pixel_head(model, feature_channels, head_channels, head_layers):
+    """Gives an unbuilt 1-channel model a decoder of `feature_channels` features and a `PixelHead` over them."""
     if model.input_channels != 1:
         raise ValueError(f"the autoregressive decoder is for 1-channel images; received {model.input_channels}.")
+    replace_decoder(model, feature_channels)
+    model.head = PixelHead(head_channels, head_layers, name="head")
+
+
+def _build_pixel_head(model, input_shape):
+    model.head.build(tuple(input_shape), tuple(input_shape[:-1]) + (model.decoder.output_channels,))
 
 
 class ARGaussianVAE(GaussianVAE):
@@ -110,13 +117,11 @@ class ARGaussianVAE(GaussianVAE):
 
     def __init__(self, feature_channels=16, head_channels=32, head_layers=4, **kwargs):
         super().__init__(**kwargs)
-        _check_one_channel(self)
-        replace_decoder(self, feature_channels)
-        self.head = PixelHead(head_channels, head_layers, name="head")
+        _attach_pixel_head(self, feature_channels, head_channels, head_layers)
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.head.build(tuple(input_shape), tuple(input_shape[:-1]) + (self.decoder.output_channels,))
+        _build_pixel_head(self, input_shape)
 
     def pixel_nats(self, inputs, latents):
         """`-log p(x | z)` in nats per image `(B,)`, and the teacher-forced means."""
@@ -143,13 +148,11 @@ class ARVQVAE(VQVAE):
 
     def __init__(self, feature_channels=16, head_channels=32, head_layers=4, **kwargs):
         super().__init__(**kwargs)
-        _check_one_channel(self)
-        replace_decoder(self, feature_channels)
-        self.head = PixelHead(head_channels, head_layers, name="head")
+        _attach_pixel_head(self, feature_channels, head_channels, head_layers)
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.head.build(tuple(input_shape), tuple(input_shape[:-1]) + (self.decoder.output_channels,))
+        _build_pixel_head(self, input_shape)
         self.raw_scale = self.add_weight(
             name="raw_scale", shape=(1,), initializer=keras.initializers.Constant(math.log(math.expm1(0.1)))
         )

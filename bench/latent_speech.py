@@ -145,20 +145,27 @@ def held_out_clips(bundle):
     return [clip.numpy()[0, :, 0] for clip in bundle.validation]
 
 
-def make_vqvae(args, bundle, seed, wide=1):
-    keras.utils.set_random_seed(seed)
-    model = VQVAE(
+def network(args, bundle):
+    """The encoder, decoder and latent grid both kinds of model share (the comparison's premise)."""
+    return dict(
         input_channels=1,
         rank=1,
         strides=STRIDES,
         hidden_units=args.hidden,
         num_residual_blocks=args.blocks,
+        data_variance=bundle.data_variance,
+        sample_rate=RATE,
+    )
+
+
+def make_vqvae(args, bundle, seed, wide=1):
+    keras.utils.set_random_seed(seed)
+    model = VQVAE(
         num_codes=args.num_codes,
         code_dim=args.latent_dim,
         quantizer="ema",
         quantizer_config={"kmeans_init": True, "dead_code_threshold": 0.2, "seed": seed},
-        data_variance=bundle.data_variance,
-        sample_rate=RATE,
+        **network(args, bundle),
     )
     return widen_decoder(model, wide) if wide > 1 else model
 
@@ -167,17 +174,11 @@ def make_vae(args, bundle, seed, beta, wide=1):
     keras.utils.set_random_seed(seed)
     model = GaussianVAE(
         beta=beta,
-        input_channels=1,
-        rank=1,
-        strides=STRIDES,
-        hidden_units=args.hidden,
-        num_residual_blocks=args.blocks,
         latent_dim=args.latent_dim,
         # At the signal's RMS: the default 0.1 is louder than speech and collapses the posterior at once.
         initial_scale=min(math.sqrt(bundle.data_variance), 0.5),
         seed=seed,
-        sample_rate=RATE,
-        data_variance=bundle.data_variance,
+        **network(args, bundle),
     )
     return widen_decoder(model, wide) if wide > 1 else model
 

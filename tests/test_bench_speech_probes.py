@@ -18,6 +18,19 @@ TONES = {0: 250.0, 1: 700.0, 2: 1800.0}  # Hz
 SPEAKERS = {"ann": 0.0, "bob": 0.6}  # weight of the second harmonic
 
 
+#: The tiny bench settings of this test and tests/test_bench_voice_conversion.py.
+TINY_ARGS = [
+    "--test-takes=4",  # takes 0-3 test (24 clips), 4-11 train (48)
+    "--steps=10",
+    "--batch=4",
+    "--crop=800",
+    "--hidden=8",
+    "--blocks=1",
+    "--num-codes=16",
+    "--code-dim=8",
+]
+
+
 def write_clips(directory, takes=12, seconds=0.2):
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * RATE)) / RATE
@@ -39,14 +52,7 @@ def test_probes_find_the_tone_of_synthetic_clips(tmp_path):
     speech_probes.main(
         [
             f"--data={tmp_path}",
-            "--test-takes=4",  # takes 0-3 test (24 clips), 4-11 train (48)
-            "--steps=10",
-            "--batch=4",
-            "--crop=800",
-            "--hidden=8",
-            "--blocks=1",
-            "--num-codes=16",
-            "--code-dim=8",
+            *TINY_ARGS,
             # The sequence probe (a 1-D CNN per encoder and task: six more traced fits) runs in
             # tests/test_bench_voice_conversion.py; here the pooled probes are what is asserted.
             "--sequence-epochs=0",

@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import voice_conversion  # noqa: E402
-from tests.test_bench_speech_probes import write_clips  # noqa: E402
+from tests.test_bench_speech_probes import TINY_ARGS, write_clips  # noqa: E402
 from vqvae_tf.utils.wav import read_wav  # noqa: E402
 
 
@@ -20,14 +20,7 @@ def test_voice_conversion_runs_end_to_end_and_writes_examples(tmp_path):
     voice_conversion.main(
         [
             f"--data={tmp_path / 'clips'}",
-            "--test-takes=4",  # takes 0-3 test (24 clips), 4-11 train (48)
-            "--steps=10",
-            "--batch=4",
-            "--crop=800",
-            "--hidden=8",
-            "--blocks=1",
-            "--num-codes=16",
-            "--code-dim=8",
+            *TINY_ARGS,
             "--sequence-epochs=2",
             "--deterministic",
             f"--examples={tmp_path / 'examples'}",
