@@ -183,6 +183,13 @@ flags.DEFINE_list(
     "unset: the paper's network with --downsample.",
 )
 flags.DEFINE_bool("causal", _DEFAULTS.causal, "With --audio_strides: a causal (streamable) network.")
+flags.DEFINE_integer(
+    "audio_frame_length",
+    _DEFAULTS.audio_frame_length,
+    "With --audio_strides: samples per frame of the speech network's first and last layers "
+    "(the hop is this times the strides' product; 1: those layers run at the sample rate).",
+    lower_bound=1,
+)
 flags.DEFINE_enum(
     "downsample",
     str(_DEFAULTS.downsample),
@@ -259,6 +266,7 @@ def config_from_flags():
         raise cfg.ConfigError("--causal applies with --audio_strides (the speech network).")
     # Flags of the other kind of data are refused, not silently ignored.
     audio_flags = ["sample_rate", "crop_length", "validation_list", "label_pattern", "audio_strides", "causal"]
+    audio_flags.append("audio_frame_length")
     misplaced = ["image_size"] if audio else audio_flags
     given = [f"--{name}" for name in misplaced if FLAGS[name].present]
     if given:

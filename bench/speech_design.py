@@ -64,6 +64,27 @@ DESIGNS = {
         num_residual_blocks=1,
         reconstruction_loss="stft",
     ),
+    # Frame-rate networks (`VQVAE(frame_length=F)`): the first and last layers read and write frames
+    # of F samples, every other layer runs at 400 Hz or below (docs/training.md).
+    "50fps_f80_h128_mse": dict(
+        audio_strides=(2, 2), audio_frame_length=80, hidden_units=128, num_stages=6, num_codes=1024
+    ),
+    "50fps_f80_h128_stft": dict(
+        audio_strides=(2, 2),
+        audio_frame_length=80,
+        hidden_units=128,
+        num_stages=6,
+        num_codes=1024,
+        reconstruction_loss="stft",
+    ),
+    "50fps_f160_h256_stft": dict(
+        audio_strides=(2,),
+        audio_frame_length=160,
+        hidden_units=256,
+        num_stages=6,
+        num_codes=1024,
+        reconstruction_loss="stft",
+    ),
 }
 COMMON = dict(
     dataset=f"audio:{DATA}",

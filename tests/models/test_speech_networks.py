@@ -6,6 +6,7 @@ import pytest
 
 from vqvae_tf.models.metrics import si_snr
 from vqvae_tf.models.speech_networks import (
+    FramesToSamples,
     PaddedConv1D,
     ResidualUnit1D,
     SpeechDecoder,
@@ -54,9 +55,23 @@ def test_shapes_and_frame_rate():
     ]
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_latency_and_receptive_field_match_the_network(causal):
-    model = speech_model(causal=causal)
+def test_frame_network_shapes_and_unfolding_order():
+    encoder = SpeechEncoder(strides=(2, 2), frame_length=80, hidden_units=4, num_residual_blocks=1, code_dim=3)
+    assert encoder.hop == 320 and encoder(np.zeros((2, 16000, 1), np.float32)).shape == (2, 50, 3)
+    decoder = SpeechDecoder(strides=(2, 2), frame_length=80, hidden_units=4, num_residual_blocks=1)
+    assert decoder(np.zeros((2, 50, 3), np.float32)).shape == (2, 16000, 1)
+    # Channel j of frame i is sample i F + j.
+    frames = np.arange(12, dtype=np.float32).reshape(1, 2, 6)
+    assert FramesToSamples(3)(frames).numpy()[0, :, 0].tolist() == [0, 2, 4, 6, 8, 10]
+    assert FramesToSamples(3)(frames).numpy()[0, :, 1].tolist() == [1, 3, 5, 7, 9, 11]
+    with pytest.raises(ValueError, match="divisible by 4"):
+        FramesToSamples(4)(frames)
+
+
+@pytest.mark.parametrize("causal, frame_length", [(True, 1), (False, 1), (True, 4), (False, 4)])
+def test_latency_and_receptive_field_match_the_network(causal, frame_length):
+    strides = (2, 4) if frame_length == 1 else (2,)  # a hop of 8 either way
+    model = speech_model(causal=causal, strides=strides, frame_length=frame_length)
     hop, length = model.downsample, 96 * model.downsample
     outputs = range(48 * hop, 49 * hop)  # one hop in the middle: every phase, away from the edges
     reach = input_reach(model, length, outputs)
@@ -70,8 +85,10 @@ def test_latency_and_receptive_field_match_the_network(causal):
         assert model.algorithmic_latency > hop
 
 
-def test_serialization_round_trip(tmp_path):
-    model = speech_model(quantizer="residual", quantizer_config={"num_stages": 2})
+@pytest.mark.parametrize("frame_length", [1, 2])
+def test_serialization_round_trip(tmp_path, frame_length):
+    model = speech_model(quantizer="residual", quantizer_config={"num_stages": 2}, frame_length=frame_length)
+    assert ("frame_length" in model.get_config()) == (frame_length != 1)  # earlier configs (and ids) unchanged
     audio = np.random.default_rng(1).normal(0, 0.3, (2, 64, 1)).astype(np.float32)
     path = tmp_path / "speech.keras"
     model.save(path)
@@ -84,6 +101,9 @@ def test_serialization_round_trip(tmp_path):
         PaddedConv1D(3, 4, strides=2, dilation_rate=1, causal=False, activation="elu"),
         ResidualUnit1D(4, dilation_rate=3, causal=False),
         Upsample1D(5),
+        FramesToSamples(6),
+        SpeechEncoder(strides=[2], frame_length=3, hidden_units=3, num_residual_blocks=1, code_dim=2),
+        SpeechDecoder(strides=[2], frame_length=3, hidden_units=3, num_residual_blocks=1, output_channels=2),
         SpeechEncoder(strides=[2, 5], hidden_units=3, num_residual_blocks=1, code_dim=2, causal=False),
         SpeechDecoder(strides=[2, 5], hidden_units=3, num_residual_blocks=1, output_channels=2, causal=False),
     ):
@@ -138,6 +158,8 @@ def test_image_network_config_unchanged():
         (dict(strides="2,4"), "strides must be a sequence of ints"),
         (dict(strides=()), "at least one stride"),
         (dict(causal=True), "causal=True needs the speech network"),
+        (dict(frame_length=4), "frame_length needs the speech network"),
+        (dict(strides=(2,), frame_length=4, downsample=2), r"strides \[2\] times frame_length 4 \(8\)"),
     ],
 )
 def test_bad_arguments(kwargs, message):

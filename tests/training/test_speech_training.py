@@ -38,6 +38,10 @@ def test_config_fields_hop_and_model_kwargs(audio_dir):  # noqa: F811
     del old["audio_strides"], old["causal"]
     loaded = TrainConfig.from_dict(old)
     assert loaded.audio_strides is None and "strides" not in loaded.model_kwargs(1, 0.1)
+    assert "frame_length" not in kwargs  # the default (1) leaves the model's config as before
+    framed = speech(audio_dir, audio_strides=[2, 2], audio_frame_length=80, crop_length=8000)
+    assert framed.hop == 320 and framed.model_kwargs(1, 0.1)["frame_length"] == 80
+    assert TrainConfig.from_json(framed.to_json()) == framed
 
 
 @pytest.mark.parametrize(
@@ -47,6 +51,7 @@ def test_config_fields_hop_and_model_kwargs(audio_dir):  # noqa: F811
         (dict(audio_strides=(2, 1)), "`strides` must be an int >= 2 and <= 16; received 1."),
         (dict(audio_strides="2,4"), "strides must be a sequence of ints in 2..16"),
         (dict(causal="yes"), "causal must be a bool; received 'yes'."),
+        (dict(audio_strides=None, audio_frame_length=4), "audio_frame_length applies with audio_strides"),
     ],
 )
 def test_bad_speech_settings_name_the_field(audio_dir, overrides, words):  # noqa: F811

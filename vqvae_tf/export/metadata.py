@@ -82,6 +82,8 @@ def _speech_fields(model):
         algorithmic_latency=int(model.algorithmic_latency),
         receptive_field=int(model.receptive_field),
     )
+    if getattr(model, "frame_length", 1) != 1:
+        fields["frame_length"] = int(model.frame_length)
     if model.sample_rate is not None:
         fields["sample_rate"] = int(model.sample_rate)
     return fields

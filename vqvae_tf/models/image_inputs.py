@@ -18,30 +18,32 @@ from vqvae_tf.utils.checks import check_int
 STACK_ARGS = ("downsample", "hidden_units", "residual_units", "num_residual_blocks")
 
 
-def speech_args(rank, downsample, strides, causal, sample_rate):
+def speech_args(rank, downsample, strides, causal, sample_rate, frame_length=1):
     """Checks the speech arguments of a model; returns `(downsample, causal)` resolved.
 
     Without `strides` (the paper's network): `downsample` None means 4 and
     `causal` must be None or False. With `strides` (the rank-1 speech
-    network): `rank` must be 1, `downsample` None or the product of the
-    strides, and `causal` None means True.
+    network): `rank` must be 1, `downsample` None or the hop (`frame_length`
+    times the product of the strides), and `causal` None means True.
 
     Example: `speech_args(1, None, (4, 5, 8), None, 8000)` is `(160, True)`.
     """
     if sample_rate is not None:
         check_int("sample_rate", sample_rate, minimum=1)
+    frame_length = check_int("frame_length", frame_length, minimum=1, maximum=4096)
     if strides is None:
+        if frame_length != 1:
+            raise ValueError(f"frame_length needs the speech network (strides=...); received {frame_length}.")
         if causal:
             raise ValueError(f"causal=True needs the speech network (strides=...); received causal={causal!r}.")
         return (4 if downsample is None else downsample), False
     if rank != 1:
         raise ValueError(f"strides are for the rank-1 speech network; received rank={rank!r}.")
     strides = check_strides(strides)
-    hop = int(np.prod(strides))
+    hop = frame_length * int(np.prod(strides))
     if downsample is not None and downsample != hop:
-        raise ValueError(
-            f"downsample must be the product of strides {list(strides)} ({hop}) or None; received {downsample!r}."
-        )
+        what = f"strides {list(strides)}" + (f" times frame_length {frame_length}" if frame_length != 1 else "")
+        raise ValueError(f"downsample must be the product of {what} ({hop}) or None; received {downsample!r}.")
     return hop, (True if causal is None else bool(causal))
 
 
@@ -57,6 +59,8 @@ def networks_for(model, data_variance):
         return Encoder, Decoder, dict(model._stack_config(), rank=model.rank, dtype=model.dtype_policy)
     stack = dict(strides=model.strides, hidden_units=model.hidden_units, num_residual_blocks=model.num_residual_blocks)
     stack.update(causal=model.causal, signal_rms=float(np.sqrt(data_variance)), dtype=model.dtype_policy)
+    if getattr(model, "frame_length", 1) != 1:  # VQVAE(frame_length=F); GaussianVAE has no such argument
+        stack["frame_length"] = model.frame_length
     return SpeechEncoder, SpeechDecoder, stack
 
 

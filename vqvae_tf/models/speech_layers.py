@@ -1,7 +1,7 @@
 """The layers of the speech network (`vqvae_tf.models.speech_networks`).
 
-Padded 1-D convolutions, ReZero-gated residual units and nearest-neighbour
-upsampling, each exposing `time_op()` for `speech_networks.time_reach`.
+Padded 1-D convolutions, ReZero-gated residual units, nearest-neighbour
+upsampling and frames-to-samples unfolding, each exposing `time_op()` for `speech_networks.time_reach`.
 """
 
 import keras
@@ -196,4 +196,61 @@ class Upsample1D(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["factor"] = self.factor
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vqvae_tf")
+class FramesToSamples(keras.layers.Layer):
+    """Unfolds frames into samples: `(batch, t, F * C)` to `(batch, t * F, C)`.
+
+    The 1-D depth-to-space: channel block `j` of frame `i` becomes sample
+    `i F + j`. After a kernel-2 convolution to `F * C` channels this is a
+    transposed convolution of kernel `2 F` and stride `F` (overlap-add of
+    two-frame windows) written as a plain convolution and a RESHAPE, which
+    TFLite and ONNX run as builtins.
+
+    Args:
+        frame_length: int >= 1, samples per frame (F).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, t, F * C)`. Output shape: `(batch, t * F, C)`.
+
+    Example:
+
+    >>> FramesToSamples(4)(np.zeros((1, 5, 8), "float32")).shape
+    TensorShape([1, 20, 2])
+    """
+
+    def __init__(self, frame_length, **kwargs):
+        super().__init__(**kwargs)
+        self.frame_length = check_int("frame_length", frame_length, minimum=1)
+
+    def _channels(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels % self.frame_length:
+            raise ValueError(
+                f"FramesToSamples({self.frame_length}) expects channels divisible by {self.frame_length}; "
+                f"received shape {tuple(input_shape)}."
+            )
+        return None if channels is None else channels // self.frame_length
+
+    def build(self, input_shape):
+        self._channels(input_shape)
+
+    def call(self, inputs):
+        shape = keras.ops.shape(inputs)
+        channels = self._channels(inputs.shape)
+        return keras.ops.reshape(inputs, (shape[0], shape[1] * self.frame_length, channels))
+
+    def compute_output_shape(self, input_shape):
+        steps = None if input_shape[1] is None else input_shape[1] * self.frame_length
+        return (input_shape[0], steps, self._channels(input_shape))
+
+    def time_op(self):
+        # Sample n of the output comes from frame n // F alone: the time map of an upsampling.
+        return ("up", self.frame_length)
+
+    def get_config(self):
+        config = super().get_config()
+        config["frame_length"] = self.frame_length
         return config

@@ -35,12 +35,13 @@ import math
 
 import keras
 
-from vqvae_tf.models.speech_layers import PaddedConv1D, ResidualUnit1D, Upsample1D
+from vqvae_tf.models.speech_layers import FramesToSamples, PaddedConv1D, ResidualUnit1D, Upsample1D
 from vqvae_tf.utils.checks import check_bool, check_int, check_number
 
 # The layers are re-exported: they were defined here before speech_layers existed.
 __all__ = [
     "DILATION_BASE",
+    "FramesToSamples",
     "PaddedConv1D",
     "ResidualUnit1D",
     "SpeechDecoder",
@@ -68,15 +69,23 @@ class _SpeechStack(keras.layers.Layer):
     """Arguments, config and time analysis shared by `SpeechEncoder` and `SpeechDecoder`."""
 
     def __init__(
-        self, strides=(2, 4, 5, 8), hidden_units=16, num_residual_blocks=3, causal=True, signal_rms=1.0, **kwargs
+        self,
+        strides=(2, 4, 5, 8),
+        hidden_units=16,
+        num_residual_blocks=3,
+        causal=True,
+        signal_rms=1.0,
+        frame_length=1,
+        **kwargs,
     ):
         super().__init__(**kwargs)
+        self.frame_length = check_int("frame_length", frame_length, minimum=1, maximum=4096)
         self.signal_rms = check_number("signal_rms", signal_rms, minimum=0, inclusive_min=False)
         self.strides = check_strides(strides)
         self.hidden_units = check_int("hidden_units", hidden_units, minimum=1)
         self.num_residual_blocks = check_int("num_residual_blocks", num_residual_blocks, minimum=0)
         self.causal = check_bool("causal", causal)
-        self.hop = math.prod(self.strides)
+        self.hop = self.frame_length * math.prod(self.strides)
         # (layer index, channels) where `call(..., stage_film=...)` modulates: each decoder stage's input.
         self.film_points = []
 
@@ -135,6 +144,8 @@ class _SpeechStack(keras.layers.Layer):
             causal=self.causal,
             signal_rms=self.signal_rms,
         )
+        if self.frame_length != 1:  # written only when set: earlier configs stay as they were
+            config["frame_length"] = self.frame_length
         return config
 
 
@@ -152,6 +163,13 @@ _SPEECH_ARGS = """
             divides its input by it and the decoder multiplies its output by
             it, so activations are near unit scale. `VQVAE` passes the
             square root of its `data_variance`. Defaults to 1.0.
+        frame_length: int >= 1. 1: the stack starts (encoder) and ends
+            (decoder) at the sample rate. F > 1: the encoder's first layer
+            reads the waveform in frames of F samples, two at a time (a
+            convolution of kernel 2F and stride F), the decoder's last
+            layer writes two-frame windows that overlap-add
+            (`FramesToSamples`), and every other layer runs at the frame
+            rate or below: the hop is `F * prod(strides)`. Defaults to 1.
 """
 
 
@@ -183,13 +201,19 @@ class SpeechEncoder(_SpeechStack):
         code_dim=64,
         causal=True,
         signal_rms=1.0,
+        frame_length=1,
         **kw,
     ):
-        super().__init__(strides, hidden_units, num_residual_blocks, causal, signal_rms, **kw)
+        super().__init__(strides, hidden_units, num_residual_blocks, causal, signal_rms, frame_length, **kw)
         self.code_dim = check_int("code_dim", code_dim, minimum=1)
         self.input_gain, self.output_gain = 1.0 / self.signal_rms, 1.0
         width = hidden_units
-        self.sequence = [self._conv(width, 7, "conv_in")]
+        if self.frame_length == 1:
+            self.sequence = [self._conv(width, 7, "conv_in")]
+        else:
+            # Two frames per window, one window per frame: the rest runs at the frame rate.
+            frame = self.frame_length
+            self.sequence = [self._conv(width, 2 * frame, "frames_in", strides=frame)]
         self.activated = set()  # indices of layers whose input goes through an ELU first
         for i, stride in enumerate(self.strides):
             self.sequence += self._units(width, f"stage{i}")
@@ -237,9 +261,10 @@ class SpeechDecoder(_SpeechStack):
         output_channels=1,
         causal=True,
         signal_rms=1.0,
+        frame_length=1,
         **kw,
     ):
-        super().__init__(strides, hidden_units, num_residual_blocks, causal, signal_rms, **kw)
+        super().__init__(strides, hidden_units, num_residual_blocks, causal, signal_rms, frame_length, **kw)
         self.output_channels = check_int("output_channels", output_channels, minimum=1)
         self.input_gain, self.output_gain = 1.0, self.signal_rms
         width = hidden_units * 2 ** len(self.strides)
@@ -255,7 +280,14 @@ class SpeechDecoder(_SpeechStack):
         self.activated.add(len(self.sequence))
         # Starts 100x smaller than Glorot: the first output is near silence.
         small = keras.initializers.VarianceScaling(scale=1e-4, mode="fan_avg", distribution="uniform")
-        self.sequence.append(self._conv(output_channels, 7, "conv_out", kernel_initializer=small))
+        if self.frame_length == 1:
+            self.sequence.append(self._conv(output_channels, 7, "conv_out", kernel_initializer=small))
+        else:
+            # The transposed convolution of kernel 2F, stride F, as a kernel-2 convolution to F samples per
+            # frame unfolded by a reshape (cheap at the frame rate, builtins only in TFLite and ONNX).
+            frame = self.frame_length
+            self.sequence.append(self._conv(output_channels * frame, 2, "frames_out", kernel_initializer=small))
+            self.sequence.append(FramesToSamples(frame, name="to_samples", dtype=self.dtype_policy))
 
     def compute_output_shape(self, input_shape):
         steps = None if input_shape[1] is None else input_shape[1] * self.hop

@@ -79,6 +79,9 @@ class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
             without `strides` (the paper's network is not causal).
         sample_rate: int or None, the audio rate in Hz, stored with the
             model to give `latency_ms`. Defaults to None.
+        frame_length: int, with `strides`: samples per frame of the speech
+            network's first and last layers (`SpeechEncoder`); the hop is
+            `frame_length * prod(strides)`. Defaults to 1.
         num_speakers: int or None, speakers of a speaker-conditioned
             decoder (`vqvae_tf.models.speaker`): the model then takes
             `(waveform, speaker_id)` inputs and its decoder adds a learned
@@ -147,10 +150,11 @@ class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
         num_speakers=None,
         speaker_dim=None,
         speaker_conditioning="input",
+        frame_length=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        downsample, causal = speech_args(rank, downsample, strides, causal, sample_rate)
+        downsample, causal = speech_args(rank, downsample, strides, causal, sample_rate, frame_length)
         check_int("input_channels", input_channels, minimum=1)
         check_choice("reconstruction_loss", reconstruction_loss, RECONSTRUCTION_LOSSES)
         if reconstruction_loss == "stft" and rank != 1:
@@ -175,6 +179,7 @@ class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
         self.strides = None if strides is None else check_strides(strides)
         self.causal = causal
         self.sample_rate = sample_rate
+        self.frame_length = int(frame_length)
         encoder, decoder, stack = networks_for(self, data_variance)
         # Encoder, quantizer, decoder, in this order: Keras orders the
         # variables (and a saved optimizer's slots) by attribute assignment,
@@ -433,6 +438,8 @@ class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
             config["reconstruction_loss"] = self.reconstruction_loss
         if self.strides is not None:
             config.update(strides=list(self.strides), causal=self.causal)
+        if self.frame_length != 1:
+            config["frame_length"] = self.frame_length
         if self.sample_rate is not None:
             config["sample_rate"] = self.sample_rate
         return config | self._speaker_config()

@@ -101,6 +101,9 @@ class TrainConfig:
             frame, 50 frames per second at 16 kHz. Defaults to None.
         causal: with `audio_strides`: a causal (streamable) network.
             Defaults to True.
+        audio_frame_length: with `audio_strides`: samples per frame of the
+            speech network's first and last layers (`VQVAE(frame_length=)`);
+            the hop is this times the strides' product. Defaults to 1.
         validation_list: audio only: a file naming the validation clips, or
             the name of a shipped list (`vqvae_tf.data.VALIDATION_LISTS`:
             "ljspeech16k"); None holds out a hash-chosen 20%. Defaults to
@@ -167,6 +170,7 @@ class TrainConfig:
     crop_length: int = 8192
     audio_strides: tuple | None = None
     causal: bool = True
+    audio_frame_length: int = 1
     validation_list: str | None = None
     label_pattern: str | None = None
     reconstruction_loss: str = "auto"
@@ -283,6 +287,11 @@ class TrainConfig:
     def _validate_audio(self):
         if self.audio_strides is not None and not self.is_audio:
             raise ConfigError(f"audio_strides applies to audio datasets (audio:DIR), not to {self.dataset!r}.")
+        if self.audio_frame_length != 1 and self.audio_strides is None:
+            raise ConfigError(
+                "audio_frame_length applies with audio_strides (the speech network); "
+                f"received {self.audio_frame_length}."
+            )
         for name in ("validation_list", "label_pattern"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
@@ -298,8 +307,13 @@ class TrainConfig:
 
     @property
     def hop(self):
-        """Samples (or pixels along a side) per code: the product of `audio_strides`, else `downsample`."""
-        return self.downsample if self.audio_strides is None else math.prod(self.audio_strides)
+        """Samples (or pixels along a side) per code: `downsample`, or with `audio_strides` the speech hop.
+
+        The speech hop is `audio_frame_length` times the product of `audio_strides`.
+        """
+        return (
+            self.downsample if self.audio_strides is None else self.audio_frame_length * math.prod(self.audio_strides)
+        )
 
     def resolved_reconstruction_loss(self):
         """`reconstruction_loss` with "auto" resolved: "mse" for images and audio."""
@@ -331,6 +345,8 @@ class TrainConfig:
         speech = {}
         if self.audio_strides is not None:
             speech = dict(strides=list(self.audio_strides), causal=self.causal, sample_rate=self.sample_rate)
+            if self.audio_frame_length != 1:
+                speech["frame_length"] = self.audio_frame_length
         return dict(
             input_channels=channels,
             downsample=self.hop,
