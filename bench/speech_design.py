@@ -40,6 +40,8 @@ from vqvae_tf.utils.atomic import write_bytes  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "speech" / "ljspeech16k"
 RATE = 16000
 
+#: The frame network of 80-sample frames, strides 2, 2 (50 frames/s), 128 channels, at 3 kbps.
+FRAMES_80 = dict(audio_strides=(2, 2), audio_frame_length=80, hidden_units=128, num_stages=6, num_codes=1024)
 #: name -> TrainConfig fields (the rest are COMMON). Every design is at 3 kbps at all stages.
 DESIGNS = {
     "50fps_h16_6x1024": dict(audio_strides=(2, 4, 5, 8), hidden_units=16, num_stages=6, num_codes=1024),
@@ -66,24 +68,10 @@ DESIGNS = {
     ),
     # Frame-rate networks (`VQVAE(frame_length=F)`): the first and last layers read and write frames
     # of F samples, every other layer runs at 400 Hz or below (docs/training.md).
-    "50fps_f80_h128_mse": dict(
-        audio_strides=(2, 2), audio_frame_length=80, hidden_units=128, num_stages=6, num_codes=1024
-    ),
-    "50fps_f80_h128_stft": dict(
-        audio_strides=(2, 2),
-        audio_frame_length=80,
-        hidden_units=128,
-        num_stages=6,
-        num_codes=1024,
-        reconstruction_loss="stft",
-    ),
+    "50fps_f80_h128_mse": dict(FRAMES_80),
+    "50fps_f80_h128_stft": dict(FRAMES_80, reconstruction_loss="stft"),
     "50fps_f160_h256_stft": dict(
-        audio_strides=(2,),
-        audio_frame_length=160,
-        hidden_units=256,
-        num_stages=6,
-        num_codes=1024,
-        reconstruction_loss="stft",
+        FRAMES_80, audio_strides=(2,), audio_frame_length=160, hidden_units=256, reconstruction_loss="stft"
     ),
 }
 COMMON = dict(
