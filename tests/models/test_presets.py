@@ -48,6 +48,38 @@ def test_a_loaded_preset_fine_tunes_with_fit(tiny, tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(before, loaded.get_weights()))
 
 
+def test_rounding_to_significant_bits_is_to_nearest_with_ties_to_even():
+    one = np.float32(1.0)
+    ulp = np.float32(2**-10)  # the last kept bit at 11 significant bits
+    values = np.float32([1 + 2**-12, 1 + 2**-11, 1 + 3 * 2**-11, -(1 + 3 * 2**-12), 3.0, np.inf, -np.inf, 1e-40])
+    rounded = presets.round_significant_bits(values, 11)
+    # below half an ulp: down; an exact half: to the even neighbour (1.0 down, 1 + ulp up to 1 + 2 ulp)
+    assert rounded[:5].tolist() == [one, one, one + 2 * ulp, -(one + ulp), 3.0]
+    assert np.isposinf(rounded[5]) and np.isneginf(rounded[6])
+    assert abs(float(rounded[7]) - float(values[7])) <= 2**-137  # a subnormal: half its 13 dropped bits' ulp
+    assert np.isnan(presets.round_significant_bits(np.float32([np.nan]), 11)[0])
+    big = np.random.default_rng(0).standard_normal(10_000).astype(np.float32) * 1e30
+    relative = np.abs(presets.round_significant_bits(big, 11) / big - 1)
+    assert 0 < relative.max() <= 2**-11
+    assert presets.round_significant_bits(np.int64([3, 5]), 11).tolist() == [3, 5]  # not float32: unchanged
+
+
+def test_a_compact_preset_holds_the_rounded_weights_in_fewer_bytes(tiny, tmp_path):
+    model, images = tiny
+    exact = model.save_to_preset(tmp_path / "exact")
+    compact = model.save_to_preset(tmp_path / "compact", significant_bits=11, description="compact")
+    meta = json.loads((compact / "preset.json").read_text())
+    assert meta["significant_bits"] == 11 and meta["model_keras_bytes"] == (compact / "model.keras").stat().st_size
+    assert meta["model_keras_bytes"] < (exact / "model.keras").stat().st_size
+    loaded = VQVAE.from_preset(compact)
+    assert meta["model_id"] == model_id(loaded) != model_id(model)  # the id is the rounded weights'
+    for ours, theirs in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(ours, presets.round_significant_bits(theirs, 11))
+    np.testing.assert_allclose(np.asarray(loaded(images)), np.asarray(model(images)), atol=2e-2)
+    with pytest.raises(ValueError, match="significant_bits"):
+        model.save_to_preset(tmp_path / "bad", significant_bits=4)
+
+
 def test_unknown_preset_lists_the_shipped_names(tmp_path):
     with pytest.raises(ValueError, match=r"unknown preset 'no-such-model': not a shipped preset \(") as error:
         VQVAE.from_preset("no-such-model")

@@ -21,10 +21,14 @@ code runs) after `vqvae_tf.utils.keras_files` has checked the archive.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from vqvae_tf.models.float32 import float32_copy
 from vqvae_tf.utils import atomic
+from vqvae_tf.utils.checks import check_int
 from vqvae_tf.utils.fingerprint import model_id
 from vqvae_tf.utils.keras_files import load_keras_file
 
@@ -82,7 +86,9 @@ def load_preset(preset, cls=None):
     return model
 
 
-def save_preset(model, directory, *, description: str = "", overwrite: bool = False, **metadata) -> Path:
+def save_preset(
+    model, directory, *, description: str = "", overwrite: bool = False, significant_bits=None, **metadata
+) -> Path:
     """Writes `model` as a preset into `directory` (created if needed); returns the directory.
 
     The saved model is the float32 twin of `model` with its weights and no
@@ -91,11 +97,22 @@ def save_preset(model, directory, *, description: str = "", overwrite: bool = Fa
     atomically; other files in `directory` (a codec model's TFLite files) are
     left alone.
 
+    With `significant_bits` the preset is compact: every float32 weight is
+    rounded to that many significant bits (to nearest, ties to even; the
+    float32 exponent is kept, so unlike float16 nothing overflows or
+    underflows) and the archive is deflated, which the zeroed low mantissa
+    bits make pay: at 11 bits (float16's precision, relative error at most
+    2**-11) about half the bytes. The preset then holds the rounded weights
+    (its `model_id` is theirs): export the codec files from the preset's model,
+    not from the original, so that both hold the same weights.
+
     Args:
         model: a built model of this project (a `VQVAE`).
         directory: where to write `model.keras` and `preset.json`.
         description: one line saying what the model is.
         overwrite: replace a preset already in `directory`. Defaults to False.
+        significant_bits: None (exact float32 weights) or 8 .. 23: round the
+            weights and compress the archive, see above.
         **metadata: more JSON-ready fields for `preset.json` (training
             data, command, wall time, figures with how they were measured).
     """
@@ -107,13 +124,46 @@ def save_preset(model, directory, *, description: str = "", overwrite: bool = Fa
     twin = float32_copy(model)
     copy = type(twin).from_config(twin.get_config())
     copy.build(tuple(twin.get_build_config()["input_shape"]))
-    copy.set_weights(twin.get_weights())
+    weights = twin.get_weights()
+    if significant_bits is not None:
+        significant_bits = check_int("significant_bits", significant_bits, minimum=8, maximum=23)
+        weights = [round_significant_bits(w, significant_bits) for w in weights]
+    copy.set_weights(weights)
     directory.mkdir(parents=True, exist_ok=True)
     atomic.save_model(copy, directory / MODEL_FILE)
+    if significant_bits is not None:
+        _deflate(directory / MODEL_FILE)
     fields = {"class_name": type(copy).__name__, "model_id": model_id(copy), "description": description, **metadata}
+    if significant_bits is not None:
+        fields["significant_bits"] = significant_bits
     fields["model_keras_bytes"] = (directory / MODEL_FILE).stat().st_size
     atomic.write_json(directory / PRESET_FILE, fields)
     return directory
+
+
+def round_significant_bits(values, bits: int):
+    """float32 `values` rounded to `bits` significant bits (nearest, ties to even); other dtypes unchanged.
+
+    >>> round_significant_bits(np.float32([1 + 2**-12, 1 + 3 * 2**-12, 3.0]), 11).tolist()
+    [1.0, 1.0009765625, 3.0]
+    """
+    values = np.asarray(values)
+    if values.dtype != np.float32:
+        return values
+    drop = 24 - bits  # of float32's 24 significant bits
+    raw = values.view(np.uint32).astype(np.uint64)
+    half, keep = (1 << (drop - 1)) - 1, ~np.uint64((1 << drop) - 1)
+    rounded = (raw + half + ((raw >> drop) & 1)) & keep
+    finite = np.isfinite(values)  # inf and nan keep their bits
+    return np.where(finite, rounded.astype(np.uint32).view(np.float32), values)
+
+
+def _deflate(path: Path) -> None:
+    """Recompresses the `.keras` zip at `path` with deflate, atomically."""
+    with zipfile.ZipFile(path) as source, atomic.atomic_output(path) as temp:
+        with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target:
+            for info in source.infolist():
+                target.writestr(info.filename, source.read(info.filename))
 
 
 def _read_metadata(directory: Path) -> dict:

@@ -260,11 +260,11 @@ class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
 
         return presets.load_preset(preset, cls)
 
-    def save_to_preset(self, directory, *, description="", overwrite=False, **metadata):
-        """Writes this model as a preset (`model.keras` + `preset.json`) that `from_preset(directory)` loads."""
+    def save_to_preset(self, directory, **options):
+        """Writes this model as a preset that `from_preset(directory)` loads (options: `presets.save_preset`'s)."""
         from vqvae_tf.models import presets
 
-        return presets.save_preset(self, directory, description=description, overwrite=overwrite, **metadata)
+        return presets.save_preset(self, directory, **options)
 
     def latent_shape(self, input_shape):
         """Shape of the code map for data of `input_shape` (without channels)."""
