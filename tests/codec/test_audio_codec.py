@@ -56,6 +56,7 @@ def model_dir(tmp_path_factory):
     (root / "clips").mkdir()
     for s in range(3):
         wav.write_wav(root / "clips" / f"clip{s}.wav", _signal(8000, seed=10 + s), RATE)
+    model.save_to_preset(root / "preset", significant_bits=11)  # for the packaging tests
     return package_tiny(model, root, "speech", audio_dir=root / "clips")
 
 
@@ -322,3 +323,26 @@ def test_packaging_leaves_the_held_out_clips_out_of_the_counts(model_dir, tmp_pa
             audio_exclude=tmp_path / "bad.txt",
         )
     assert not (tmp_path / "other").exists()
+
+
+def test_packaging_with_a_preset_ships_its_model_keras_as_a_keras_preset(model_dir, tmp_path):
+    from vqvae_tf.export import codec_package
+    from vqvae_tf.models.vqvae import VQVAE
+    from vqvae_tf.utils.fingerprint import model_id
+
+    preset = model_dir.parent / "preset"  # compact: rounded weights, so not the weights model_dir was exported from
+    with pytest.raises(codec.CodecError, match="export the codec files from the preset's own model.keras"):
+        codec_package.package_model(
+            model_dir.parent / "export" / "tflite", tmp_path / "refused", encoder="float32", decoder="float32",
+            audio_dir=model_dir.parent / "clips", preset=preset,
+        )  # fmt: skip
+    assert not (tmp_path / "refused").exists()
+    out = package_tiny(
+        VQVAE.from_preset(preset), tmp_path, "speech", audio_dir=model_dir.parent / "clips", preset=preset, command="c"
+    )
+    shipped, keras_model = codec.load_model(out), VQVAE.from_preset(out)
+    meta = json.loads((out / "preset.json").read_text())
+    assert meta["model_id"] == model_id(keras_model) == shipped.model_id
+    assert meta["rates"] == json.loads((out / "codec.json").read_text())["rates"] and meta["train_command"] == "c"
+    assert (out / "model.keras").read_bytes() == (preset / "model.keras").read_bytes()  # copied, still compact
+    assert meta["significant_bits"] == 11 and meta["model_keras_bytes"] == (out / "model.keras").stat().st_size

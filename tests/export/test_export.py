@@ -593,6 +593,22 @@ def test_cli(small_model, tmp_path):
         assert message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-2000:]
 
 
+def test_audio_calibration_crops_leave_the_excluded_clips_out(tmp_path):
+    from vqvae_tf.export.cli import load_representative
+    from vqvae_tf.utils.wav import write_wav
+
+    for index, level in enumerate((0.1, 0.2, 0.3)):  # each clip at its own constant level
+        write_wav(tmp_path / f"clip{index}.wav", np.full(4000, level, np.float32), 16000)
+    (tmp_path / "held_out.txt").write_text("clip1\n")
+    data = load_representative(f"audio:{tmp_path}", 800, 64, exclude=tmp_path / "held_out.txt")
+    crops = np.concatenate([np.asarray(x[0] if isinstance(x, tuple) else x) for x in data])
+    assert crops.shape[1:] == (800, 1) and len(crops) >= 8
+    levels = {round(float(m), 2) for m in crops.reshape(len(crops), -1).mean(axis=1)}
+    assert levels == {0.1, 0.3}  # never the held-out clip's 0.2
+    with pytest.raises(ExportError, match="--representative_exclude is for an audio:DIR spec"):
+        load_representative("photos", 32, 8, exclude=tmp_path / "held_out.txt")
+
+
 # ------------------------------------------------------------ lite runtime
 @pytest.mark.slow
 def test_lite_runtime_errors(exported, tmp_path):

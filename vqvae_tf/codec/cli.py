@@ -170,6 +170,9 @@ def define_flags():
     flags.DEFINE_string(
         "audio_exclude", None, "package --audio_dir: validation list (file or shipped name) of clips not to count."
     )
+    flags.DEFINE_string(
+        "preset", None, "package: a preset directory of the exported model, to ship as a Keras preset beside it."
+    )
     flags.DEFINE_string("json", None, "eval: also write the results as JSON here.")
     return flags.FLAGS
 

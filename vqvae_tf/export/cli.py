@@ -8,7 +8,11 @@
 of images, float in [0, 1] or uint8, N x H x W x C; an npz's `images` entry
 or its first array), or any dataset spec of `vqvae_tf.data.datasets.make_datasets`
 (`photos`, `folder:DIR`, `tfrecord:PATTERN`, ...), cropped to
-`--representative_size`. Bad input prints one line and exits with code 2.
+`--representative_size`. For a speech model, `audio:DIR` gives random crops of
+`--representative_size` samples of its WAV files, without the clips of
+`--representative_exclude` (a validation list: file or shipped name, as
+`train.py --validation_list`), so that held-out clips stay out of
+calibration too. Bad input prints one line and exits with code 2.
 """
 
 import logging
@@ -29,7 +33,14 @@ def define_flags():
     flags.DEFINE_list("formats", list(FORMATS), f"Formats to write: {', '.join(FORMATS)}.")
     flags.DEFINE_list("quantize", ["float32"], f"TFLite variants: {', '.join(QUANTIZATIONS)}.")
     flags.DEFINE_string("representative", None, "Calibration images for int8: npz:FILE, npy:FILE or a dataset spec.")
-    flags.DEFINE_integer("representative_size", 64, "Crop size of a dataset spec's calibration images.", lower_bound=1)
+    flags.DEFINE_integer(
+        "representative_size", 64, "Crop size of a dataset spec's calibration images (audio: samples).", lower_bound=1
+    )
+    flags.DEFINE_string(
+        "representative_exclude",
+        None,
+        "audio:DIR: validation list (file or shipped name) of clips not to calibrate on.",
+    )
     flags.DEFINE_integer("representative_count", 256, "Calibration images to use at most.", lower_bound=1)
     flags.DEFINE_integer("opset", DEFAULT_OPSET, "ONNX opset.", lower_bound=min(OPSETS), upper_bound=max(OPSETS))
     flags.DEFINE_bool("overwrite", False, "Replace an existing output directory.")
@@ -50,8 +61,8 @@ def define_flags():
     )
 
 
-def load_representative(spec, size, count):
-    """Calibration images from `npz:FILE`, `npy:FILE` or a dataset spec."""
+def load_representative(spec, size, count, exclude=None):
+    """Calibration images from `npz:FILE`, `npy:FILE` or a dataset spec (audio: crops of `size` samples)."""
     import numpy as np
 
     scheme, _, argument = spec.partition(":")
@@ -69,10 +80,16 @@ def load_representative(spec, size, count):
             if isinstance(error, ExportError):
                 raise
             raise ExportError(f"cannot read {scheme} representative images from {argument}: {error}") from None
+    from vqvae_tf.data.audio import validation_list_file
     from vqvae_tf.data.datasets import make_datasets
 
+    if exclude is not None and scheme != "audio":
+        raise ExportError(f"--representative_exclude is for an audio:DIR spec; received --representative {spec!r}")
+    sizes = dict(image_size=size) if scheme != "audio" else dict(crop_length=size)
+    if exclude is not None:
+        sizes["validation_list"] = validation_list_file(exclude)
     try:
-        bundle = make_datasets(spec, image_size=size, batch_size=min(count, 64), deterministic=True)
+        bundle = make_datasets(spec, **sizes, batch_size=min(count, 64), deterministic=True)
     except ValueError as error:
         raise ExportError(f"bad --representative {spec!r}: {error}") from None
     return bundle.train.take(-(-count // min(count, 64)))
@@ -85,7 +102,12 @@ def main(argv):
     try:
         data = None
         if FLAGS.representative and "int8" in FLAGS.quantize:
-            data = load_representative(FLAGS.representative, FLAGS.representative_size, FLAGS.representative_count)
+            data = load_representative(
+                FLAGS.representative,
+                FLAGS.representative_size,
+                FLAGS.representative_count,
+                FLAGS.representative_exclude,
+            )
         out = export_model(
             FLAGS.model,
             FLAGS.out,

@@ -17,6 +17,7 @@ def _package(args, FLAGS):
         audio_exclude=FLAGS.audio_exclude,
         photos=FLAGS.photos,
         max_photos=FLAGS.max_photos,
+        preset=FLAGS.preset,
     )
     print((out / MANIFEST).read_text().strip())
 

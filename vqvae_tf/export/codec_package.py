@@ -44,6 +44,7 @@ def package_model(
     audio_exclude=None,
     photos=None,
     max_photos: int = 200,
+    preset=None,
 ) -> Path:
     """Makes a codec model directory from an exporter's `tflite/` directory.
 
@@ -72,6 +73,12 @@ def package_model(
             ones): a validation-list file or a shipped list's name
             (`vqvae_tf.data.VALIDATION_LISTS`, e.g. "ljspeech16k"), as for
             `train.py --validation_list`. Defaults to None (count every file).
+        preset: a preset directory (`VQVAE.save_to_preset`) holding the
+            model the TFLite files were exported from: its `model.keras` is
+            copied as it is (a compact preset stays compact) and its
+            `preset.json` gains the rates and `command`, so the directory is
+            also a Keras preset. Refused unless its `model_id` is the
+            TFLite files'. Defaults to None.
     """
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -129,7 +136,29 @@ def package_model(
             train_command=command,
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if preset is not None:
+            _copy_preset(Path(preset), staging, model.model_id, rates=rates, train_command=command)
     return out_dir
+
+
+def _copy_preset(preset: Path, staging: Path, expected_id: str, **fields) -> None:
+    """Copies the preset at `preset` into `staging`, adding `fields` to its preset.json."""
+    from vqvae_tf.models.presets import MODEL_FILE, PRESET_FILE
+
+    try:
+        meta = json.loads((preset / PRESET_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise CodecError(f"preset {preset} has no readable {PRESET_FILE}: {error}") from None
+    if not isinstance(meta, dict) or meta.get("model_id") != expected_id:
+        found = meta.get("model_id") if isinstance(meta, dict) else None
+        raise CodecError(
+            f"preset {preset} holds model {found!r}, not {expected_id!r} of the TFLite files: "
+            "export the codec files from the preset's own model.keras"
+        )
+    shutil.copyfile(preset / MODEL_FILE, staging / MODEL_FILE)
+    meta = {key: value for key, value in meta.items() if key != "model_keras_bytes"}
+    meta.update(fields, model_keras_bytes=(staging / MODEL_FILE).stat().st_size)
+    (staging / PRESET_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def _training_signals(model, audio_dir, audio_exclude, photos, max_photos):
