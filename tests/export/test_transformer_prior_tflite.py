@@ -62,11 +62,15 @@ def test_the_incremental_decoder_gets_bit_identical_logits(lite, model_bytes, tm
     tokens = _tokens(3, seed=7)
     encoded = lite.logits(tokens)
     lite.logits(_tokens(1))  # another batch size in between resizes the interpreter
-    state = lite.start(batch=3)
+    state, kept = lite.start(batch=3), None
     for t in range(LENGTH):
         # The decoder knows the tokens before t only.
         logits, state = lite.next(state, None if t == 0 else tokens[:, t - 1].copy())
         np.testing.assert_array_equal(logits, encoded[:, t])
+        kept = state if t == 3 else kept
+    # States are never changed in place: decoding resumes from a kept one.
+    logits, _ = lite.next(kept, tokens[:, 3])
+    np.testing.assert_array_equal(logits, encoded[:, 4])
     # A decoder with its own interpreter on the written file.
     path = tmp_path / "prior.tflite"
     path.write_bytes(model_bytes)

@@ -86,19 +86,13 @@ def step_logits(prior, previous, position, cache):
         dict: `logits` float32 `(B, K)`, `cache` float32 like `cache`.
     """
     _check(prior)
-    batch = tf.shape(previous)[0]
-    # The same expressions as `_sample_cached`, so the float operations
-    # (and their order) are those of the Keras cached decoder.
-    start = prior._start(None, batch)
-    x = tf.where(position == 0, start, prior.code_embedding(previous)[:, None, :])
-    x = x + tf.gather(prior._positions(), position)[None, None, :]
+    # The Keras cached sampler's own step, so the float operations (and
+    # their order) are those of `TransformerPrior._sample_cached`.
     layers = tf.unstack(cache, num=2 * prior.num_layers, axis=0)
-    updated = []
-    for index, block in enumerate(prior.blocks):
-        x, keys, values = block.step(x, layers[2 * index], layers[2 * index + 1], position)
-        updated += [keys, values]
-    logits = prior.head(prior.final_norm(x))[:, 0]
-    return {"logits": logits, "cache": tf.stack(updated, axis=0)}
+    pairs = tuple(zip(layers[0::2], layers[1::2]))
+    start = prior._start(None, tf.shape(previous)[0])
+    logits, pairs = prior._cached_step(start, prior._positions(), previous, position, pairs)
+    return {"logits": logits, "cache": tf.stack([tensor for pair in pairs for tensor in pair], axis=0)}
 
 
 def convert_transformer_prior(prior, path=None) -> bytes:
