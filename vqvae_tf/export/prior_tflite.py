@@ -28,16 +28,28 @@ import tensorflow as tf
 
 from vqvae_tf.export.errors import ExportError
 
-__all__ = ["convert_prior", "position_logits", "row_features", "split_geometry"]
+__all__ = [
+    "check_exportable",
+    "convert_endpoints",
+    "convert_prior",
+    "position_logits",
+    "row_features",
+    "split_geometry",
+]
+
+
+def check_exportable(prior, cls):
+    """`ExportError` unless `prior` is an unconditional `cls` (the codec codes without labels)."""
+    if not isinstance(prior, cls):
+        raise ExportError(f"this TFLite prior export supports {cls.__name__}; received {type(prior).__name__}")
+    if prior.num_classes:
+        raise ExportError(f"the codec needs an unconditional prior; received one with {prior.num_classes} classes")
 
 
 def _check(prior):
     from vqvae_tf.priors.pixelcnn import GatedPixelCNN
 
-    if not isinstance(prior, GatedPixelCNN):
-        raise ExportError(f"the TFLite prior export supports GatedPixelCNN; received {type(prior).__name__}")
-    if prior.num_classes:
-        raise ExportError(f"the codec needs an unconditional prior; received one with {prior.num_classes} classes")
+    check_exportable(prior, GatedPixelCNN)
 
 
 def row_features(prior, codes, mask):
@@ -100,40 +112,68 @@ def convert_prior(prior, quantization: str = "float32") -> bytes:
     logits as the whole prior (to float rounding), with the vertical stacks computed
     once per row instead of once per position.
     """
-    import tempfile
-
     _check(prior)
-    if quantization not in ("float32", "float16"):
-        raise ExportError(f"prior quantization must be 'float32' or 'float16'; received {quantization!r}")
     reach, width = split_geometry(prior)
     channels = 2 * prior.channels
+    endpoints = {
+        "rows": (
+            lambda codes, mask: {"vertical": row_features(prior, codes, mask)},
+            [
+                tf.TensorSpec((None, reach + 2, width + 2 * reach + 1), tf.int32, name="codes"),
+                tf.TensorSpec((reach + 2, width + 2 * reach + 1), tf.float32, name="mask"),
+            ],
+        ),
+        "position": (
+            lambda codes, vertical, mask: {"logits": position_logits(prior, codes, vertical, mask)},
+            [
+                tf.TensorSpec((None, reach + 1), tf.int32, name="codes"),
+                tf.TensorSpec((None, prior.num_layers, reach + 1, channels), tf.float32, name="vertical"),
+                tf.TensorSpec((reach + 2,), tf.float32, name="mask"),
+            ],
+        ),
+    }
+    layers = [prior.code_embedding, *prior.blocks, prior.head_hidden, prior.head_logits]
+    return convert_endpoints(layers, endpoints, quantization)
+
+
+def convert_endpoints(layers, endpoints, quantization: str = "float32") -> bytes:
+    """TFLite bytes of `endpoints` computed by `layers`, one signature per endpoint, builtin ops only.
+
+    Shared by the priors' exports. The endpoints go through a SavedModel
+    (`keras.export.ExportArchive`), whose signature keys become the TFLite
+    signatures.
+
+    Args:
+        layers: the Keras layers whose variables the endpoints read. The
+            layers, not the model: tracking a model adds a default endpoint
+            that calls it on floats.
+        endpoints: dict `name -> (fn, input_signature)`; `fn` returns a dict
+            of named outputs, `input_signature` is a list of named
+            `tf.TensorSpec` (the signature's input names).
+        quantization: `"float32"` or `"float16"` (float16 weights).
+
+    Returns:
+        The flatbuffer bytes.
+
+    Raises:
+        ExportError: another quantization. A graph that needs ops outside
+            `TFLITE_BUILTINS` (Flex ops) fails in the converter instead of
+            producing a file that needs the TensorFlow runtime.
+    """
+    import tempfile
 
     import keras
 
+    if quantization not in ("float32", "float16"):
+        raise ExportError(f"prior quantization must be 'float32' or 'float16'; received {quantization!r}")
     archive = keras.export.ExportArchive()
-    # The layers, not the model: tracking the model adds a default endpoint that calls it on floats.
-    for layer in [prior.code_embedding, *prior.blocks, prior.head_hidden, prior.head_logits]:
+    for layer in layers:
         archive.track(layer)
-    archive.add_endpoint(
-        "rows",
-        lambda codes, mask: {"vertical": row_features(prior, codes, mask)},
-        input_signature=[
-            tf.TensorSpec((None, reach + 2, width + 2 * reach + 1), tf.int32, name="codes"),
-            tf.TensorSpec((reach + 2, width + 2 * reach + 1), tf.float32, name="mask"),
-        ],
-    )
-    archive.add_endpoint(
-        "position",
-        lambda codes, vertical, mask: {"logits": position_logits(prior, codes, vertical, mask)},
-        input_signature=[
-            tf.TensorSpec((None, reach + 1), tf.int32, name="codes"),
-            tf.TensorSpec((None, prior.num_layers, reach + 1, channels), tf.float32, name="vertical"),
-            tf.TensorSpec((reach + 2,), tf.float32, name="mask"),
-        ],
-    )
+    for name, (fn, signature) in endpoints.items():
+        archive.add_endpoint(name, fn, input_signature=signature)
     with tempfile.TemporaryDirectory() as directory:
         archive.write_out(directory, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=["rows", "position"])
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(endpoints))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantization == "float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -31,6 +31,18 @@ def op_code(model, op):
     return max(entry.builtinCode, entry.deprecatedBuiltinCode)
 
 
+def custom_ops(model_bytes):
+    """Sorted names of the custom operators of a TFLite model (Flex ops are `Flex...`); empty for builtins only."""
+    model = load(model_bytes)
+    return sorted(
+        {
+            (entry.customCode or b"CUSTOM").decode()
+            for entry in model.operatorCodes
+            if max(entry.builtinCode, entry.deprecatedBuiltinCode) == OP.CUSTOM
+        }
+    )
+
+
 def is_quantized(tensor):
     """True if `tensor` carries quantization scales."""
     q = tensor.quantization

@@ -303,6 +303,27 @@ class TransformerPrior(AutoregressivePrior):
         )
         return tf.reshape(tokens, (num_samples,) + self.map_shape)
 
+    def _cached_step(self, start, positions, previous, t, caches):
+        """One position of the cached decoder (the sampler's and the TFLite export's `step`).
+
+        Args:
+            start: `(B, 1, D)`, `_start`'s. positions: `(T, D)`, `_positions()`.
+            previous: int `(B,)`, the codes at `t - 1` (unread at `t == 0`).
+            t: int scalar tensor.
+            caches: per block a `(keys, values)` pair, `(B, heads, T, head_dim)`
+                each, filled at positions `< t`.
+
+        Returns:
+            `(logits (B, K) at t, caches filled at t too)`.
+        """
+        x = tf.where(t == 0, start, self.code_embedding(previous)[:, None, :])
+        x = x + positions[t][None, None, :]
+        new_caches = []
+        for block, (keys, values) in zip(self.blocks, caches):
+            x, keys, values = block.step(x, keys, values, t)
+            new_caches.append((keys, values))
+        return self.head(self.final_norm(x))[:, 0], tuple(new_caches)
+
     @tf.function
     def _sample_cached(self, num_samples, labels, seed, temperature, top_k):
         total = self.map_shape[0] * self.map_shape[1]
@@ -314,16 +335,10 @@ class TransformerPrior(AutoregressivePrior):
         )
 
         def body(t, previous, tokens, caches):
-            x = tf.where(t == 0, start, self.code_embedding(previous)[:, None, :])
-            x = x + positions[t][None, None, :]
-            new_caches = []
-            for block, (keys, values) in zip(self.blocks, caches):
-                x, keys, values = block.step(x, keys, values, t)
-                new_caches.append((keys, values))
-            logits = self.head(self.final_norm(x))[:, 0]
+            logits, caches = self._cached_step(start, positions, previous, t, caches)
             new = sample_at(logits, seed, t, temperature, top_k)
             tokens = tokens.write(t, new)
-            return t + 1, new, tokens, tuple(new_caches)
+            return t + 1, new, tokens, caches
 
         _, _, tokens, _ = tf.while_loop(
             lambda t, *_: t < total,

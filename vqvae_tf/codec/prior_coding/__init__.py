@@ -29,6 +29,9 @@ Modules:
 
 - `quantized`: the deterministic tables (grid, weights, margins, grid flags);
 - `lite_prior`: `LitePrior`, a prior exported to TFLite;
+- `lite_transformer`: `LiteTransformerPrior`, a `TransformerPrior` (the speech
+  prior) exported to TFLite, one position per call with a key/value cache
+  (not yet used by the coding functions below);
 - `probabilities`: the float softmax, the traced Keras logits, input checks;
 - `maps`: the coding core and standalone payloads of whole maps
   (`encode_codes`, `decode_codes`);

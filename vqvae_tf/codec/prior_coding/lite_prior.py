@@ -23,7 +23,7 @@ import numpy as np
 
 from vqvae_tf.utils.checks import check_int
 
-__all__ = ["LitePrior"]
+__all__ = ["LitePrior", "open_signatures"]
 
 
 def _crop(codes, top, left, rows, cols):
@@ -41,6 +41,29 @@ def _inside(top, left, rows, cols, shape):
     r = np.arange(rows)[:, None] + top
     c = np.arange(cols)[None, :] + left
     return ((r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])).astype(np.float32)
+
+
+def open_signatures(model, names, num_threads: int = 2):
+    """dict `name -> SignatureRunner` of a TFLite prior (a path or its bytes), opened with LiteRT.
+
+    Raises `FileNotFoundError` for a missing file, `ValueError` unless the
+    model's signatures are exactly `names` (another kind of file).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    check_int("num_threads", num_threads, minimum=1)
+    if isinstance(model, (bytes, bytearray)):
+        source = f"the TFLite model ({len(model)} bytes)"
+        interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+    else:
+        source = str(model)
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"TFLite prior {model} not found")
+        interpreter = Interpreter(model_path=source, num_threads=num_threads)
+    signatures = interpreter.get_signature_list()
+    if set(signatures) != set(names):
+        raise ValueError(f"{source} has signatures {sorted(signatures)}; expected {sorted(names)}")
+    return {name: interpreter.get_signature_runner(name) for name in names}
 
 
 class LitePrior:
@@ -62,8 +85,6 @@ class LitePrior:
     num_classes = 0
 
     def __init__(self, path, num_threads: int = 2):
-        from ai_edge_litert.interpreter import Interpreter
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"TFLite prior {path} not found")
@@ -81,13 +102,8 @@ class LitePrior:
             ) from None
         self.path = path
         self.model_id = meta.get("model_id")
-        check_int("num_threads", num_threads, minimum=1)
-        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        signatures = self._interpreter.get_signature_list()
-        if set(signatures) != {"rows", "position"}:
-            raise ValueError(f"{path} has signatures {sorted(signatures)}; a prior has 'rows' and 'position'")
-        self._rows = self._interpreter.get_signature_runner("rows")
-        self._position = self._interpreter.get_signature_runner("position")
+        runners = open_signatures(path, ("rows", "position"), num_threads)
+        self._rows, self._position = runners["rows"], runners["position"]
         self._cached_row = self._cached_above = self._vertical = None
 
     def _row_features(self, codes, row):

@@ -101,17 +101,17 @@ def check_map_shape(prior, map_shape):
     return tuple(int(s) for s in map_shape)
 
 
-def check_integers(codes):
-    """Raises unless `codes` has an integer dtype."""
+def check_integers(codes, name="codes"):
+    """Raises unless `codes` has an integer dtype (`name`: the argument named in the message)."""
     if not np.issubdtype(codes.dtype, np.integer):
-        raise PriorCodingError(f"`codes` must be integers; received dtype {codes.dtype}.")
+        raise PriorCodingError(f"`{name}` must be integers; received dtype {codes.dtype}.")
 
 
-def check_code_values(prior, codes):
+def check_code_values(prior, codes, name="codes"):
     """Raises unless the integer `codes` are in `[0, prior.num_codes)`."""
     if codes.min() < 0 or codes.max() >= prior.num_codes:
         raise PriorCodingError(
-            f"`codes` must be in [0, {prior.num_codes}); received values in [{codes.min()}, {codes.max()}]."
+            f"`{name}` must be in [0, {prior.num_codes}); received values in [{codes.min()}, {codes.max()}]."
         )
 
 
