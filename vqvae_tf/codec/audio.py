@@ -20,7 +20,13 @@ signal:
   (`vqvae_tf.codec.chunking`);
 * rate: `quality=Q` stages kept, or `kbps=K`: the highest quality whose
   whole stream is at most K kilobits per second of the original audio
-  (`vqvae_tf.codec.rate`).
+  (`vqvae_tf.codec.rate`);
+* method `prior`: every stage entropy coded under the model's speech prior
+  (`prior.tflite` with LiteRT, or a `prior.keras` with TensorFlow), in
+  segments of the prior's length coded independently
+  (`vqvae_tf.codec.prior_coding.sequences`). The prior models all S stages,
+  so such a stream keeps all of them: `quality < S` is refused, and `kbps`
+  only checks that the full stream fits.
 
 The samples themselves (4 bytes each) and the codes are held whole; only the
 networks' activations are chunked.
@@ -34,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_SAMPLES, AudioFormat, BitstreamError, Kind, read_header
+from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_SAMPLES, AudioFormat, BitstreamError, Kind, Method, read_header
 from vqvae_tf.codec.bitstream.stream import decode_stream
 from vqvae_tf.codec.chunking import DEFAULT_CHUNK_FRAMES, context_frames, decode_audio_codes, encode_audio_codes
 from vqvae_tf.codec.images import write_output
@@ -58,8 +64,8 @@ __all__ = [
     "is_wav_file",
 ]
 
-#: Payload methods for audio (the `prior` method codes image maps only).
-AUDIO_METHODS = ("packed", "static")
+#: Payload methods for audio.
+AUDIO_METHODS = ("packed", "static", "prior")
 #: The largest polyphase factor (`up` or `down` once the rates' ratio is
 #: reduced): 441 covers 44.1 kHz <-> 16 kHz; a rate like 8001 Hz (16000/8001)
 #: would need a low-pass filter of 320,000 taps.
@@ -158,6 +164,7 @@ def compress_audio(
     quality: int | None = None,
     kbps: float | None = None,
     bpp: float | None = None,
+    prior=None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
 ) -> bytes:
     """Compresses audio to a `.vqz` stream.
@@ -169,11 +176,15 @@ def compress_audio(
             `MAX_RESAMPLE_FACTOR` for the ratios refused).
         model: anything `load_model` takes (an audio model); None: the first
             shipped audio model.
-        method: "packed" or "static". Defaults to "packed".
+        method: "packed", "static" or "prior" (every stage under the
+            speech prior; all S stages kept). Defaults to "packed".
         quality: stages kept, `1..S`. Defaults to S.
         kbps: instead of `quality`: the highest quality whose whole stream
             is at most `kbps` kilobits per second of the original audio.
         bpp: for image models only; an audio model refuses it (use `kbps`).
+        prior: the "prior" method's prior: a `prior.tflite` or
+            `prior.keras` path, or None for the model's own. Ignored by the
+            other methods.
         chunk_frames: code frames per encoder run. Defaults to 512.
 
     Returns:
@@ -181,30 +192,40 @@ def compress_audio(
 
     Raises:
         CodecError: bad samples, rate or arguments; an image model; no
-            quality fitting `kbps` (the message gives the lowest rate).
+            quality fitting `kbps` (the message gives the lowest rate);
+            `prior` with `quality < S`, or a `kbps` the full prior stream
+            exceeds (the message gives its rate), or a prior that does not
+            fit the model.
 
     Example:
 
     >>> data = compress_audio(np.zeros(16000, "float32"), 16000, "MODEL_DIR", kbps=3)  # doctest: +SKIP
     >>> samples, rate = decompress_audio(data, "MODEL_DIR")  # doctest: +SKIP
     """
-    model, method, request = _check_arguments(model, method, "the input", quality, kbps, bpp)
+    model, method, request, prior = _check_arguments(model, method, "the input", quality, kbps, bpp, prior)
     rate = _check_rate_pair(sample_rate, model, "the input")
     mono, channels = _as_mono(samples)
-    return _compress_mono(mono, rate, channels, model, method, request, chunk_frames)
+    return _compress_mono(mono, rate, channels, model, method, request, chunk_frames, prior)
 
 
-def _check_arguments(model, method, what, quality, kbps, bpp):
-    """`(model, method, rate request)`, checked before any samples are read."""
+def _check_arguments(model, method, what, quality, kbps, bpp, prior):
+    """`(model, method, rate request, loaded prior or None)`, checked before any samples are read."""
     model = _audio_model(model)
     model.check_kind("audio", what)
-    if method == "prior":
-        raise CodecError("method 'prior' codes image maps; use method 'packed' or 'static' (--method) for audio")
     method = check_choice("method", method, AUDIO_METHODS, error=CodecError)
-    return model, method, check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
+    request = check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
+    if method != "prior":
+        return model, method, request, None
+    total = model.total_stages
+    if request.quality is not None and request.quality < total:
+        raise CodecError(
+            f"method 'prior' codes all {total} stages (the speech prior models them together); received "
+            f"quality={request.quality}: use --method static for fewer stages"
+        )
+    return model, method, request, model.prior(prior)
 
 
-def _compress_mono(mono, rate, channels, model, method, request, chunk_frames) -> bytes:
+def _compress_mono(mono, rate, channels, model, method, request, chunk_frames, prior=None) -> bytes:
     """The stream of float32 mono samples at `rate` Hz (checked), from `channels` source channels."""
     resampled = wav.resample(mono, rate, model.sample_rate)
     if len(resampled) < model.downsample:
@@ -214,9 +235,18 @@ def _compress_mono(mono, rate, channels, model, method, request, chunk_frames) -
         )
     codes = encode_audio_codes(resampled, model, chunk_frames=chunk_frames)
     audio = AudioFormat(sample_rate=rate, num_samples=len(mono), channels=1, source_channels=channels)
-    build = functools.partial(encode_stages, codes, model, method=method, audio=audio)
+    build = functools.partial(encode_stages, codes, model, method=method, prior=prior, audio=audio)
     seconds = audio.duration
-    return pick_quality(model, request, build, seconds * 1000, f"this {seconds:.3f} s clip")[1]
+    if method != "prior":
+        return pick_quality(model, request, build, seconds * 1000, f"this {seconds:.3f} s clip")[1]
+    data = build(model.total_stages)
+    kbps = 8 * len(data) / seconds / 1000
+    if request.target is not None and kbps > request.target[1]:
+        raise CodecError(
+            f"method 'prior' keeps all {model.total_stages} stages, {kbps:.4f} kbps for this {seconds:.3f} s clip, "
+            f"above kbps={request.target[1]:g}; use --method static for fewer stages"
+        )
+    return data
 
 
 def decompress_audio(
@@ -224,6 +254,7 @@ def decompress_audio(
     model=None,
     *,
     dtype: str = "float32",
+    prior=None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> tuple[np.ndarray, int]:
@@ -234,6 +265,8 @@ def decompress_audio(
         model: anything `load_model` takes; None finds the shipped model
             whose id the stream carries.
         dtype: "float32" (in [-1, 1]) or "int16". Defaults to "float32".
+        prior: for a "prior" stream, the prior it was coded with (a
+            `prior.tflite` or `prior.keras` path), or None for the model's own.
         chunk_frames: code frames per decoder run. Defaults to 512.
         max_samples: refuse longer audio before allocating.
 
@@ -242,7 +275,8 @@ def decompress_audio(
 
     Raises:
         CodecError: the stream is invalid, holds an image, was made by
-            another model, or does not fit the model.
+            another model, or does not fit the model; a "prior" stream
+            decoded with another prior (its fingerprint) or none.
     """
     dtype = check_choice("dtype", dtype, ("float32", "int16"), error=CodecError)
     header, model = stream_header_and_model(data, model, Kind.AUDIO, "decompress_audio")
@@ -256,9 +290,14 @@ def decompress_audio(
             f"need {expected} with model {model.name!r}"
         )
     probabilities = static_probabilities(header, model)
+    prior_model = model.prior(prior) if header.method == Method.PRIOR else None
     try:
         stream = decode_stream(
-            data, expected_model_id=model.stream_id, code_probabilities=probabilities, max_samples=max_samples
+            data,
+            expected_model_id=model.stream_id,
+            code_probabilities=probabilities,
+            prior=prior_model,
+            max_samples=max_samples,
         )
     except BitstreamError as error:
         raise CodecError(f"cannot decode the stream: {error}") from None
@@ -293,7 +332,7 @@ def is_wav_file(path) -> bool:
 
 
 def compress_wav(
-    input_path, output_path, model=None, method: str = "packed", *, quality=None, kbps=None, bpp=None
+    input_path, output_path, model=None, method: str = "packed", *, quality=None, kbps=None, bpp=None, prior=None
 ) -> dict:
     """Compresses a WAV file (8/16-bit PCM, 8-48 kHz) into a `.vqz` file, written atomically.
 
@@ -306,7 +345,7 @@ def compress_wav(
             PCM, empty, shorter than one code frame, or of a refused rate
             (the message says what to convert to).
     """
-    model, method, request = _check_arguments(model, method, str(input_path), quality, kbps, bpp)
+    model, method, request, prior = _check_arguments(model, method, str(input_path), quality, kbps, bpp, prior)
     if not Path(input_path).is_file():
         raise FileNotFoundError(f"audio file {input_path} not found")
     try:
@@ -317,7 +356,7 @@ def compress_wav(
     except wav.WavError as error:
         raise CodecError(str(error)) from None
     rate = _check_rate_pair(rate, model, str(input_path))
-    data = _compress_mono(samples, rate, info.channels, model, method, request, DEFAULT_CHUNK_FRAMES)
+    data = _compress_mono(samples, rate, info.channels, model, method, request, DEFAULT_CHUNK_FRAMES, prior)
     write_output(output_path, data)
     header = read_header(data)
     return dict(
@@ -334,7 +373,7 @@ def compress_wav(
     )
 
 
-def decompress_wav(input_path, output_path, model=None) -> dict:
+def decompress_wav(input_path, output_path, model=None, prior=None) -> dict:
     """Decompresses an audio `.vqz` file into a 16-bit mono WAV at the original rate, written atomically.
 
     Returns:
@@ -346,7 +385,7 @@ def decompress_wav(input_path, output_path, model=None) -> dict:
         raise CodecError(f"{path} holds audio, which decompresses to a .wav file; received {output_path}")
     # A stream within DEFAULT_MAX_SAMPLES is at most ~4 bytes per sample plus headers.
     data = read_stream_file(path, 4 * DEFAULT_MAX_SAMPLES + (1 << 17))
-    samples, rate = decompress_audio(data, model)
+    samples, rate = decompress_audio(data, model, prior=prior)
     if output_path.is_dir():
         raise CodecError(f"{output_path} is a directory")
     if not output_path.parent.is_dir():

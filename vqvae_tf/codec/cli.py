@@ -3,12 +3,14 @@
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
                                      [--quality Q | --bpp B]      # rate of a residual model (--kbps: audio)
     python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
-    python -m vqvae_tf.codec compress speech.wav speech.vqz --model M [--method packed|static] [--quality Q | --kbps K]
-    python -m vqvae_tf.codec decompress speech.vqz speech_out.wav [--model M]
+    python -m vqvae_tf.codec compress speech.wav speech.vqz --model M [--method packed|static|prior] [--prior P]
+                                     [--quality Q | --kbps K]     # prior: all stages kept
+    python -m vqvae_tf.codec decompress speech.vqz speech_out.wav [--model M] [--prior P]
     python -m vqvae_tf.codec info photo.vqz
     python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
     python -m vqvae_tf.codec package EXPORT_TFLITE_DIR OUT_DIR   # make a codec model (needs TF)
     python -m vqvae_tf.codec add-prior MODEL PRIOR.keras         # ship a prior with it (needs TF)
+        [--audio_dir DIR --audio_exclude LIST] [--prior_quantization float16]   # an audio model's speech prior
 
 Each command is a `Command` in a table; `package` and `add-prior` come from
 `vqvae_tf.export.codec_cli` (the training side), which `__main__` adds only
@@ -50,7 +52,14 @@ def _compress(args, FLAGS):
     # model then being the shipped audio model), anything else to the image codec.
     if audio.is_wav_file(args[0]):
         result = audio.compress_wav(
-            args[0], args[1], _model_flag(FLAGS), FLAGS.method, quality=FLAGS.quality, kbps=FLAGS.kbps, bpp=FLAGS.bpp
+            args[0],
+            args[1],
+            _model_flag(FLAGS),
+            FLAGS.method,
+            quality=FLAGS.quality,
+            kbps=FLAGS.kbps,
+            bpp=FLAGS.bpp,
+            prior=FLAGS.prior,
         )
         kept, total = result["stages"]
         print(
@@ -81,7 +90,7 @@ def _compress(args, FLAGS):
 def _decompress(args, FLAGS):
     # The stream's header decides (a file too broken to say is left to the image path's errors).
     if _stream_kind(args[0]) == "audio":
-        result = audio.decompress_wav(args[0], args[1], _model_flag(FLAGS))
+        result = audio.decompress_wav(args[0], args[1], _model_flag(FLAGS), FLAGS.prior)
         print(f"{args[1]}: {result['num_samples']} samples at {result['sample_rate']} Hz")
         return
     shape = decompress(args[0], args[1], _model_flag(FLAGS), FLAGS.prior)
@@ -166,9 +175,21 @@ def define_flags():
     flags.DEFINE_bool(
         "overwrite", False, "package: replace an existing output directory; add-prior: replace the model's prior."
     )
-    flags.DEFINE_string("audio_dir", None, "package (audio models): folder of training WAVs to count codes on.")
     flags.DEFINE_string(
-        "audio_exclude", None, "package --audio_dir: validation list (file or shipped name) of clips not to count."
+        "audio_dir",
+        None,
+        "package, add-prior (audio models): folder of training WAVs to count codes / measure the prior's rate on.",
+    )
+    flags.DEFINE_string(
+        "audio_exclude",
+        None,
+        "package, add-prior --audio_dir: validation list (file or shipped name) of clips not to use.",
+    )
+    flags.DEFINE_enum(
+        "prior_quantization",
+        "float32",
+        ["float32", "float16"],
+        "add-prior (audio models): weights of prior.tflite (float16: half the bytes, its own fingerprint).",
     )
     flags.DEFINE_string(
         "preset", None, "package: a preset directory of the exported model, to ship as a Keras preset beside it."

@@ -217,9 +217,13 @@ class CodecModel:
                 the prior does not fit this model (codebook size, class
                 labels, the model it was trained for).
 
-        A residual model's prior models its first stage's `(h, w)` maps
-        (`train.py --stage=prior --prior_stages=1`): the method codes that
-        stage with it and the later stages under their static tables.
+        A residual image model's prior models its first stage's `(h, w)`
+        maps (`train.py --stage=prior --prior_stages=1`): the method codes
+        that stage with it and the later stages under their static tables.
+        An audio model's prior is a speech `TransformerPrior` over the tokens
+        of all S stages (vocabulary S * K, map `(1, T * S)`), its
+        `prior.tflite` a `LiteTransformerPrior` whose fingerprint comes from
+        `prior.json` (`vqvae_tf.codec.prior_coding.sequences`).
         """
         if path is None:
             if self.prior_path is None:
@@ -234,12 +238,15 @@ class CodecModel:
         if not path.is_file():
             raise FileNotFoundError(f"prior {path} not found")
         sidecar = _read_json(path.with_suffix(".json")) if path.with_suffix(".json").is_file() else {}
+        signal = sidecar.get("signal", "image") if sidecar else self.kind  # sidecars before audio priors: images
+        if signal != self.kind:
+            raise CodecError(f"prior {path} is for {signal} models; model {self.name!r} is an {self.kind} model")
         if sidecar.get("model_id", self.model_id) != self.model_id:
             raise CodecError(
                 f"prior {path} was trained for model {sidecar['model_id']!r}, not for {self.name!r} ({self.model_id})"
             )
         if path.suffix == ".tflite":
-            self._priors[path] = self._lite_prior(path)
+            self._priors[path] = self._lite_prior(path, sidecar)
             return self._priors[path]
         try:
             import tensorflow  # noqa: F401  (a clear message if the prior's backend is missing)
@@ -257,25 +264,42 @@ class CodecModel:
         num_codes, num_classes = getattr(prior, "num_codes", None), getattr(prior, "num_classes", None)
         if num_codes is None or num_classes is None or not hasattr(prior, "logits"):
             raise CodecError(f"{path} holds a {type(prior).__name__}, not an autoregressive prior")
-        self._check_prior_codes(path, num_codes)
         if num_classes:
             raise CodecError(
                 f"prior {path} is class-conditional ({num_classes} classes); the codec needs an unconditional prior"
             )
+        self._check_prior_codes(path, prior)
         self._priors[path] = prior
         return prior
 
-    def _lite_prior(self, path: Path):
+    def _lite_prior(self, path: Path, sidecar: dict):
         from vqvae_tf.codec.prior_coding.lite_prior import LitePrior
+        from vqvae_tf.codec.prior_coding.lite_transformer import LiteTransformerPrior
 
         try:
-            prior = LitePrior(path, num_threads=self.num_threads)
+            if self.kind == "image":
+                prior = LitePrior(path, num_threads=self.num_threads)
+            else:
+                if "fingerprint" not in sidecar:
+                    raise ValueError(f"{path.with_suffix('.json')} with its fingerprint is missing")
+                fingerprint = bytes.fromhex(str(sidecar["fingerprint"]))
+                prior = LiteTransformerPrior(path, num_threads=self.num_threads, fingerprint=fingerprint)
         except ValueError as error:
-            raise CodecError(f"cannot load prior {path}: {error}") from None
-        self._check_prior_codes(path, prior.num_codes)
+            raise CodecError(f"cannot load prior {path}: {' '.join(str(error).split())}") from None
+        self._check_prior_codes(path, prior)
         return prior
 
-    def _check_prior_codes(self, path, num_codes) -> None:
+    def _check_prior_codes(self, path, prior) -> None:
+        num_codes = prior.num_codes
+        if self.kind == "audio":
+            from vqvae_tf.codec.prior_coding.probabilities import PriorCodingError
+            from vqvae_tf.codec.prior_coding.sequences import check_speech_prior
+
+            try:
+                check_speech_prior(prior, self.num_codes, self.total_stages)
+            except PriorCodingError as error:
+                raise CodecError(f"prior {path} does not fit audio model {self.name!r}: {error}") from None
+            return
         if num_codes == self.num_codes:
             return
         hint = ""

@@ -26,14 +26,15 @@ def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=N
 
     `static` codes each kept stage of a residual model under its own
     distribution, a single-stage model's codes under its one; `prior` codes
-    a residual model's first stage with `prior` and the later stages as
-    `static` does; `signal` is `image_shape=` or `audio=` of `encode_stream`.
+    a residual image model's first stage with `prior` and the later stages
+    as `static` does, and every stage of an audio model with its speech
+    prior; `signal` is `image_shape=` or `audio=` of `encode_stream`.
 
     Raises:
         CodecError: the codes cannot be encoded (a `BitstreamError`), or
             `static` without the model's code counts.
     """
-    tables = method == "static" or (method == "prior" and bool(model.code_shape))
+    tables = method == "static" or (method == "prior" and bool(model.code_shape) and model.kind == "image")
     try:
         return encode_stream(
             keep_stages(codes, model, stages),
@@ -104,11 +105,13 @@ def static_probabilities(header: Header, model: CodecModel):
     """The code distribution(s) a `static` stream was coded under, else None.
 
     Version 2 codes each stage kept under its own distribution; version 1
-    coded every code under the pooled one. A `prior` stream with a stage axis
-    codes its stages after the first under the same per-stage tables.
+    coded every code under the pooled one. An image `prior` stream with a
+    stage axis codes its stages after the first under the same per-stage
+    tables (an audio one codes every stage with the prior).
     """
-    if header.method == Method.PRIOR and header.has_stage_axis:
-        return model.code_probabilities(header.kept_stages)
+    if header.method == Method.PRIOR:
+        staged = header.has_stage_axis and header.kind == Kind.IMAGE
+        return model.code_probabilities(header.kept_stages) if staged else None
     if header.method != Method.STATIC:
         return None
     per_stage = header.version >= 2 and header.has_stage_axis

@@ -31,6 +31,9 @@ def _add_prior(args, FLAGS):
         keras_copy=FLAGS.keras_copy,
         photos=FLAGS.photos,
         max_photos=FLAGS.max_photos,
+        audio_dir=FLAGS.audio_dir,
+        audio_exclude=FLAGS.audio_exclude,
+        quantization=FLAGS.prior_quantization,
     )
     print(out.with_suffix(".json").read_text().strip())
 

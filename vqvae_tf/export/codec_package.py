@@ -9,6 +9,7 @@ line reaches it as `python -m vqvae_tf.codec package|add-prior`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -21,6 +22,8 @@ from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
 from vqvae_tf.codec.chunking import encode_audio_codes
 from vqvae_tf.codec.images import IMAGE_EXTENSIONS, read_image
 from vqvae_tf.codec.model import COUNTS, LITE_PRIOR, MANIFEST, PRIOR, CodecError, load_model
+from vqvae_tf.codec.prior_coding.lite_transformer import LiteTransformerPrior
+from vqvae_tf.codec.prior_coding.sequences import encode_sequence_payload
 from vqvae_tf.codec.prior_coding.tiled import encode_prior_payload, prior_fingerprint
 from vqvae_tf.data.audio import read_name_list, validation_list_file
 from vqvae_tf.data.image_io import load_photo, photo_names
@@ -252,8 +255,16 @@ def add_prior(
     keras_copy: bool = True,
     photos=None,
     max_photos: int = 200,
+    audio_dir=None,
+    audio_exclude=None,
+    quantization: str = "float32",
 ) -> Path:
     """Adds a trained prior to a codec model directory (needs TensorFlow).
+
+    An audio model takes a speech `TransformerPrior` over the tokens of all
+    its S stages (vocabulary S * K, map `(1, T * S)`); its rate is measured
+    on `audio_dir` and its `prior.tflite` has the one `step` signature
+    (`_add_speech_prior`). The rest of this docstring is the image side.
 
     Checks that the prior fits the model (`CodecModel.prior`), measures the
     `prior` method's rate on the bundled training photos (whole, as the
@@ -278,6 +289,13 @@ def add_prior(
         photos, max_photos: the photos the rate is measured on, as for
             `package_model`: None (default) the bundled training photos,
             else up to `max_photos` of that folder, evenly spaced.
+        audio_dir, audio_exclude: an audio model's training WAVs the rate
+            is measured on, as for `package_model` (required for audio).
+        quantization: an audio model's `prior.tflite` weights, "float32"
+            (default) or "float16" (half the bytes; a fingerprint of its
+            own, since its logits are not the Keras prior's within the
+            coding margin: streams coded with `prior.keras` then decode
+            only with `prior.keras`).
 
     Returns:
         The path of the written `prior.keras`, or of `prior.tflite` when
@@ -293,6 +311,12 @@ def add_prior(
     if prior_path.suffix != ".keras":
         raise CodecError(f"add-prior takes a trained prior.keras; received {prior_path}")
     prior = model.prior(prior_path)
+    if model.kind == "audio":
+        return _add_speech_prior(model, prior, command, keras_copy, audio_dir, audio_exclude, quantization)
+    if audio_dir is not None or audio_exclude is not None or quantization != "float32":
+        raise CodecError(
+            f"audio_dir, audio_exclude and quantization are for audio models; model {model.name!r} is an image model"
+        )
     bits, count = 0, 0
     maps, source = _training_photos(model, photos, max_photos)
     for codes in maps:
@@ -313,18 +337,78 @@ def add_prior(
         source=source,
     )
     sidecar["tflite"] = dict(reach=split_geometry(prior)[0], file=LITE_PRIOR)
+    return _write_prior(model, prior, convert_prior(prior), sidecar, keras_copy, sidecar["fingerprint"])
+
+
+def _write_prior(model, prior, lite_bytes: bytes, sidecar: dict, keras_copy: bool, keras_fingerprint: str) -> Path:
+    """Writes prior.tflite, prior.json and (with `keras_copy`) prior.keras atomically; checks they reload."""
     target, lite = model.directory / PRIOR, model.directory / LITE_PRIOR
     if keras_copy:
         _save_inference_copy(prior, target)
     elif target.is_file():
         target.unlink()  # an older Keras copy would no longer match prior.json
-    atomic.write_bytes(lite, convert_prior(prior))
+    atomic.write_bytes(lite, lite_bytes)
     atomic.write_json(target.with_suffix(".json"), sidecar)
     model._priors.clear()
+    expected = {lite: sidecar["fingerprint"], target: keras_fingerprint}
     for path in (target, lite) if keras_copy else (lite,):
-        if prior_fingerprint(model.prior(path)).hex() != sidecar["fingerprint"]:
+        if prior_fingerprint(model.prior(path)).hex() != expected[path]:
             raise CodecError(f"{path} does not reload as the prior it was written from")
     return target if keras_copy else lite
+
+
+def _add_speech_prior(model, prior, command, keras_copy, audio_dir, audio_exclude, quantization) -> Path:
+    """`add_prior` for an audio model: a speech `TransformerPrior` (checked by `CodecModel.prior`) over all stages.
+
+    The rate is the `prior` method's payload on the training WAVs (each
+    coded whole, as the codec codes a file) with the `prior.tflite` that is
+    shipped, in kilobits per second of audio (headers excluded, as the
+    `rates` of codec.json).
+    """
+    from vqvae_tf.export.errors import ExportError
+    from vqvae_tf.export.transformer_prior_tflite import convert_transformer_prior
+
+    if quantization not in ("float32", "float16"):
+        raise CodecError(f"prior quantization must be 'float32' or 'float16'; received {quantization!r}")
+    try:
+        lite_bytes = convert_transformer_prior(prior, quantization=quantization)
+    except ExportError as error:
+        raise CodecError(f"cannot export the speech prior: {error}") from None
+    keras_fingerprint = prior_fingerprint(prior)
+    # float16 weights move the logits by more than the coding margin: the
+    # file codes streams of its own, which the Keras prior must refuse.
+    fingerprint = keras_fingerprint
+    if quantization != "float32":
+        fingerprint = hashlib.blake2b(keras_fingerprint + quantization.encode(), digest_size=8).digest()
+    lite = LiteTransformerPrior(lite_bytes, num_threads=model.num_threads, fingerprint=fingerprint)
+    maps, source = _training_signals(model, audio_dir, audio_exclude, None, 1)
+    bits = frames = 0
+    for codes in maps:
+        bits += 8 * len(encode_sequence_payload(lite, codes, model.num_codes)[1])
+        frames += len(codes)
+    frames_per_second = model.sample_rate / model.downsample
+    stages, length = model.total_stages, lite.length
+    manifest = json.loads((model.directory / MANIFEST).read_text()) if (model.directory / MANIFEST).is_file() else {}
+    sidecar = dict(
+        model_id=model.model_id,
+        signal="audio",
+        num_codes=model.num_codes,
+        num_stages=stages,
+        vocabulary=model.num_codes * stages,
+        segment_frames=length // stages,
+        segment_tokens=length,
+        kind=type(prior).__name__,
+        fingerprint=fingerprint.hex(),
+        keras_fingerprint=keras_fingerprint.hex(),
+        train_command=command,
+        prior_kbps_on_training_audio=round(bits * frames_per_second / frames / 1000, 4),
+        static_kbps_on_training_audio=manifest.get("static_kbps_on_training_audio"),
+        packed_kbps=stages * math.ceil(math.log2(model.num_codes)) * frames_per_second / 1000,
+        stages_coded="all",
+        source=source,
+        tflite=dict(file=LITE_PRIOR, signature="step", quantization=quantization),
+    )
+    return _write_prior(model, prior, lite_bytes, sidecar, keras_copy, keras_fingerprint.hex())
 
 
 def _save_inference_copy(prior, path: Path) -> None:

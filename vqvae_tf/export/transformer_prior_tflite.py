@@ -95,13 +95,17 @@ def step_logits(prior, previous, position, cache):
     return {"logits": logits, "cache": tf.stack([tensor for pair in pairs for tensor in pair], axis=0)}
 
 
-def convert_transformer_prior(prior, path=None) -> bytes:
+def convert_transformer_prior(prior, path=None, quantization: str = "float32") -> bytes:
     """The TFLite flatbuffer of `prior` with the signature `step` (builtin ops, dynamic batch).
 
     Args:
         prior: an unconditional `TransformerPrior` (built: call it once or
             load it).
         path: optional file to write the bytes to (atomically).
+        quantization: `"float32"` or `"float16"` (float16 weights, computed
+            in float32: half the bytes; its logits differ from the Keras
+            prior's by more than `quantized.MARGIN`, so it codes streams of
+            its own, see `vqvae_tf.export.codec_package.add_prior`).
 
     Returns:
         The flatbuffer bytes.
@@ -129,7 +133,7 @@ def convert_transformer_prior(prior, path=None) -> bytes:
     # `start_token` is a weight of the model itself, not of a layer: the
     # archive tracks the variables an endpoint reads on its own.
     layers = [prior.code_embedding, prior.row_embedding, prior.column_embedding, *prior.blocks]
-    model_bytes = convert_endpoints([*layers, prior.final_norm, prior.head], {SIGNATURE: endpoint})
+    model_bytes = convert_endpoints([*layers, prior.final_norm, prior.head], {SIGNATURE: endpoint}, quantization)
     custom = tflite_graph.custom_ops(model_bytes)
     if custom:
         raise ExportError(f"the converted Transformer prior needs custom ops {custom}; expected builtin ops only")

@@ -96,17 +96,18 @@ class Kind(enum.IntEnum):
 
 
 PARAMS_LENGTH = {Method.PACKED: 0, Method.STATIC: DISTRIBUTION_FINGERPRINT_SIZE, Method.PRIOR: PRIOR_PARAMS.size}
-#: What follows the prior's parameters in a `prior` stream with a stage axis
-#: (a residual model's `(h, w, n)` map): the prior codes stage 0 and the
-#: stages after it are coded under static per-stage tables, so the payload is
-#: the prior's payload, then the static one. Fields: the prior payload's
-#: length in bytes (uint32) and the fingerprint of the finer stages' tables.
+#: What follows the prior's parameters in an image `prior` stream with a stage
+#: axis (`(h, w, n)`): the prior codes stage 0, static per-stage tables the
+#: rest, so the payload is the prior's payload, then the static one. Fields:
+#: the prior payload's length in bytes (uint32) and the fingerprint of the
+#: finer stages' tables. Audio `prior` streams (every stage under the prior,
+#: `vqvae_tf.codec.prior_coding.sequences`) have no tail.
 STAGED_PRIOR_TAIL = struct.Struct(f"<I{DISTRIBUTION_FINGERPRINT_SIZE}s")
 
 
-def params_length(method: Method, has_stage_axis: bool) -> int:
-    """Bytes of method parameters a stream of `method` carries (the staged prior's tail included)."""
-    staged = method == Method.PRIOR and has_stage_axis
+def params_length(method: Method, has_stage_axis: bool, kind: Kind = None) -> int:
+    """Bytes of method parameters a stream of `method` carries (an image staged prior's tail included)."""
+    staged = method == Method.PRIOR and has_stage_axis and kind != Kind.AUDIO
     return PARAMS_LENGTH[method] + (STAGED_PRIOR_TAIL.size if staged else 0)
 
 
@@ -242,7 +243,7 @@ class Header:
             tiles_per_batch=per_batch,
             codes_crc32=crc,
         )
-        if self.has_stage_axis:
+        if self.has_stage_axis and self.kind == Kind.IMAGE:
             prior_bytes, finer = STAGED_PRIOR_TAIL.unpack_from(self.method_params, PRIOR_PARAMS.size)
             params.update(prior_payload_bytes=prior_bytes, finer_stages_fingerprint=finer.hex())
         return params
@@ -273,9 +274,9 @@ def read_header(data: bytes) -> Header:
     values = parse(fields)
     method = _check_method(values["method_id"])
     has_stage_axis = bool(values["flags"] & FLAG_STAGE_AXIS)
-    _check_method_params(method, params, values["kind"], has_stage_axis)
+    _check_method_params(method, params, values, has_stage_axis)
     payload_length = len(data) - FIXED_SIZE[version] - len(params) - CRC.size
-    if method == Method.PRIOR and has_stage_axis:
+    if method == Method.PRIOR and has_stage_axis and values["kind"] == Kind.IMAGE:
         prior_bytes, _ = STAGED_PRIOR_TAIL.unpack_from(params, PRIOR_PARAMS.size)
         if prior_bytes > payload_length:
             raise BitstreamError(
@@ -426,18 +427,24 @@ def _check_method(method_id: int) -> Method:
         ) from None
 
 
-def _check_method_params(method: Method, params: bytes, kind: Kind, has_stage_axis: bool) -> None:
-    expected = params_length(method, has_stage_axis)
+def _check_method_params(method: Method, params: bytes, values: dict, has_stage_axis: bool) -> None:
+    kind = values["kind"]
+    expected = params_length(method, has_stage_axis, kind)
     if len(params) != expected:
         raise BitstreamError(
             f"invalid header: method {method.name.lower()!r} takes {expected} parameter bytes, got {len(params)}"
         )
     if method == Method.PRIOR:
-        if kind != Kind.IMAGE:
-            raise BitstreamError(f"invalid header: method 'prior' in an {kind.label} stream; it codes image maps")
         _, _, tile_h, tile_w, per_batch, _ = PRIOR_PARAMS.unpack_from(params)
         if not (tile_h and tile_w and per_batch):
             raise BitstreamError(
                 f"invalid header: method 'prior' with tile {tile_h}x{tile_w} and "
                 f"{per_batch} tiles per batch, expected all >= 1"
+            )
+        # Audio: every stage under the speech prior, in segments of whole frames.
+        code_shape, total = values["code_shape"], values["total_stages"]
+        if kind == Kind.AUDIO and (not has_stage_axis or code_shape[-1] != total or tile_h != 1 or tile_w % total):
+            raise BitstreamError(
+                f"invalid header: an audio 'prior' stream codes all {total} stages in segments (1, T * {total}); "
+                f"got code shape {code_shape} and segments {tile_h}x{tile_w}"
             )

@@ -12,6 +12,11 @@ each quality's stage prefix). The method parameters are the prior's
 (`tiled.PARAMS`) followed, with a stage axis, by `STAGED_PRIOR_TAIL`: the
 prior part's length in bytes and the fingerprint of the finer stages'
 tables; the payload is the prior part, then the static part.
+
+An audio stream's `(frames, S)` map keeps every stage and codes them all
+with a speech prior over the tokens of the S stages (vocabulary S * K,
+`vqvae_tf.codec.prior_coding.sequences`): the parameters are `tiled.PARAMS`
+alone, the payload the prior's.
 """
 
 from __future__ import annotations
@@ -19,24 +24,39 @@ from __future__ import annotations
 import numpy as np
 
 from vqvae_tf.codec.bitstream import static
-from vqvae_tf.codec.bitstream.header import PRIOR_PARAMS, STAGED_PRIOR_TAIL, BitstreamError, Header
+from vqvae_tf.codec.bitstream.header import PRIOR_PARAMS, STAGED_PRIOR_TAIL, BitstreamError, Header, Kind
+from vqvae_tf.codec.prior_coding import sequences
 from vqvae_tf.codec.prior_coding.probabilities import PriorCodingError
 from vqvae_tf.codec.prior_coding.tiled import decode_prior_payload, encode_prior_payload
 
 __all__ = ["check_prior", "prior_decode", "prior_encode"]
 
 
-def check_prior(prior, num_codes: int):
-    """Raises `BitstreamError` unless `prior` is given and models `num_codes` codes."""
+def check_prior(prior, num_codes: int, stages: int = 1):
+    """Raises `BitstreamError` unless `prior` is given and models `num_codes * stages` codes (tokens)."""
     if prior is None:
         raise BitstreamError("method 'prior' needs the prior the codes are coded with, got prior=None")
     prior_codes = getattr(prior, "num_codes", None)
-    if prior_codes != num_codes:
-        raise BitstreamError(f"the prior models {prior_codes} codes, the stream has num_codes={num_codes}")
+    if prior_codes != num_codes * stages:
+        shown = f"{num_codes} x {stages} stages = {num_codes * stages} tokens" if stages > 1 else f"{num_codes}"
+        raise BitstreamError(f"the prior models {prior_codes} codes, the stream has num_codes={shown}")
 
 
-def prior_encode(codes, num_codes, prior, label, tile, code_probabilities=None) -> tuple[bytes, bytes]:
-    """`(method params, payload)` of checked int32 `codes`, `(h, w)` or `(h, w, n)` (then with `(n, K)` tables)."""
+def prior_encode(codes, num_codes, prior, label, tile, code_probabilities=None, kind=Kind.IMAGE):
+    """`(method params, payload)` of checked int32 `codes`.
+
+    Images: `(h, w)`, or `(h, w, n)` then with `(n, K)` tables; audio:
+    `(frames, S)`, every stage under the speech prior (`label`, `tile` and
+    the tables unused).
+    """
+    if kind == Kind.AUDIO:
+        if codes.ndim != 2:
+            raise BitstreamError(f"method 'prior' codes audio frames of every stage (frames, S), got {codes.shape}")
+        check_prior(prior, num_codes, codes.shape[1])
+        try:
+            return sequences.encode_sequence_payload(prior, codes, num_codes)
+        except PriorCodingError as error:
+            raise BitstreamError(f"cannot prior-code the codes: {error}") from None
     check_prior(prior, num_codes)
     if codes.ndim == 2:
         return _tiles(codes, prior, label, tile)
@@ -50,6 +70,15 @@ def prior_encode(codes, num_codes, prior, label, tile, code_probabilities=None) 
 
 def prior_decode(header: Header, payload, prior, code_probabilities=None) -> np.ndarray:
     """The flat int32 codes (C order of `header.code_shape`) of a method-2 payload."""
+    if header.kind == Kind.AUDIO:
+        check_prior(prior, header.num_codes, header.total_stages)
+        try:
+            codes = sequences.decode_sequence_payload(
+                prior, header.method_params, payload, header.code_shape, header.num_codes
+            )
+        except PriorCodingError as error:
+            raise BitstreamError(f"invalid prior payload: {error}") from None
+        return codes.reshape(-1)
     check_prior(prior, header.num_codes)
     if not header.has_stage_axis:
         return _untile(prior, header.method_params, payload, header.code_shape)

@@ -103,10 +103,11 @@ def encode_stream(
             Must be 1 (or None) for a map without a stage axis.
         method: `"packed"` (fixed width), `"static"` (entropy coded under a
             fixed distribution) or `"prior"` (entropy coded under an
-            autoregressive prior; image maps only; with a stage axis the
+            autoregressive prior; for an image map with a stage axis the
             prior codes stage 0 and the later stages are coded under their
-            static tables, rows 1.. of `code_probabilities`). Defaults to
-            `"packed"`.
+            static tables, rows 1.. of `code_probabilities`; audio frames
+            `(frames, S)` keep every stage and are all coded by a speech
+            prior over S * K tokens). Defaults to `"packed"`.
         code_probabilities: strictly positive float array, the model's code
             distribution: `(K,)` for every code, or `(n, K)` (one row per
             stage kept) for a map with a stage axis; required by
@@ -157,10 +158,13 @@ def encode_stream(
         params = static.distribution_fingerprint(probabilities)
         payload = static.encode(flat, probabilities, kept)
     else:
-        if kind != Kind.IMAGE:
-            raise BitstreamError("method 'prior' codes image maps; use 'packed' or 'static' for audio")
+        if kind == Kind.AUDIO and (not stage_axis or kept != total_stages):
+            raise BitstreamError(
+                f"method 'prior' codes all {total_stages} stages of audio frames (frames, {total_stages}); "
+                f"got codes of shape {code_shape}: use 'static' for fewer stages"
+            )
         probabilities = code_probabilities if stage_axis else None
-        params, payload = prior_encode(flat.reshape(code_shape), num_codes, prior, label, tile, probabilities)
+        params, payload = prior_encode(flat.reshape(code_shape), num_codes, prior, label, tile, probabilities, kind)
 
     if len(payload) > UINT32_MAX:
         raise BitstreamError(f"payload of {len(payload)} bytes exceeds the 4 GiB format limit")

@@ -59,11 +59,14 @@ class LiteTransformerPrior:
         map_shape: optional `(H, W)` the prior's raster, `H * W` = the
             file's length; defaults to `(1, length)`, a speech prior's token
             row (`vqvae_tf.training.speech_prior`).
+        fingerprint: optional 8 bytes identifying the prior (its
+            `prior.json`'s, `prior_fingerprint` of the exported prior), which
+            `.vqz` prior streams carry; None: the file cannot code streams.
 
     Attributes:
         num_codes: K, read from the file. num_classes: 0 (the export is
             unconditional). length: T, the positions the prior models.
-        map_shape: `(H, W)`.
+        map_shape: `(H, W)`. fingerprint: bytes or None.
 
     Example:
 
@@ -75,7 +78,8 @@ class LiteTransformerPrior:
 
     num_classes = 0
 
-    def __init__(self, model, num_threads: int = 2, map_shape=None):
+    def __init__(self, model, num_threads: int = 2, map_shape=None, fingerprint=None):
+        self.fingerprint = None if fingerprint is None else bytes(fingerprint)
         self._step = open_signatures(model, ("step",), num_threads)["step"]
         inputs, outputs = self._step.get_input_details(), self._step.get_output_details()
         if set(inputs) != {"previous", "position", "cache"} or set(outputs) != {"logits", "cache"}:

@@ -74,6 +74,8 @@ def prior_fingerprint(prior, *, scheme=quantized.SCHEME):
     (no scheme hashed), which only a Keras prior can compute.
     """
     if hasattr(prior, "fingerprint"):
+        if prior.fingerprint is None:
+            raise PriorCodingError(f"{prior!r} carries no fingerprint (its prior.json's); it cannot code streams.")
         return bytes(prior.fingerprint) if scheme == quantized.SCHEME else None
     import keras
 
