@@ -14,12 +14,17 @@ from hypothesis import strategies as st
 
 from vqvae_tf.codec import bitstream
 from vqvae_tf.codec.bitstream import AudioFormat, BitstreamError, Kind, Method, decode_stream, encode_stream
+from vqvae_tf.codec.prior_coding.tiled import NO_LABEL
+from vqvae_tf.codec.prior_coding.tiled import PARAMS as PRIOR_PARAMS
 
 MODEL_ID = bitstream.make_model_id(b"v2 model")
 V2 = struct.Struct("<4sBBBB16sIHHIIIIHHHI")  # the layout documented in vqvae_tf.codec.bitstream
 V1 = struct.Struct("<4sBBH16sIIHHIIIHI")
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SPEECH = AudioFormat(sample_rate=22050, num_samples=33075, channels=1, source_channels=2)
+
+#: Prior parameters with a valid tile (1, 4) and one segment per batch.
+PRIOR_AUDIO_PARAMS = PRIOR_PARAMS.pack(bytes(8), NO_LABEL, 1, 4, 1, 0)
 
 
 def _codes(shape, num_codes, seed=0):
@@ -153,8 +158,9 @@ def test_version_1_static_stage_maps_decode_in_c_order_under_one_distribution():
         ({"kind": 1, "code": (4, 0), "signal": (8000, 0, 1, 1)}, "number of samples is 0"),
         ({"kind": 1, "code": (4, 0), "signal": (8000, 64, 1, 0)}, "source channels is 0"),
         (
-            {"kind": 1, "code": (4, 0), "signal": (8000, 64, 1, 1), "method": 2, "params": bytes(20)},
-            "'prior' in an audio",
+            # An audio prior stream codes every stage of (frames, S) frames in segments of whole frames.
+            {"kind": 1, "code": (4, 0), "signal": (8000, 64, 1, 1), "method": 2, "params": PRIOR_AUDIO_PARAMS},
+            "an audio 'prior' stream codes all 1 stages in segments",
         ),
         ({"num_codes": 1}, "num_codes is 1"),
     ],
@@ -178,7 +184,7 @@ def test_audio_sample_limit_refuses_before_allocating():
         (dict(audio=AudioFormat(0, 100)), "audio sample_rate"),
         (dict(audio=AudioFormat(8000, 2**32)), "audio num_samples"),
         (dict(image_shape=(8, 8, 3), total_stages=2), "total_stages of a map without a stage axis"),
-        (dict(audio=SPEECH, method="prior"), "method 'prior' codes image maps"),
+        (dict(audio=SPEECH, method="prior"), "method 'prior' codes audio frames of all their stages"),
     ],
 )
 def test_encode_rejects_bad_signal_arguments(kwargs, expected):

@@ -160,8 +160,8 @@ def encode_stream(
     else:
         if kind == Kind.AUDIO and (not stage_axis or kept != total_stages):
             raise BitstreamError(
-                f"method 'prior' codes all {total_stages} stages of audio frames (frames, {total_stages}); "
-                f"got codes of shape {code_shape}: use 'static' for fewer stages"
+                "method 'prior' codes audio frames of all their stages (frames, S) under a speech prior; got codes "
+                f"of shape {code_shape} of total_stages={total_stages}: use 'static' for fewer stages"
             )
         probabilities = code_probabilities if stage_axis else None
         params, payload = prior_encode(flat.reshape(code_shape), num_codes, prior, label, tile, probabilities, kind)
