@@ -30,13 +30,15 @@ Modules:
 - `quantized`: the deterministic tables (grid, weights, margins, grid flags);
 - `lite_prior`: `LitePrior`, a prior exported to TFLite;
 - `lite_transformer`: `LiteTransformerPrior`, a `TransformerPrior` (the speech
-  prior) exported to TFLite, one position per call with a key/value cache
-  (not yet used by the coding functions below);
+  prior) exported to TFLite, one position per call with a key/value cache;
 - `probabilities`: the float softmax, the traced Keras logits, input checks;
 - `maps`: the coding core and standalone payloads of whole maps
   (`encode_codes`, `decode_codes`);
 - `tiled`: `.vqz` method 2, one map of any size in tiles
-  (`encode_prior_payload`, `decode_prior_payload`, `prior_fingerprint`).
+  (`encode_prior_payload`, `decode_prior_payload`, `prior_fingerprint`);
+- `sequences`: method 2 for speech, every stage of the code frames under the
+  speech prior, in segments that are `tiled`'s tiles
+  (`encode_sequence_payload`, `decode_sequence_payload`).
 
 Nothing here imports TensorFlow until a Keras prior runs.
 """
