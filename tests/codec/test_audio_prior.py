@@ -23,7 +23,7 @@ from vqvae_tf.export import codec_package
 from vqvae_tf.utils import wav
 
 from .test_audio_codec import NUM_CODES, RATE, STAGES, _signal, _whole, model_dir  # noqa: F401  (the fixture)
-from .test_codec import _cli, _save_prior
+from .test_codec import _cli, _cli_with_tensorflow, _save_prior
 
 FRAMES = 5  # per segment of the prior
 LENGTH = FRAMES * STAGES
@@ -199,3 +199,17 @@ def test_cli_prior_round_trip_without_tensorflow(prior_dir, tmp_path):
     )
     assert done.returncode == 2 and "use --method static for fewer stages" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "y.vqz").exists()
+
+
+@pytest.mark.slow
+def test_cli_add_prior_for_a_speech_model(model_dir, trained, tmp_path):  # noqa: F811
+    work = Path(shutil.copytree(model_dir, tmp_path / "m"))
+    clips = model_dir.parent / "clips"
+    args = ("add-prior", work, trained, "--audio_dir", clips, "--prior_quantization", "float16", "--nokeras_copy")
+    done = _cli_with_tensorflow(*args)
+    assert done.returncode == 0, done.stderr
+    sidecar = json.loads((work / "prior.json").read_text())
+    assert sidecar == json.loads(done.stdout) and sidecar["tflite"]["quantization"] == "float16"
+    assert not (work / "prior.keras").exists()
+    done = _cli_with_tensorflow("add-prior", work, trained, "--audio_dir", clips)
+    assert done.returncode == 2 and "already has prior.tflite" in done.stderr

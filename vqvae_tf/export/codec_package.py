@@ -164,8 +164,8 @@ def _copy_preset(preset: Path, staging: Path, expected_id: str, **fields) -> Non
     (staging / PRESET_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _training_signals(model, audio_dir, audio_exclude, photos, max_photos):
-    """(iterator of code maps, description) of the signals whose code usage is counted."""
+def _training_signals(model, audio_dir, audio_exclude, photos, max_photos, purpose="its code usage"):
+    """(iterator of code maps, description) of the signals `purpose` is measured on (checked now, read lazily)."""
     if model.kind == "image":
         if audio_dir is not None or audio_exclude is not None:
             raise CodecError(f"audio_dir is for audio models; model {model.name!r} is an image model")
@@ -175,7 +175,7 @@ def _training_signals(model, audio_dir, audio_exclude, photos, max_photos):
     if audio_dir is None or not Path(audio_dir).is_dir():
         raise CodecError(
             f"model {model.name!r} is an audio model: pass audio_dir (--audio_dir), a folder of its training WAV "
-            f"files, to measure its code usage; received {audio_dir!r}"
+            f"files, to measure {purpose}; received {audio_dir!r}"
         )
     if model.sample_rate is None:
         raise CodecError(f"audio model {model.name!r} has no sample_rate in its sidecars; export it with one")
@@ -326,6 +326,7 @@ def add_prior(
         count += coarse.size
     sidecar = dict(
         model_id=model.model_id,
+        signal="image",
         num_codes=model.num_codes,
         kind=type(prior).__name__,
         fingerprint=prior_fingerprint(prior).hex(),
@@ -370,6 +371,7 @@ def _add_speech_prior(model, prior, command, keras_copy, audio_dir, audio_exclud
 
     if quantization not in ("float32", "float16"):
         raise CodecError(f"prior quantization must be 'float32' or 'float16'; received {quantization!r}")
+    maps, source = _training_signals(model, audio_dir, audio_exclude, None, 1, "the prior's rate")
     try:
         lite_bytes = convert_transformer_prior(prior, quantization=quantization)
     except ExportError as error:
@@ -381,7 +383,6 @@ def _add_speech_prior(model, prior, command, keras_copy, audio_dir, audio_exclud
     if quantization != "float32":
         fingerprint = hashlib.blake2b(keras_fingerprint + quantization.encode(), digest_size=8).digest()
     lite = LiteTransformerPrior(lite_bytes, num_threads=model.num_threads, fingerprint=fingerprint)
-    maps, source = _training_signals(model, audio_dir, audio_exclude, None, 1)
     bits = frames = 0
     for codes in maps:
         bits += 8 * len(encode_sequence_payload(lite, codes, model.num_codes)[1])

@@ -41,7 +41,9 @@ __all__ = [
 ]
 
 #: Segments that go through the prior together: bounds the memory of one
-#: batch (its stage logits, `64 * L * K` float32: 39 MB for L = 150, K = 1024).
+#: batch, which the encoder holds whole (the coder is a stack): its stage
+#: logits (float32) and tables (float64), `64 * L * K * 12` bytes, 118 MB for
+#: L = 150, K = 1024; the decoder holds one position's.
 DEFAULT_SEGMENTS_PER_BATCH = 64
 
 
