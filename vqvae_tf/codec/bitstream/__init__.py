@@ -67,8 +67,8 @@ Methods:
 * `2` prior: each code is entropy coded under an autoregressive prior's
   conditional distribution given the codes before it
   (`vqvae_tf.codec.prior_coding`; decoding needs the prior, i.e. TensorFlow, and
-  runs it position by position). Image maps only. Without a stage axis
-  `P == 20`:
+  runs it position by position). An image map without a stage axis, and
+  every audio stream, has `P == 20`:
 
   | offset | size | field            | meaning                                      |
   |-------:|-----:|------------------|----------------------------------------------|
@@ -107,6 +107,13 @@ Methods:
   `n == 1`). Readers older than this layout refuse these streams with a
   clear error (they took a stage axis with method 2 for an invalid header).
   `vqvae_tf.codec.bitstream.prior_method` codes them.
+
+  An audio stream keeps every stage (`n == S`) and codes them all with a
+  speech prior over S * K tokens (`vqvae_tf.codec.prior_coding.sequences`):
+  the 20 bytes above, no tail; the `(frames, S)` codes are read as one
+  `(1, frames * S)` map, time-major, in tiles `1 x L` (the prior's segment
+  of whole frames, `L % S == 0`), each position's table from its stage's
+  K tokens only. Older readers refuse method 2 in audio streams.
 * `3`-`255`: unassigned.
 
 New methods take a new method id and carry what they need in the method
