@@ -119,15 +119,12 @@ class StageTokenPrior:
         return logits[:, vocabulary]
 
 
-def _row(codes, num_codes: int, num_stages: int) -> np.ndarray:
-    """Code frames `(frames, S)` as one row `(1, frames * S)`, time-major with the stages inner."""
+def _check_frames(codes) -> np.ndarray:
+    """`codes` if they are code frames `(frames, S)` with `frames, S >= 1`."""
     codes = np.asarray(codes)
-    if codes.ndim != 2 or codes.shape[1] != num_stages or codes.shape[0] < 1:
-        raise PriorCodingError(
-            f"the speech prior codes frames of all {num_stages} stages, (frames, {num_stages}); "
-            f"received shape {codes.shape}"
-        )
-    return codes.reshape(1, -1)
+    if codes.ndim != 2 or 0 in codes.shape:
+        raise PriorCodingError(f"the speech prior codes code frames (frames, S); received shape {codes.shape}")
+    return codes
 
 
 def encode_sequence_payload(
@@ -153,9 +150,10 @@ def encode_sequence_payload(
     >>> np.array_equal(decode_sequence_payload(prior, params, payload, (250, 6), 1024), codes)
     True
     """
-    stages = np.shape(codes)[-1] if np.ndim(codes) == 2 else 0
-    coder = StageTokenPrior(prior, num_codes, stages)
-    row = _row(codes, num_codes, stages)
+    codes = _check_frames(codes)
+    coder = StageTokenPrior(prior, num_codes, codes.shape[1])
+    # Time-major with the stages inner: the token order of the prior's training rows.
+    row = codes.reshape(1, -1)
     return encode_prior_payload(coder, row, tile=coder.map_shape, tiles_per_batch=segments_per_batch)
 
 
