@@ -152,7 +152,9 @@ def ours_from_model(model, kbps, threads=1):
     `decompress_audio`, LiteRT, the `static` method): without `kbps`, one
     contender per quality of the model (`ours qN`, N stages kept); with it,
     one per rate (`ours K kbps`: the highest quality whose file fits K kbps
-    on each clip).
+    on each clip). A model with a prior (`prior.tflite`) adds `ours qS
+    prior`: every stage, entropy coded under the prior (the same codes and
+    audio as `ours qS`, fewer bytes; its xRT includes the prior's coding).
     """
     from vqvae_tf import codec
 
@@ -165,7 +167,7 @@ def ours_from_model(model, kbps, threads=1):
         raise SystemExit(f"--model {name}: {error}") from None
     method = "static" if model.counts is not None else "packed"
 
-    def contender(**rate):
+    def contender(method=method, **rate):
         def fn(samples, sample_rate):
             data = codec.compress_audio(samples, sample_rate, model, method, **rate)
             return codec.decompress_audio(data, model)[0], len(data)
@@ -174,7 +176,10 @@ def ours_from_model(model, kbps, threads=1):
 
     if kbps:
         return {f"ours {k:g} kbps": contender(kbps=k) for k in kbps}
-    return {f"ours q{q}": contender(quality=q) for q in range(1, model.total_stages + 1)}
+    ours = {f"ours q{q}": contender(quality=q) for q in range(1, model.total_stages + 1)}
+    if model.prior_path is not None:
+        ours[f"ours q{model.total_stages} prior"] = contender("prior", quality=model.total_stages)
+    return ours
 
 
 def _wrap_ours(fn):
