@@ -290,7 +290,6 @@ class CodecModel:
         return prior
 
     def _check_prior_codes(self, path, prior) -> None:
-        num_codes = prior.num_codes
         if self.kind == "audio":
             from vqvae_tf.codec.prior_coding.probabilities import PriorCodingError
             from vqvae_tf.codec.prior_coding.sequences import check_speech_prior
@@ -300,6 +299,7 @@ class CodecModel:
             except PriorCodingError as error:
                 raise CodecError(f"prior {path} does not fit audio model {self.name!r}: {error}") from None
             return
+        num_codes = prior.num_codes
         if num_codes == self.num_codes:
             return
         hint = ""

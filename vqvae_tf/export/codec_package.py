@@ -389,7 +389,7 @@ def _add_speech_prior(model, prior, command, keras_copy, audio_dir, audio_exclud
         frames += len(codes)
     frames_per_second = model.sample_rate / model.downsample
     stages, length = model.total_stages, lite.length
-    manifest = json.loads((model.directory / MANIFEST).read_text()) if (model.directory / MANIFEST).is_file() else {}
+    manifest = json.loads((model.directory / MANIFEST).read_text())  # load_model read it: it exists
     sidecar = dict(
         model_id=model.model_id,
         signal="audio",
@@ -404,7 +404,7 @@ def _add_speech_prior(model, prior, command, keras_copy, audio_dir, audio_exclud
         train_command=command,
         prior_kbps_on_training_audio=round(bits * frames_per_second / frames / 1000, 4),
         static_kbps_on_training_audio=manifest.get("static_kbps_on_training_audio"),
-        packed_kbps=stages * math.ceil(math.log2(model.num_codes)) * frames_per_second / 1000,
+        packed_kbps=manifest.get("packed_kbps"),  # package_model's `_rates`, all stages
         stages_coded="all",
         source=source,
         tflite=dict(file=LITE_PRIOR, signature="step", quantization=quantization),
