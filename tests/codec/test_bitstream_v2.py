@@ -146,7 +146,12 @@ def test_version_1_static_stage_maps_decode_in_c_order_under_one_distribution():
     "fields, expected",
     [
         ({"kind": 2}, "unknown signal kind id 2"),
-        ({"flags": 2}, "unsupported flags"),
+        ({"flags": 4}, "unsupported flags"),
+        ({"flags": 2}, "the variable-depth flag needs an image map with a stage axis"),
+        (
+            {"kind": 1, "flags": 3, "total": 2, "kept": 2, "code": (4, 0), "signal": (8000, 64, 1, 1)},
+            "the variable-depth flag needs an image map with a stage axis",
+        ),
         ({"total": 4}, "1 of 4 stages declared without the stage-axis flag"),
         ({"flags": 1, "total": 2, "kept": 3, "code": (1, 1), "payload": b"\x00"}, "3 stages kept of the model's 2"),
         ({"flags": 1, "total": 0, "kept": 0}, "total stages is 0"),

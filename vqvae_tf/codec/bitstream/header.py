@@ -16,6 +16,7 @@ import math
 import struct
 import zlib
 
+from vqvae_tf.codec.bitstream.audio_format import AudioFormat
 from vqvae_tf.codec.prior_coding.tiled import NO_LABEL
 from vqvae_tf.codec.prior_coding.tiled import PARAMS as PRIOR_PARAMS
 
@@ -64,7 +65,10 @@ FIXED = FIXED_V2
 FIXED_SIZE = {1: FIXED_V1.size, 2: FIXED_V2.size}
 CRC = struct.Struct("<I")
 FLAG_STAGE_AXIS = 1
-KNOWN_FLAGS = FLAG_STAGE_AXIS
+#: Version 2, images with a stage axis: positions keep different numbers of
+#: stages, a depth section opens the payload (`vqvae_tf.codec.bitstream.depth`).
+FLAG_VARIABLE_DEPTH = 2
+KNOWN_FLAGS = FLAG_STAGE_AXIS | FLAG_VARIABLE_DEPTH
 #: Method parameters of the static method: the distribution's fingerprint.
 DISTRIBUTION_FINGERPRINT_SIZE = 8
 UINT16_MAX = 0xFFFF
@@ -109,35 +113,6 @@ def params_length(method: Method, has_stage_axis: bool, kind: Kind = None) -> in
     """Bytes of method parameters a stream of `method` carries (an image staged prior's tail included)."""
     staged = method == Method.PRIOR and has_stage_axis and kind != Kind.AUDIO
     return PARAMS_LENGTH[method] + (STAGED_PRIOR_TAIL.size if staged else 0)
-
-
-@dataclasses.dataclass(frozen=True)
-class AudioFormat:
-    """What an audio stream records about the original signal.
-
-    Attributes:
-        sample_rate: the original sample rate in Hz (the decoder resamples
-            back to it), 1 <= rate < 2**32.
-        num_samples: the original number of samples per channel, >= 1.
-        channels: channels coded (1: the codec mixes to mono). Defaults to 1.
-        source_channels: channels of the original file, kept for
-            information. Defaults to 1.
-
-    Example:
-
-    >>> AudioFormat(sample_rate=16000, num_samples=24000).duration
-    1.5
-    """
-
-    sample_rate: int
-    num_samples: int
-    channels: int = 1
-    source_channels: int = 1
-
-    @property
-    def duration(self) -> float:
-        """Seconds of audio."""
-        return self.num_samples / self.sample_rate
 
 
 def bits_per_code(num_codes: int) -> int:
@@ -202,13 +177,18 @@ class Header:
         return bool(self.flags & FLAG_STAGE_AXIS)
 
     @property
+    def variable_depth(self) -> bool:
+        """Whether positions keep different numbers of stages (a depth section opens the payload)."""
+        return bool(self.flags & FLAG_VARIABLE_DEPTH)
+
+    @property
     def kept_stages(self) -> int:
         """Stages stored, n <= `total_stages`: the stream's quality."""
         return self.code_shape[-1] if self.has_stage_axis else 1
 
     @property
     def num_symbols(self) -> int:
-        """Number of codes in the map (`h * w * n`)."""
+        """Number of entries of the map (`h * w * n`; with variable depth, codes kept are fewer)."""
         return math.prod(self.code_shape)
 
     @property
@@ -347,16 +327,16 @@ def _check_positive(*named) -> None:
             raise BitstreamError(f"invalid header: {name} is {value}, expected >= 1")
 
 
-def _check_flags_and_codes(flags: int, num_codes: int) -> None:
-    if flags & ~KNOWN_FLAGS:
-        raise BitstreamError(f"unsupported flags {flags:#06x}, this reader knows {KNOWN_FLAGS:#06x}")
+def _check_flags_and_codes(flags: int, num_codes: int, known: int = KNOWN_FLAGS) -> None:
+    if flags & ~known:
+        raise BitstreamError(f"unsupported flags {flags:#06x}, this reader knows {known:#06x}")
     if not 2 <= num_codes <= MAX_NUM_CODES:
         raise BitstreamError(f"invalid header: num_codes is {num_codes}, expected 2 <= K <= {MAX_NUM_CODES}")
 
 
 def _parse_v1(fields) -> dict:
     (_, _, method_id, flags, model_id, height, width, channels, stages, code_h, code_w, num_codes, _, _) = fields
-    _check_flags_and_codes(flags, num_codes)
+    _check_flags_and_codes(flags, num_codes, known=FLAG_STAGE_AXIS)
     _check_positive(
         ("image height", height),
         ("image width", width),
@@ -394,6 +374,8 @@ def _parse_v2(fields) -> dict:
         raise BitstreamError(f"invalid header: {kept} of {total} stages declared without the stage-axis flag")
     if kept > total:
         raise BitstreamError(f"invalid header: {kept} stages kept of the model's {total}")
+    if flags & FLAG_VARIABLE_DEPTH and (kind != Kind.IMAGE or not stage_axis):
+        raise BitstreamError("invalid header: the variable-depth flag needs an image map with a stage axis")
     stages = (kept,) if stage_axis else ()
     if kind == Kind.IMAGE:
         _check_positive(("image height", a), ("image width", b), ("image channels", c), ("code width", code_w))

@@ -42,12 +42,13 @@ def check_prior(prior, num_codes: int, stages: int = 1):
         raise BitstreamError(f"the prior models {prior_codes} codes, the stream has num_codes={shown}")
 
 
-def prior_encode(codes, num_codes, prior, label, tile, code_probabilities=None, kind=Kind.IMAGE):
+def prior_encode(codes, num_codes, prior, label, tile, code_probabilities=None, kind=Kind.IMAGE, per_stage=None):
     """`(method params, payload)` of checked int32 `codes`.
 
     Images: `(h, w)`, or `(h, w, n)` then with `(n, K)` tables; audio:
     `(frames, S)`, every stage under the speech prior (`label`, `tile` and
-    the tables unused).
+    the tables unused). `per_stage` (a variable-depth map's codes kept per
+    stage, `depth.split_stages`) replaces the finer stages of `codes`.
     """
     if kind == Kind.AUDIO:
         if codes.ndim != 2:
@@ -63,13 +64,20 @@ def prior_encode(codes, num_codes, prior, label, tile, code_probabilities=None, 
     kept = codes.shape[-1]
     finer = _finer_tables(code_probabilities, num_codes, kept)
     params, coarse = _tiles(np.ascontiguousarray(codes[..., 0]), prior, label, tile)
-    fine = static.encode(np.ascontiguousarray(codes[..., 1:]).reshape(-1), finer, kept - 1) if kept > 1 else b""
+    if per_stage is not None:
+        fine = static.encode_stages(per_stage[1:], finer) if kept > 1 else b""
+    else:
+        fine = static.encode(np.ascontiguousarray(codes[..., 1:]).reshape(-1), finer, kept - 1) if kept > 1 else b""
     tail = STAGED_PRIOR_TAIL.pack(len(coarse), static.distribution_fingerprint(finer))
     return params + tail, coarse + fine
 
 
-def prior_decode(header: Header, payload, prior, code_probabilities=None) -> np.ndarray:
-    """The flat int32 codes (C order of `header.code_shape`) of a method-2 payload."""
+def prior_decode(header: Header, payload, prior, code_probabilities=None, counts=None):
+    """The flat int32 codes (C order of `header.code_shape`) of a method-2 payload.
+
+    With `counts` (a variable-depth map's codes kept per stage, the depth
+    section already read off `payload`): the list of codes per stage.
+    """
     if header.kind == Kind.AUDIO:
         check_prior(prior, header.num_codes, header.total_stages)
         try:
@@ -87,6 +95,11 @@ def prior_decode(header: Header, payload, prior, code_probabilities=None) -> np.
     finer = _finer_tables(code_probabilities, header.num_codes, kept)
     coarse = _untile(prior, header.method_params[: PRIOR_PARAMS.size], payload[:coarse_bytes], (height, width))
     rest = payload[coarse_bytes:]
+    if counts is not None:
+        fine = static.decode_stages(rest, counts[1:], finer, finer_fingerprint) if kept > 1 else []
+        if kept == 1 and len(rest):
+            raise BitstreamError(f"invalid payload: {len(rest)} bytes after the prior's part, expected none")
+        return [coarse.reshape(-1).astype(np.int32)] + fine
     if kept == 1:
         if len(rest):
             raise BitstreamError(f"invalid payload: {len(rest)} bytes after the prior's part, expected none")

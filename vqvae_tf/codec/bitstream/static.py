@@ -22,7 +22,15 @@ from vqvae_tf.codec.bitstream.header import DISTRIBUTION_FINGERPRINT_SIZE, Bitst
 from vqvae_tf.codec.entropy import AnsDecoder, AnsEncoder, AnsError
 from vqvae_tf.utils.checks import check_number
 
-__all__ = ["check_probabilities", "code_probabilities_from_counts", "decode", "distribution_fingerprint", "encode"]
+__all__ = [
+    "check_probabilities",
+    "code_probabilities_from_counts",
+    "decode",
+    "decode_stages",
+    "distribution_fingerprint",
+    "encode",
+    "encode_stages",
+]
 
 
 def code_probabilities_from_counts(counts, pseudo_count: float = 0.5) -> np.ndarray:
@@ -85,14 +93,19 @@ def encode(flat: np.ndarray, probabilities: np.ndarray, stages: int = 1) -> byte
     With `stages > 1` the stages are coded one after another, stage `i`
     under row `i` of `(stages, K)` probabilities (or all under one `(K,)`).
     """
-    encoder = AnsEncoder()
     if stages == 1:
-        encoder.push(flat, _row(probabilities, 0))
-        return encoder.payload()
+        return encode_stages([flat], probabilities)
     per_stage = flat.reshape(-1, stages)
+    return encode_stages([np.ascontiguousarray(per_stage[:, stage]) for stage in range(stages)], probabilities)
+
+
+def encode_stages(per_stage: list[np.ndarray], probabilities: np.ndarray) -> bytes:
+    """The payload of stage after stage: `per_stage[i]` (int32, any length) under row `i` (or the one `(K,)` row)."""
+    encoder = AnsEncoder()
     # A stack: the last stage pushed pops first, so push the stages in reverse.
-    for stage in reversed(range(stages)):
-        encoder.push(np.ascontiguousarray(per_stage[:, stage]), _row(probabilities, stage))
+    for stage in reversed(range(len(per_stage))):
+        if per_stage[stage].size:
+            encoder.push(per_stage[stage], _row(probabilities, stage))
     return encoder.payload()
 
 
@@ -100,6 +113,19 @@ def decode(
     payload: memoryview, count: int, probabilities: np.ndarray, stored_fingerprint: bytes, stages: int = 1
 ) -> np.ndarray:
     """`count` int32 codes (C order) from a payload of `encode`, if the distribution's fingerprint matches.
+
+    Raises:
+        BitstreamError: another distribution, or an invalid payload.
+    """
+    per_stage = decode_stages(payload, [count // stages] * stages, probabilities, stored_fingerprint)
+    flat = per_stage[0] if stages == 1 else np.stack(per_stage, axis=-1).reshape(-1)
+    return flat.astype(np.int32, copy=False)
+
+
+def decode_stages(
+    payload: memoryview, counts: list[int], probabilities: np.ndarray, stored_fingerprint: bytes
+) -> list[np.ndarray]:
+    """Inverse of `encode_stages`: `counts[i]` int32 codes of stage `i`, if the fingerprint matches.
 
     Raises:
         BitstreamError: another distribution, or an invalid payload.
@@ -112,9 +138,14 @@ def decode(
         )
     try:
         decoder = AnsDecoder(payload)
-        per_stage = [decoder.pop(_row(probabilities, stage), count // stages) for stage in range(stages)]
+        per_stage = [
+            decoder.pop(_row(probabilities, stage), count).astype(np.int32, copy=False) if count else _EMPTY
+            for stage, count in enumerate(counts)
+        ]
         decoder.finish()
     except AnsError as error:
         raise BitstreamError(f"invalid static payload: {error}") from None
-    flat = per_stage[0] if stages == 1 else np.stack(per_stage, axis=-1).reshape(-1)
-    return flat.astype(np.int32, copy=False)
+    return per_stage
+
+
+_EMPTY = np.zeros(0, np.int32)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vqvae_tf.codec.bitstream import depth as depths
 from vqvae_tf.codec.bitstream import packing, static
 from vqvae_tf.codec.bitstream.header import (
     CRC,
@@ -22,6 +23,7 @@ from vqvae_tf.codec.bitstream.header import (
     DEFAULT_MAX_SAMPLES,
     FIXED,
     FLAG_STAGE_AXIS,
+    FLAG_VARIABLE_DEPTH,
     MAGIC,
     MAX_NUM_CODES,
     MODEL_ID_SIZE,
@@ -51,13 +53,16 @@ class DecodedStream:
     """A decoded `.vqz` stream.
 
     Attributes:
-        codes: int32 code map of shape `header.code_shape`.
+        codes: int32 code map of shape `header.code_shape`; with variable
+            depth, `depth.ABSENT` (-1) at the stages a position does not keep.
         image_shape: `(height, width, channels)` of the original image, or
             None for audio.
         num_codes: codebook size K.
         model_id: fingerprint of the model that made the codes.
         method: payload coding method.
         header: the full parsed header (`kind`, `audio`, `total_stages`, ...).
+        depth: int32 `(h, w)` stages kept per position of a variable-depth
+            stream, else None.
     """
 
     codes: np.ndarray
@@ -66,6 +71,7 @@ class DecodedStream:
     model_id: bytes
     method: Method
     header: Header
+    depth: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- encode
@@ -84,6 +90,7 @@ def encode_stream(
     prior=None,
     label: int | None = None,
     tile: tuple[int, int] | None = None,
+    depth: np.ndarray | None = None,
 ) -> bytes:
     """Encodes a code map into a `.vqz` stream (format version 2).
 
@@ -119,6 +126,10 @@ def encode_stream(
         label: class id for a class-conditional prior, else None.
         tile: `(tile_h, tile_w)` of the `"prior"` method; defaults to the
             prior's `map_shape` (see `prior_coding.encode_prior_payload`).
+        depth: for an image map `(h, w, n)`: int `(h, w)` in `1..n`, the
+            stages each position keeps (a variable-depth stream; the codes
+            past a position's depth are not stored). Defaults to None
+            (every position keeps all `n`). See `bitstream.depth`.
 
     Returns:
         The stream as `bytes`.
@@ -148,8 +159,14 @@ def encode_stream(
     stage_axis = len(code_shape) > spatial
     kept = code_shape[-1] if stage_axis else 1
     total_stages = _check_total_stages(total_stages, kept, stage_axis)
-
-    if method == Method.PACKED:
+    if depth is not None:
+        if kind != Kind.IMAGE:
+            raise BitstreamError("depth is for image code maps (h, w, n); audio streams keep whole frames")
+        depth = depths.check_depth(depth, code_shape)
+        params, payload = _encode_variable(
+            flat.reshape(code_shape), depth, num_codes, method, code_probabilities, prior, label, tile
+        )
+    elif method == Method.PACKED:
         params, payload = b"", packing.pack(flat, bits_per_code(num_codes))
     elif method == Method.STATIC:
         if code_probabilities is None:
@@ -173,7 +190,7 @@ def encode_stream(
         VERSION,
         int(method),
         int(kind),
-        FLAG_STAGE_AXIS if stage_axis else 0,
+        (FLAG_STAGE_AXIS if stage_axis else 0) | (FLAG_VARIABLE_DEPTH if depth is not None else 0),
         model_id,
         num_codes,
         total_stages,
@@ -186,6 +203,39 @@ def encode_stream(
     )
     body = b"".join((head, params, payload))
     return body + CRC.pack(zlib.crc32(body))
+
+
+def _encode_variable(codes, depth, num_codes, method, code_probabilities, prior, label, tile) -> tuple[bytes, bytes]:
+    """`(params, payload)` of a variable-depth map: the depth section, then the codes kept, stage by stage."""
+    kept = codes.shape[-1]
+    section, per_stage = depths.encode_section(depth, kept), depths.split_stages(codes, depth)
+    if method == Method.PACKED:
+        return b"", section + packing.pack(np.concatenate(per_stage), bits_per_code(num_codes))
+    if method == Method.STATIC:
+        if code_probabilities is None:
+            raise BitstreamError("method 'static' needs code_probabilities, got None")
+        probabilities = static.check_probabilities(code_probabilities, num_codes, kept)
+        return static.distribution_fingerprint(probabilities), section + static.encode_stages(per_stage, probabilities)
+    params, payload = prior_encode(codes, num_codes, prior, label, tile, code_probabilities, per_stage=per_stage)
+    return params, section + payload
+
+
+def _decode_variable(header: Header, payload, code_probabilities, prior) -> tuple[np.ndarray, np.ndarray]:
+    """`(codes with ABSENT, depth)` of a variable-depth payload."""
+    height, width, kept = header.code_shape
+    depth, start = depths.decode_section(payload, (height, width), kept)
+    counts, rest = depths.stage_counts(depth, kept), payload[start:]
+    if header.method == Method.PACKED:
+        flat = packing.unpack(rest, sum(counts), header.num_codes)
+        per_stage = np.split(flat, np.cumsum(counts)[:-1])
+    elif header.method == Method.STATIC:
+        if code_probabilities is None:
+            raise BitstreamError("stream uses method 'static': pass the model's code_probabilities, got None")
+        probabilities = static.check_probabilities(code_probabilities, header.num_codes, kept)
+        per_stage = static.decode_stages(rest, counts, probabilities, header.distribution_fingerprint)
+    else:
+        per_stage = prior_decode(header, rest, prior, code_probabilities, counts=counts)
+    return depths.merge_stages(per_stage, depth), depth
 
 
 def _check_signal(image_shape, audio) -> tuple[Kind, tuple[int, int, int, int]]:
@@ -311,7 +361,10 @@ def decode_stream(
     _check_limits(header, max_pixels, max_samples, expected_model_id)
     payload = memoryview(data).cast("B")[header.payload_start : header.payload_start + header.payload_length]
 
-    if header.method == Method.PACKED:
+    depth = None
+    if header.variable_depth:
+        flat, depth = _decode_variable(header, payload, code_probabilities, prior)
+    elif header.method == Method.PACKED:
         flat = packing.unpack(payload, header.num_symbols, header.num_codes)
     elif header.method == Method.STATIC:
         if code_probabilities is None:
@@ -330,6 +383,7 @@ def decode_stream(
         model_id=header.model_id,
         method=header.method,
         header=header,
+        depth=depth,
     )
 
 
