@@ -67,7 +67,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vqvae_tf.codec import tiling
+from vqvae_tf.codec import depth_choice, tiling
+from vqvae_tf.codec.bitstream.depth import ABSENT
 from vqvae_tf.codec.bitstream.header import DEFAULT_MAX_PIXELS, BitstreamError, Kind, Method, read_header
 from vqvae_tf.codec.bitstream.stream import decode_stream
 from vqvae_tf.codec.images import read_image, write_output, write_png
@@ -135,6 +136,7 @@ def compress_image(
     bpp: float | None = None,
     kbps: float | None = None,
     prior=None,
+    depth: str = "adaptive",
     tile: int = DEFAULT_TILE,
     halo: int = DEFAULT_HALO,
 ) -> bytes:
@@ -151,14 +153,19 @@ def compress_image(
             Defaults to "packed".
         quality: stages kept, `1..S` for a residual model of S stages (1
             only for a single-stage model). Defaults to S (all stages).
-        bpp: instead of `quality`: the highest quality whose whole stream
-            is at most `bpp` bits per pixel of `image` (the encoder runs
-            once; every prefix of the stages is measured).
+        bpp: instead of `quality`: the best stream whose whole file is at
+            most `bpp` bits per pixel of `image` (the encoder runs once).
+            With `depth="adaptive"` (a residual model) positions keep
+            different numbers of stages, chosen for the least squared error
+            at that size (`vqvae_tf.codec.depth_choice`; S decoder runs
+            more); with `"uniform"`, the highest quality that fits.
         kbps: for audio models only; an image model refuses it (use `bpp`).
         prior: the "prior" method's prior: a `prior.tflite` or
             `prior.keras` path, or None for the model's own
             (`CodecModel.prior`). Ignored by the other
             methods.
+        depth: `"adaptive"` (default) or `"uniform"`: how `bpp` is met
+            (see above); `quality` always keeps its stages everywhere.
         tile: core tile side in pixels (a multiple of the downsampling
             factor). Defaults to 256.
         halo: margin in code positions around each tile. Defaults to 6.
@@ -176,6 +183,8 @@ def compress_image(
     if method not in METHODS:
         raise CodecError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
     request = check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
+    if depth not in depth_choice.DEPTH_MODES:
+        raise CodecError(f"depth must be one of {', '.join(depth_choice.DEPTH_MODES)}; received {depth!r}")
     image = _as_image(image)
     if method == "static" and not model.code_shape:
         model.code_probabilities()  # a model without code counts fails before the encoder runs
@@ -183,7 +192,26 @@ def compress_image(
     codes = encode_codes(image, model, tile=tile, halo=halo)
     build = functools.partial(encode_stages, codes, model, method=method, prior=prior_model, image_shape=image.shape)
     height, width = image.shape[:2]
-    return pick_quality(model, request, build, height * width, f"this {height}x{width} image")[1]
+    quality, data = pick_quality(model, request, build, height * width, f"this {height}x{width} image")
+    adaptive = depth == "adaptive" and request.target is not None and model.absent_code is not None
+    if not adaptive or quality == model.total_stages:
+        return data
+    # The finer stages where they pay: weigh every position's error against its bits.
+    uniform = {q: build(q) for q in range(1, quality + 1)}
+    decode = functools.partial(
+        tiling.decode_tiled,
+        model.decoder.decode,
+        factor=model.downsample,
+        channels=model.channels,
+        tile=_tile_codes(tile, model.downsample),
+        halo=halo,
+    )
+    costs = depth_choice.depth_costs(_to_model_channels(image, model), codes, model, decode)
+    build_depth = functools.partial(
+        encode_stages, codes, model, model.total_stages, method=method, prior=prior_model, image_shape=image.shape
+    )
+    max_bytes = request.target[1] * height * width / 8
+    return depth_choice.pick_depth(costs, lambda d: build_depth(depth=d), max_bytes, uniform)[1]
 
 
 def encode_codes(
@@ -255,7 +283,10 @@ def decompress_bytes(
     except BitstreamError as error:
         raise CodecError(f"cannot decode the stream: {error}") from None
     tile_codes = _tile_codes(tile, factor)
-    codes = pad_stages(stream.codes, model)
+    codes = stream.codes
+    if stream.depth is not None:  # the stages a position does not keep
+        codes = np.where(codes == ABSENT, model.absent_code, codes)
+    codes = pad_stages(codes, model)
     image = tiling.decode_tiled(model.decoder.decode, codes, factor, model.channels, tile_codes, halo)
     image = image[:height, :width]
     if channels == 1 and model.channels != 1:

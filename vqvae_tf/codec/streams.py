@@ -21,7 +21,7 @@ from vqvae_tf.codec.rate import keep_stages
 __all__ = ["describe", "encode_stages", "read_stream_file", "static_probabilities", "stream_header_and_model"]
 
 
-def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=None, **signal) -> bytes:
+def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=None, depth=None, **signal) -> bytes:
     """The stream of the first `stages` stages of `codes` (all of a single-stage model's) under `method`.
 
     `static` codes each kept stage of a residual model under its own
@@ -29,12 +29,19 @@ def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=N
     a residual image model's first stage with `prior` and the later stages
     as `static` does, and every stage of an audio model with its speech
     prior; `signal` is `image_shape=` or `audio=` of `encode_stream`.
+    `depth` (int `(h, w)` in `1..stages`, image models) keeps each
+    position's first `depth[p]` stages: a variable-depth stream; a depth
+    map whose deepest position keeps fewer stages is stored with that many.
 
     Raises:
         CodecError: the codes cannot be encoded (a `BitstreamError`), or
             `static` without the model's code counts.
     """
     tables = method == "static" or (method == "prior" and bool(model.code_shape) and model.kind == "image")
+    if depth is not None:
+        stages = int(depth.max())
+        if int(depth.min()) == stages:
+            depth = None  # uniform: the smaller stream without a depth section
     try:
         return encode_stream(
             keep_stages(codes, model, stages),
@@ -44,6 +51,7 @@ def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=N
             method=method,
             code_probabilities=model.code_probabilities(stages if model.code_shape else None) if tables else None,
             prior=prior,
+            depth=depth,
             **signal,
         )
     except BitstreamError as error:
