@@ -16,6 +16,7 @@ from PIL import Image
 from tests.tiny_models import codebooks_from_encoder, package_tiny, smooth_image, tiny_vqvae
 from vqvae_tf import codec
 from vqvae_tf.codec import bitstream, tiling
+from vqvae_tf.codec.streams import static_probabilities
 
 from .test_codec import _cli
 
@@ -100,6 +101,7 @@ def stage_prior(tmp_path_factory):
 def test_bpp_picks_the_highest_quality_whose_whole_file_fits(rvq, method, stage_prior):
     options = dict(prior=stage_prior) if method == "prior" else {}
     sizes = {q: len(codec.compress_image(IMAGE, rvq, method, quality=q, **options)) for q in range(1, STAGES + 1)}
+    options["depth"] = "uniform"
     bpp = {q: 8 * size / (30 * 42) for q, size in sizes.items()}
     assert bpp[1] < bpp[2] < bpp[3]
     for target, expected in ((bpp[3], 3), (bpp[3] - 1e-6, 2), (bpp[2], 2), ((bpp[1] + bpp[2]) / 2, 1), (9.0, 3)):
@@ -110,6 +112,34 @@ def test_bpp_picks_the_highest_quality_whose_whole_file_fits(rvq, method, stage_
         codec.compress_image(IMAGE, rvq, method, bpp=bpp[1] * 0.99, **options)
     assert f"the lowest reachable is {bpp[1]:.4f} bpp (quality 1)" in str(info.value)
     assert "30x42 image" in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["packed", "static", "prior"])
+def test_adaptive_depth_fills_a_bpp_target_between_two_qualities(rvq, method, stage_prior):
+    options = dict(prior=stage_prior) if method == "prior" else {}
+    sizes = {q: len(codec.compress_image(IMAGE, rvq, method, quality=q, **options)) for q in range(1, STAGES + 1)}
+    target = 8 * (sizes[1] + sizes[2]) / 2 / (30 * 42)
+    data = codec.compress_image(IMAGE, rvq, method, bpp=target, **options)
+    header = bitstream.read_header(data)
+    assert header.variable_depth and len(data) <= target * 30 * 42 / 8
+    # Larger than the uniform stream that fits: the spare bytes went to finer stages somewhere.
+    assert len(data) > sizes[1]
+    prior = rvq.prior(stage_prior) if method == "prior" else None
+    stream = bitstream.decode_stream(data, code_probabilities=static_probabilities(header, rvq), prior=prior)
+    assert stream.depth.shape == header.code_shape[:2] and 1 <= stream.depth.min() < stream.depth.max()
+    # Each position keeps its first depth[p] stages of the full code map, the rest absent.
+    full = codec.api.encode_codes(IMAGE, rvq)
+    kept = np.arange(STAGES) < stream.depth[..., None]
+    np.testing.assert_array_equal(stream.codes, np.where(kept, full, bitstream.ABSENT))
+    decoded = codec.decompress_bytes(data, rvq, **{k: v for k, v in options.items() if k == "prior"})
+    assert decoded.shape == IMAGE.shape
+    # `quality` and `depth="uniform"` never write a depth section; a target above every stage keeps them all.
+    assert not bitstream.read_header(codec.compress_image(IMAGE, rvq, method, bpp=9.0, **options)).variable_depth
+
+
+def test_depth_must_be_adaptive_or_uniform(rvq):
+    with pytest.raises(codec.CodecError, match="depth must be one of adaptive, uniform; received 'deep'"):
+        codec.compress_image(IMAGE, rvq, bpp=1.0, depth="deep")
 
 
 @pytest.mark.parametrize(
@@ -224,7 +254,22 @@ def test_cli_quality_and_bpp_and_one_line_errors(rvq_dir, tmp_path):
     done = _cli("decompress", tmp_path / "q1.vqz", tmp_path / "out.png", "--model", rvq_dir)
     assert done.returncode == 0, done.stderr
     done = _cli("info", tmp_path / "q1.vqz")
-    assert json.loads(done.stdout)["stages"] == [1, 3]
+    assert json.loads(done.stdout)["stages"] == [1, 3] and not json.loads(done.stdout)["variable_depth"]
+    # Between quality 1 and 2: a variable-depth stream by default, quality 1 with --depth uniform.
+    _cli("compress", tmp_path / "in.png", tmp_path / "q2.vqz", "--model", rvq_dir, "--quality", "2")
+    target = str(4 * (size + (tmp_path / "q2.vqz").stat().st_size) / 1260)
+    done = _cli("compress", tmp_path / "in.png", tmp_path / "v.vqz", "--model", rvq_dir, "--bpp", target)
+    assert done.returncode == 0 and " of 3 stages per position)" in done.stdout, done.stderr
+    info = json.loads(_cli("info", tmp_path / "v.vqz").stdout)
+    assert info["variable_depth"] and 1 < info["stages_per_position"] < info["stages"][0]
+    assert f"quality {info['stages'][0]}: {info['stages_per_position']:.2f} of 3" in done.stdout
+    done = _cli(
+        "compress", tmp_path / "in.png", tmp_path / "u.vqz", "--model", rvq_dir, "--bpp", target, "--depth", "uniform"
+    )
+    assert done.returncode == 0 and "quality 1: 1 of 3 stages)" in done.stdout, done.stderr
+    assert (tmp_path / "u.vqz").read_bytes() == (tmp_path / "q1.vqz").read_bytes()
+    for name in ("q2.vqz", "v.vqz", "u.vqz"):
+        (tmp_path / name).unlink()
     for flags, message in (
         (("--quality", "4"), "quality must be an integer in 1..3"),
         (("--bpp", "0.01"), "the lowest reachable is"),

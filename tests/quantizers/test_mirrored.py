@@ -10,8 +10,10 @@ trick, and Gumbel sampling with a temperature variable
 """
 
 import json
+import signal
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -22,16 +24,27 @@ TOLERANCE = 1e-5  # absolute; float32 all-reduce sums in another order
 LAYER_CASES = ["residual_ema_dropout_restart", "residual_shared_ema", "ema_lookup_dim_rotation", "gumbel_hard"]
 
 
-@pytest.fixture(scope="module")
-def mirrored_report():
-    """The child's report: `quantizers` and `family`, one dict of runs each."""
-    out = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "children" / "mirrored.py")],
+def _run_child():
+    return subprocess.run(
+        [sys.executable, "-X", "faulthandler", str(REPO / "tests" / "children" / "mirrored.py")],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=REPO,
     )
+
+
+@pytest.fixture(scope="module")
+def mirrored_report():
+    """The child's report: `quantizers` and `family`, one dict of runs each."""
+    out = _run_child()
+    if out.returncode == -signal.SIGSEGV:
+        # CI once saw this child die of SIGSEGV inside TensorFlow's runtime
+        # (stop 26), which 12 reruns and the next CI run did not reproduce.
+        # One rerun, reported with the crashed run's stack, keeps that rare
+        # crash from failing the suite; a crash that repeats still fails.
+        warnings.warn(f"mirrored child crashed (SIGSEGV), rerun once; its stack:\n{out.stderr[-3000:]}", stacklevel=2)
+        out = _run_child()
     assert out.returncode == 0, out.stderr[-3000:]
     line = [text for text in out.stdout.splitlines() if text.startswith("REPORT ")][-1]
     return json.loads(line[len("REPORT ") :])

@@ -10,7 +10,7 @@ against its model, shared with the audio decoder, is `vqvae_tf.codec.streams`
 (its `describe` is re-exported here).
 
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
-                                     [--quality Q | --bpp B]
+                                     [--quality Q | --bpp B [--depth adaptive|uniform]]
     python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
     python -m vqvae_tf.codec info photo.vqz
     python -m vqvae_tf.codec eval DIR [--model M]        # bpp, PSNR, MS-SSIM vs JPEG / WebP
@@ -36,8 +36,11 @@ What the codec does to an image:
   fails with a clear error instead of producing garbage.
 
 Rate (`vqvae_tf.codec.rate`): a residual model's stream keeps the first Q of
-its S stages (`quality=Q`, 1..S, default S), or the most stages whose whole
-file fits `bpp=B` bits per pixel; a single-stage model has quality 1 only.
+its S stages (`quality=Q`, 1..S, default S), or fills `bpp=B` bits per
+pixel: by default with a variable-depth stream whose positions keep
+different numbers of stages, chosen for the least error at that size
+(`vqvae_tf.codec.depth_choice`), or with `depth="uniform"` the most stages
+that fit everywhere; a single-stage model has quality 1 only.
 
 Methods (how the code map is stored; the codes, hence the decoded image,
 are the same for all three):
@@ -75,6 +78,7 @@ from vqvae_tf.codec.images import read_image, write_output, write_png
 from vqvae_tf.codec.model import PRIOR, CodecError, CodecModel, load_model
 from vqvae_tf.codec.rate import check_rate, pad_stages, pick_quality
 from vqvae_tf.codec.streams import (
+    depth_map,
     describe,
     encode_stages,
     read_stream_file,
@@ -183,8 +187,7 @@ def compress_image(
     if method not in METHODS:
         raise CodecError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
     request = check_rate(model, quality=quality, bpp=bpp, kbps=kbps)
-    if depth not in depth_choice.DEPTH_MODES:
-        raise CodecError(f"depth must be one of {', '.join(depth_choice.DEPTH_MODES)}; received {depth!r}")
+    _check_depth_mode(depth)
     image = _as_image(image)
     if method == "static" and not model.code_shape:
         model.code_probabilities()  # a model without code counts fails before the encoder runs
@@ -212,6 +215,11 @@ def compress_image(
     )
     max_bytes = request.target[1] * height * width / 8
     return depth_choice.pick_depth(costs, lambda d: build_depth(depth=d), max_bytes, uniform)[1]
+
+
+def _check_depth_mode(depth) -> None:
+    if depth not in depth_choice.DEPTH_MODES:
+        raise CodecError(f"depth must be one of {', '.join(depth_choice.DEPTH_MODES)}; received {depth!r}")
 
 
 def encode_codes(
@@ -315,23 +323,36 @@ def _legacy_prior(model: CodecModel) -> Path:
 
 
 def compress(
-    input_path, output_path, model=None, method: str = "packed", prior=None, *, quality=None, bpp=None, kbps=None
+    input_path,
+    output_path,
+    model=None,
+    method: str = "packed",
+    prior=None,
+    *,
+    quality=None,
+    bpp=None,
+    kbps=None,
+    depth: str = "adaptive",
 ) -> dict:
     """Compresses an image file into a `.vqz` file (written atomically).
 
-    `quality`, `bpp` and `kbps` choose the rate as in `compress_image`.
+    `quality`, `bpp`, `kbps` and `depth` choose the rate as in `compress_image`.
 
     Returns:
         A dict: `bytes`, `bits_per_pixel`, `image_shape`, `code_shape`,
-        `model`, `method`, `quality` (stages kept), `stages` (kept, total).
+        `model`, `method`, `quality` (stages kept: the deepest position's),
+        `stages` (kept, total), `stages_per_position` (their mean: below
+        `quality` for a variable-depth stream).
     """
     model = load_model(model)
     model.check_kind("image", str(input_path))
     check_rate(model, quality=quality, bpp=bpp, kbps=kbps)  # before reading the image
+    _check_depth_mode(depth)
     image = _as_image(read_image(input_path))
-    data = compress_image(image, model, method, prior=prior, quality=quality, bpp=bpp, kbps=kbps)
+    data = compress_image(image, model, method, prior=prior, quality=quality, bpp=bpp, kbps=kbps, depth=depth)
     write_output(output_path, data)
     header = read_header(data)
+    mean_depth = float(depth_map(data, header).mean()) if header.variable_depth else float(header.kept_stages)
     return dict(
         bytes=len(data),
         bits_per_pixel=8 * len(data) / (image.shape[0] * image.shape[1]),
@@ -341,6 +362,7 @@ def compress(
         method=method,
         quality=header.kept_stages,
         stages=(header.kept_stages, header.total_stages),
+        stages_per_position=mean_depth,
     )
 
 

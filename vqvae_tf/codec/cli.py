@@ -2,6 +2,7 @@
 
     python -m vqvae_tf.codec compress photo.png photo.vqz [--model M] [--method packed|static|prior] [--prior P]
                                      [--quality Q | --bpp B]      # rate of a residual model (--kbps: audio)
+                                     [--depth adaptive|uniform]   # --bpp: stages per position vary, or not
     python -m vqvae_tf.codec decompress photo.vqz photo_out.png [--model M] [--prior P]
     python -m vqvae_tf.codec compress speech.wav speech.vqz --model M [--method packed|static|prior] [--prior P]
                                      [--quality Q | --kbps K]     # prior: all stages kept
@@ -77,13 +78,16 @@ def _compress(args, FLAGS):
         quality=FLAGS.quality,
         bpp=FLAGS.bpp,
         kbps=FLAGS.kbps,
+        depth=FLAGS.depth,
     )
     height, width, channels = result["image_shape"]
     kept, total = result["stages"]
+    mean = result["stages_per_position"]
+    stages = f"{kept} of {total} stages" if mean == kept else f"{mean:.2f} of {total} stages per position"
     print(
         f"{args[1]}: {result['bytes']} bytes, {result['bits_per_pixel']:.4f} bpp "
         f"({height}x{width}x{channels}, model {result['model']}, {result['method']}, "
-        f"quality {result['quality']}: {kept} of {total} stages)"
+        f"quality {result['quality']}: {stages})"
     )
 
 
@@ -154,7 +158,14 @@ def define_flags():
         None,
         "compress, eval: stages kept, 1..S for a residual model of S stages (default S; 1 only for single-stage).",
     )
-    flags.DEFINE_float("bpp", None, "compress (image models): the highest quality whose file is <= this bits/pixel.")
+    flags.DEFINE_float("bpp", None, "compress (image models): the best stream whose file is <= this bits/pixel.")
+    flags.DEFINE_enum(
+        "depth",
+        "adaptive",
+        ["adaptive", "uniform"],
+        "compress --bpp (residual image models): adaptive: each position keeps the stages that pay for their bits "
+        "(a variable-depth stream); uniform: the highest quality that fits, the same stages everywhere.",
+    )
     flags.DEFINE_float("kbps", None, "compress (audio models): the highest quality whose file is <= this kbit/s.")
     flags.DEFINE_integer("threads", 2, "Interpreter threads.", lower_bound=1)
     flags.DEFINE_string("encoder", "int8", "package: encoder quantization to ship.")

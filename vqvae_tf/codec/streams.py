@@ -13,12 +13,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from vqvae_tf.codec.bitstream import depth as depth_section
 from vqvae_tf.codec.bitstream.header import BitstreamError, Header, Kind, Method, read_header
 from vqvae_tf.codec.bitstream.stream import encode_stream
 from vqvae_tf.codec.model import CodecError, CodecModel, load_model, shipped_models
 from vqvae_tf.codec.rate import keep_stages
 
-__all__ = ["describe", "encode_stages", "read_stream_file", "static_probabilities", "stream_header_and_model"]
+__all__ = [
+    "depth_map",
+    "describe",
+    "encode_stages",
+    "read_stream_file",
+    "static_probabilities",
+    "stream_header_and_model",
+]
 
 
 def encode_stages(codes, model: CodecModel, stages: int, *, method: str, prior=None, depth=None, **signal) -> bytes:
@@ -157,6 +167,15 @@ def _show_id(raw: bytes) -> str:
     return raw.rstrip(b"\0").hex() if raw.endswith(b"\0" * 8) else raw.hex()
 
 
+def depth_map(data: bytes, header) -> np.ndarray:
+    """The `(h, w)` depth map of a variable-depth stream (its depth section only: no model)."""
+    payload = memoryview(data)[header.payload_start : header.payload_start + header.payload_length]
+    try:
+        return depth_section.decode_section(payload, header.code_shape[:2], header.kept_stages)[0]
+    except BitstreamError as error:
+        raise CodecError(f"cannot read the stream's depth section: {error}") from None
+
+
 def describe(path) -> dict:
     """The header of a `.vqz` file as a JSON-ready dict (no model needed)."""
     path = Path(path)
@@ -170,7 +189,10 @@ def describe(path) -> dict:
         signal = dict(
             image_shape=[height, width, channels],
             bits_per_pixel=round(8 * header.total_length / (height * width), 5),
+            variable_depth=header.variable_depth,
         )
+        if header.variable_depth:
+            signal["stages_per_position"] = round(float(depth_map(data, header).mean()), 5)
     else:
         audio = header.audio
         signal = dict(

@@ -18,7 +18,7 @@ All integers are unsigned and little-endian. Offsets are in bytes.
 |      4 |    1 | version        | `2`                                                      |
 |      5 |    1 | method         | payload coding method (see below)                        |
 |      6 |    1 | kind           | `0` image, `1` audio (`Kind`)                             |
-|      7 |    1 | flags          | bit 0: the map has a stage axis; other bits must be 0    |
+|      7 |    1 | flags          | bit 0: stage axis; bit 1: variable depth; others 0       |
 |      8 |   16 | model_id       | fingerprint of the model that made the codes             |
 |     24 |    4 | num_codes      | codebook size K, 2 <= K <= 2**20                         |
 |     28 |    2 | total_stages   | the model's stages S >= 1 (1 without flag bit 0)         |
@@ -34,6 +34,16 @@ All integers are unsigned and little-endian. Offsets are in bytes.
 |     58 |    P | parameters     | method-specific, see below                               |
 | 58 + P |    N | payload        | the coded code map                                       |
 | 58+P+N |    4 | crc32          | `zlib.crc32` of every byte before it                     |
+
+Flag bit 1 (variable depth; images with a stage axis only) says that
+position `p` of the `(h, w, n)` map keeps only its first `depth[p]`
+stages. The payload then opens with a depth section (`uint32` length L,
+`n` uint16 frequencies of the depths 1..n, L bytes of ANS words of the
+`(h, w)` depths under the table those frequencies give), and the method
+codes the kept codes stage by stage, stage `s` holding the positions whose
+depth exceeds `s` in raster order; `bitstream.depth` has the details.
+Decoded maps hold `ABSENT` (-1) at the stages a position does not keep.
+Readers older than flag bit 1 refuse these streams (unknown flag).
 
 Format, version 1 (read only)
 -----------------------------
@@ -124,12 +134,14 @@ Decoding never trusts the header: every size is checked against the actual
 data length and against caller-set limits before anything is allocated, and
 every failure raises `BitstreamError` (a `ValueError`) with a one-line message.
 
-Modules: `header` (constants, `Method`, `Kind`, `AudioFormat`, `Header`, `read_header`,
-`make_model_id`), `packing` (method 0), `static` (method 1, on the ANS
-coder of `vqvae_tf.codec.entropy`), `stream` (`encode_stream`,
-`decode_stream`, files); method 2 is `vqvae_tf.codec.prior_coding.tiled`.
+Modules: `header` (constants, `Method`, `Kind`, `Header`, `read_header`,
+`make_model_id`), `audio_format` (`AudioFormat`), `depth` (variable
+depth), `packing` (method 0), `static` (method 1, on the ANS coder of
+`vqvae_tf.codec.entropy`), `stream` (`encode_stream`, `decode_stream`,
+files); method 2 is `vqvae_tf.codec.prior_coding.tiled`.
 """
 
+from vqvae_tf.codec.bitstream.depth import ABSENT
 from vqvae_tf.codec.bitstream.header import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SAMPLES,
@@ -150,6 +162,7 @@ from vqvae_tf.codec.bitstream.static import code_probabilities_from_counts
 from vqvae_tf.codec.bitstream.stream import DecodedStream, decode_stream, encode_stream, read_file, write_file
 
 __all__ = [
+    "ABSENT",
     "AudioFormat",
     "BitstreamError",
     "DecodedStream",
