@@ -18,7 +18,9 @@ Three ways to choose the rate, at most one at a time:
 
 `bpp` and `kbps` are found by running the encoder once (all S stages) and
 measuring the stream of every prefix (`pick_quality`), never by encoding
-again. Each function here raises `CodecError` with a one-line message.
+again; for images, `compress_image(..., depth="adaptive")` (the default)
+then spends the bytes left below `bpp` on finer stages where they pay
+(`vqvae_tf.codec.depth_choice`). Each function here raises `CodecError` with a one-line message.
 """
 
 from __future__ import annotations
