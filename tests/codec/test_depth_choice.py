@@ -42,3 +42,14 @@ def test_pick_depth_keeps_a_uniform_stream_of_less_error():
 def test_pick_depth_fails_clearly_when_nothing_fits():
     with pytest.raises(CodecError, match="no depth map of 3 stages fits 0 bytes"):
         depth_choice.pick_depth(COSTS, lambda d: b"xx", max_bytes=0, uniform={1: b"x"})
+
+
+def test_a_rare_depth_pays_for_its_own_bits_in_the_depth_section():
+    # 99 positions gain nothing past stage 1; one gains 0.5 from stage 2 at 0.4 code bits.
+    distortion = np.tile([10.0, 10.0], (1, 100, 1))
+    distortion[0, 0] = [10.0, 9.5]
+    bits = np.tile([0.0, 0.4], (1, 100, 1))
+    costs = depth_choice.DepthCosts(distortion=distortion, bits=bits)
+    # Without the depth's own bits (about 6.6 for a depth seen once in 100) it would be worth it at lam=1.
+    assert depth_choice.depths_for(costs, 1.0).max() == 1
+    assert depth_choice.depths_for(costs, 0.05)[0, 0] == 2
