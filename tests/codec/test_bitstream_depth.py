@@ -154,3 +154,33 @@ def test_the_flag_on_a_map_without_stage_axis_is_an_invalid_header():
     body = bytes(data[:-4])
     with pytest.raises(BitstreamError, match="variable-depth flag needs an image map with a stage axis"):
         read_header(body + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_the_prior_runs_once_for_many_depth_maps_of_one_code_map(prior, monkeypatch):
+    from vqvae_tf.codec.bitstream import prior_method
+
+    calls = []
+    real = prior_method._tiles
+    monkeypatch.setattr(prior_method, "_tiles", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(prior_method, "_last_stage_zero", [])
+    codes, tables = _codes((6, 7, 3)), _tables(3)
+    streams = [
+        _encode(codes, _depth((6, 7), 3, seed=s), "prior", code_probabilities=tables, prior=prior) for s in (1, 2)
+    ]
+    assert len(calls) == 1  # stage 0 is the same: its prior part was reused
+    for seed, data in zip((1, 2), streams):
+        stream = decode_stream(data, code_probabilities=tables, prior=prior)
+        np.testing.assert_array_equal(stream.depth, _depth((6, 7), 3, seed=seed))
+    # Other stage-0 codes, or another prior's weights, run the prior again.
+    _encode(_codes((6, 7, 3), seed=5), _depth((6, 7), 3), "prior", code_probabilities=tables, prior=prior)
+    assert len(calls) == 2
+    import keras
+
+    from vqvae_tf.priors.pixelcnn import GatedPixelCNN
+
+    keras.utils.set_random_seed(1)
+    other = GatedPixelCNN(K, channels=8, num_layers=2, map_shape=(4, 4))
+    data = _encode(_codes((6, 7, 3), seed=5), _depth((6, 7), 3), "prior", code_probabilities=tables, prior=other)
+    assert len(calls) == 3
+    with pytest.raises(BitstreamError, match="prior"):
+        decode_stream(data, code_probabilities=tables, prior=prior)

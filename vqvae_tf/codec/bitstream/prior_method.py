@@ -27,7 +27,7 @@ from vqvae_tf.codec.bitstream import static
 from vqvae_tf.codec.bitstream.header import PRIOR_PARAMS, STAGED_PRIOR_TAIL, BitstreamError, Header, Kind
 from vqvae_tf.codec.prior_coding import sequences
 from vqvae_tf.codec.prior_coding.probabilities import PriorCodingError
-from vqvae_tf.codec.prior_coding.tiled import decode_prior_payload, encode_prior_payload
+from vqvae_tf.codec.prior_coding.tiled import decode_prior_payload, encode_prior_payload, prior_fingerprint
 
 __all__ = ["check_prior", "prior_decode", "prior_encode"]
 
@@ -63,7 +63,7 @@ def prior_encode(codes, num_codes, prior, label, tile, code_probabilities=None, 
         return _tiles(codes, prior, label, tile)
     kept = codes.shape[-1]
     finer = _finer_tables(code_probabilities, num_codes, kept)
-    params, coarse = _tiles(np.ascontiguousarray(codes[..., 0]), prior, label, tile)
+    params, coarse = _stage_zero(np.ascontiguousarray(codes[..., 0]), prior, label, tile)
     if per_stage is not None:
         fine = static.encode_stages(per_stage[1:], finer) if kept > 1 else b""
     else:
@@ -123,6 +123,26 @@ def _tiles(codes, prior, label, tile) -> tuple[bytes, bytes]:
         return encode_prior_payload(prior, codes, label, tile=tile)
     except PriorCodingError as error:
         raise BitstreamError(f"cannot prior-code the codes: {error}") from None
+
+
+# `compress_image(bpp=...)` builds the stream of every quality and, for a
+# variable-depth stream, of up to 24 depth maps of one code map: stage 0,
+# the prior's part, is the same in all of them and costs most of each
+# build, so the last one is kept. The key holds the prior's fingerprint
+# (its weights), not the object, so a prior trained in between is run again.
+_last_stage_zero: list = []
+
+
+def _stage_zero(codes, prior, label, tile) -> tuple[bytes, bytes]:
+    try:
+        key = (prior_fingerprint(prior), label, tile, codes.shape, codes.tobytes())
+    except PriorCodingError as error:
+        raise BitstreamError(f"cannot prior-code the codes: {error}") from None
+    if _last_stage_zero and _last_stage_zero[0] == key:
+        return _last_stage_zero[1]
+    result = _tiles(codes, prior, label, tile)
+    _last_stage_zero[:] = [key, result]
+    return result
 
 
 def _untile(prior, params, payload, code_shape) -> np.ndarray:
