@@ -98,6 +98,21 @@ def test_a_preset_of_another_class_is_refused(tiny, tmp_path):
         VQVAE.from_preset(directory)
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[1, 2]", "holds a list, not an object"),
+        ('{"class_name": "VQVAE"}', "lacks model_id, description"),
+        ('{"class_name": ', "cannot read"),
+    ],
+)
+def test_a_preset_json_that_is_no_description_is_refused_with_its_path(tmp_path, text, message):
+    (tmp_path / "preset.json").write_text(text)
+    with pytest.raises(ValueError, match=message) as caught:
+        presets.read_preset_metadata(tmp_path)
+    assert str(tmp_path / "preset.json") in str(caught.value)
+
+
 def test_a_truncated_preset_file_is_named(tiny, tmp_path):
     model, _ = tiny
     directory = model.save_to_preset(tmp_path / "p")

@@ -146,16 +146,15 @@ def package_model(
 
 def _copy_preset(preset: Path, staging: Path, expected_id: str, **fields) -> None:
     """Copies the preset at `preset` into `staging`, adding `fields` to its preset.json."""
-    from vqvae_tf.models.presets import MODEL_FILE, PRESET_FILE
+    from vqvae_tf.models.presets import MODEL_FILE, PRESET_FILE, read_preset_metadata
 
     try:
-        meta = json.loads((preset / PRESET_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise CodecError(f"preset {preset} has no readable {PRESET_FILE}: {error}") from None
-    if not isinstance(meta, dict) or meta.get("model_id") != expected_id:
-        found = meta.get("model_id") if isinstance(meta, dict) else None
+        meta = read_preset_metadata(preset)
+    except ValueError as error:
+        raise CodecError(f"preset {preset}: {error}") from None
+    if meta["model_id"] != expected_id:
         raise CodecError(
-            f"preset {preset} holds model {found!r}, not {expected_id!r} of the TFLite files: "
+            f"preset {preset} holds model {meta['model_id']!r}, not {expected_id!r} of the TFLite files: "
             "export the codec files from the preset's own model.keras"
         )
     shutil.copyfile(preset / MODEL_FILE, staging / MODEL_FILE)

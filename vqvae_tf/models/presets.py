@@ -44,7 +44,7 @@ def list_presets() -> dict[str, dict]:
     found = {}
     for directory in sorted(PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else ():
         if (directory / PRESET_FILE).is_file() and (directory / MODEL_FILE).is_file():
-            found[directory.name] = _read_metadata(directory)
+            found[directory.name] = read_preset_metadata(directory)
     return found
 
 
@@ -76,7 +76,7 @@ def load_preset(preset, cls=None):
         vqvae_tf.utils.keras_files.ModelFileError: a damaged `model.keras`.
     """
     directory = preset_directory(preset)
-    metadata = _read_metadata(directory) if (directory / PRESET_FILE).is_file() else {}
+    metadata = read_preset_metadata(directory) if (directory / PRESET_FILE).is_file() else {}
     expected = metadata.get("class_name")
     if cls is not None and expected is not None and expected != cls.__name__:
         raise ValueError(f"preset {str(preset)!r} holds a {expected}, not a {cls.__name__}")
@@ -166,13 +166,21 @@ def _deflate(path: Path) -> None:
                 target.writestr(info.filename, source.read(info.filename))
 
 
-def _read_metadata(directory: Path) -> dict:
-    path = directory / PRESET_FILE
+def read_preset_metadata(directory) -> dict:
+    """The preset.json of the preset directory `directory`, checked to hold `REQUIRED_FIELDS`.
+
+    Raises:
+        ValueError: the file is missing or unreadable, not a JSON object, or
+            lacks a required field (the message names the path and the fields).
+    """
+    path = Path(directory) / PRESET_FILE
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a preset description: it holds a {type(data).__name__}, not an object")
     missing = [name for name in REQUIRED_FIELDS if name not in data]
-    if not isinstance(data, dict) or missing:
+    if missing:
         raise ValueError(f"{path} is not a preset description: it lacks {', '.join(missing)}")
     return data
