@@ -119,8 +119,9 @@ flags.DEFINE_enum(
     "reconstruction_loss",
     _DEFAULTS.reconstruction_loss,
     cfg.RECONSTRUCTION_LOSS_CHOICES,
-    "mse: squared error / data variance; stft: waveform L1 + multi-resolution STFT (audio); "
-    "auto: stft for audio, mse for images.",
+    "mse: squared error / data variance; stft: plus a multi-resolution STFT loss (audio); "
+    "stft_mel: plus a log-mel loss too (audio); auto: mse for images, "
+    f"{cfg.AUDIO_AUTO_LOSS} for audio.",
 )
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs (may be raised to continue a finished run).", lower_bound=1)
 flags.DEFINE_float(

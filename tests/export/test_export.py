@@ -281,11 +281,11 @@ def test_tflite_int8_has_no_standalone_relu(exported):
         assert not relus, name
 
 
-def test_fuse_standalone_relus_keeps_outputs():
+def test_fuse_standalone_relus_and_share_relu_copies_keep_outputs():
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from vqvae_tf.export.tflite import fuse_standalone_relus
+    from vqvae_tf.export.tflite import fuse_standalone_relus, share_relu_copies
     from vqvae_tf.export.tflite_graph import OP, op_code
 
     # A residual block: the skip reads the convolution's output un-activated,
@@ -330,6 +330,22 @@ def test_fuse_standalone_relus_keeps_outputs():
         errors["fused"].append(np.mean(np.abs((got - zero) * scale - exact)))
     # ... and no further from the float model than the original was.
     assert np.mean(errors["fused"]) <= np.mean(errors["original"]), errors
+
+    # The RELU copy of the 3x3 convolution (its raw output feeds the skip)
+    # becomes a 1x1 identity depthwise convolution: the convolution runs once.
+    shared = share_relu_copies(fused)
+
+    def ops(content, builtin):
+        tree = _tflite_model_bytes(content)
+        return sum(op_code(tree, op) == builtin for graph in tree.subgraphs for op in graph.operators)
+
+    assert (ops(fused, OP.CONV_2D), ops(fused, OP.DEPTHWISE_CONV_2D)) == (3, 0)
+    assert (ops(shared, OP.CONV_2D), ops(shared, OP.DEPTHWISE_CONV_2D)) == (2, 1)
+    assert share_relu_copies(shared) == shared  # nothing left to share
+    for i in range(8):
+        (want, _), (got, _) = run(fused, images[i : i + 1]), run(shared, images[i : i + 1])
+        # relu(x) requantized from int8 x (two roundings, as the standalone RELU did): one step at most.
+        assert np.max(np.abs(got - want)) <= 1, np.max(np.abs(got - want))
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 
 from vqvae_tf.data import LJSPEECH16K_VALIDATION, write_wav
 from vqvae_tf.data.wav import read_wav
-from vqvae_tf.training.config import ConfigError, TrainConfig
+from vqvae_tf.training.config import AUDIO_AUTO_LOSS, ConfigError, TrainConfig
 from vqvae_tf.training.loop import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def tiny(audio_dir, **overrides):
 def test_audio_config_fields_validate_and_old_configs_load(audio_dir):
     config = tiny(audio_dir, validation_list=audio_dir / "validation.txt")
     assert config.is_audio and isinstance(config.validation_list, str)
-    assert config.resolved_reconstruction_loss() == "mse"  # auto: mse for audio too (docs/training.md)
+    assert config.resolved_reconstruction_loss() == AUDIO_AUTO_LOSS == "stft"  # auto for audio (docs/training.md)
     kwargs = tiny(audio_dir, reconstruction_loss="stft").model_kwargs(1, 0.1)
     assert kwargs["rank"] == 1 and kwargs["reconstruction_loss"] == "stft" and kwargs["downsample"] == DOWNSAMPLE
     assert TrainConfig(dataset="digits").resolved_reconstruction_loss() == "mse"
@@ -106,16 +106,17 @@ def test_bad_audio_settings_name_the_field(audio_dir, overrides, words):
 def test_audio_settings_on_image_data_are_refused():
     with pytest.raises(ConfigError, match="validation_list applies to audio datasets"):
         TrainConfig(dataset="digits", validation_list="ljspeech16k")
-    with pytest.raises(ConfigError, match="reconstruction_loss='stft' applies to audio datasets"):
-        TrainConfig(dataset="digits", reconstruction_loss="stft")
+    for name in ("stft", "stft_mel"):
+        with pytest.raises(ConfigError, match=f"reconstruction_loss='{name}' applies to audio datasets"):
+            TrainConfig(dataset="digits", reconstruction_loss=name)
 
 
 # ------------------------------------------------------------------ a run
 @pytest.fixture(scope="module")
 def audio_run(audio_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
-    # The stft loss, explicitly: the end-to-end run covers the non-default audio loss.
-    config = tiny(audio_dir, validation_list=str(audio_dir / "validation.txt"), reconstruction_loss="stft")
+    # The stft_mel loss, explicitly: the end-to-end run covers the audio loss "auto" does not pick.
+    config = tiny(audio_dir, validation_list=str(audio_dir / "validation.txt"), reconstruction_loss="stft_mel")
     return workdir, config, train_and_evaluate(config, workdir)
 
 
@@ -128,9 +129,9 @@ def test_audio_run_writes_history_models_and_wav_samples(audio_run):
     assert [row["epoch"] for row in rows] == ["0", "1"]
     assert all(np.isfinite(float(row["val_loss"])) for row in rows)
     saved = TrainConfig.load(workdir / "config.json")
-    assert saved.reconstruction_loss == "stft" and saved.mixed_precision == "none"
+    assert saved.reconstruction_loss == "stft_mel" and saved.mixed_precision == "none"
     model = keras.models.load_model(workdir / "model.keras")
-    assert model.rank == 1 and model.reconstruction_loss == "stft" and model.downsample == DOWNSAMPLE
+    assert model.rank == 1 and model.reconstruction_loss == "stft_mel" and model.downsample == DOWNSAMPLE
     assert (workdir / "best.keras").is_file()
     # Validation clips clip1 (8004 samples) and clip6 (8019): trimmed to multiples of 4.
     for epoch in (1, 2):

@@ -30,7 +30,8 @@ Quantizations:
   encoder file under 0.3x the float32 one. Standalone int8 RELUs (the
   residual blocks' pre-activation) are fused into copies of their
   producers (`fuse_standalone_relus`) so that XNNPACK runs every int8
-  convolution block.
+  convolution block; a copy of a convolution whose raw output is still
+  read becomes a 1x1 identity depthwise convolution (`share_relu_copies`).
   With `int8_io=True` the whole graph is integer (builtins INT8 set), image
   inputs and outputs are int8 (use the tensors' scale and zero point), as
   microcontroller runtimes need; codes stay int32 in every variant. Expect
@@ -44,16 +45,12 @@ import tensorflow as tf
 
 from vqvae_tf.export.errors import ExportError
 from vqvae_tf.export.tflite_graph import code_search_nodes, float_kept_ops
-from vqvae_tf.export.tflite_rewrite import (
-    drop_shape_only_quantize,
-    float16_search_weights,
-    fuse_standalone_relus,
-    keep_float_ops,
-)
+from vqvae_tf.export.tflite_relus import fuse_standalone_relus, share_relu_copies
+from vqvae_tf.export.tflite_rewrite import drop_shape_only_quantize, float16_search_weights, keep_float_ops
 
 logger = logging.getLogger(__name__)
 
-# The flatbuffer queries and rewrites live in tflite_graph and tflite_rewrite;
+# The flatbuffer queries and rewrites live in tflite_graph, tflite_rewrite and tflite_relus;
 # their public names stay importable from here (`export.tflite.fuse_standalone_relus`).
 __all__ = [
     "MAX_CALIBRATION_SAMPLES",
@@ -66,6 +63,7 @@ __all__ = [
     "float_kept_ops",
     "fuse_standalone_relus",
     "keep_float_ops",
+    "share_relu_copies",
 ]
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -145,11 +143,11 @@ def _convert_int8(saved_model_dir, signatures, calibration, int8_io):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        return fuse_standalone_relus(_run(converter, signatures, "int8"))
+        return _xnnpack_relus(_run(converter, signatures, "int8"))
     float_nodes = code_search_nodes(_run(_converter(saved_model_dir, signatures), signatures, "float32"))
     if not float_nodes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        return fuse_standalone_relus(_run(converter, signatures, "int8"))
+        return _xnnpack_relus(_run(converter, signatures, "int8"))
     # The public route to selective quantization: calibrate once, then
     # quantize everything except the named tensors' producers.
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=sorted(float_nodes))
@@ -162,7 +160,12 @@ def _convert_int8(saved_model_dir, signatures, calibration, int8_io):
         content = debugger.get_nondebug_quantized_model()
     except Exception as error:
         raise ExportError(f"TFLite int8 conversion of {'/'.join(signatures)} failed: {error}") from error
-    return fuse_standalone_relus(float16_search_weights(drop_shape_only_quantize(content)))
+    return _xnnpack_relus(float16_search_weights(drop_shape_only_quantize(content)))
+
+
+def _xnnpack_relus(content):
+    # Each int8 RELU fused into an op XNNPACK runs, without computing a convolution twice (tflite_relus).
+    return share_relu_copies(fuse_standalone_relus(content))
 
 
 def check_runs(model_bytes, signatures, downsample, channels, rank=2, code_axes=()):

@@ -5,16 +5,16 @@
   weights again.
 * `float16_search_weights`: the float32 code search of an int8 model reads
   float16 constants (half the bytes) through DEQUANTIZE.
-* `fuse_standalone_relus`: a standalone int8 RELU becomes a copy of its
-  producer with a fused RELU, so XNNPACK runs the whole block.
 * `drop_shape_only_quantize`: a QUANTIZE read only by SHAPE ops is dropped.
+
+The int8 RELU rewrites (`fuse_standalone_relus`, `share_relu_copies`) are in
+`vqvae_tf.export.tflite_relus`.
 
 Each takes and returns model bytes, and returns its input unchanged when
 there is nothing to edit. Why each edit pays is in `vqvae_tf.export.tflite`'s
 module docstring and in docs/design.md, fact 13.
 """
 
-import copy
 import logging
 
 import numpy as np
@@ -35,9 +35,6 @@ from vqvae_tf.export.tflite_graph import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Ops whose builtin options carry a fused activation that XNNPACK runs in int8.
-_FUSIBLE = {OP.CONV_2D, OP.DEPTHWISE_CONV_2D, OP.ADD}
 
 
 def drop_shape_only_quantize(model_bytes):
@@ -139,57 +136,6 @@ def _dequantized_float16(model, graph, index, halves, users, dequantize):
     operator = tflite_schema.OperatorT()
     operator.opcodeIndex, operator.inputs, operator.outputs = dequantize, [len(graph.tensors) - 1], [index]
     return operator
-
-
-def fuse_standalone_relus(model_bytes):
-    """Computes each standalone int8 RELU as a copy of its producer with a fused RELU.
-
-    The residual blocks apply `relu` to a tensor that the skip connection
-    also reads un-activated, so the converter cannot fuse that RELU into the
-    convolution or ADD that makes the tensor, and leaves a standalone int8
-    RELU. XNNPACK does not take a standalone int8 RELU: it runs in LiteRT's
-    single-threaded kernel and splits the delegated graph around it. On a
-    512x512 image that was over half of the int8 encoder's time (d4k512:
-    59 -> 27 ms). The RELU becomes a second copy of its producer (same
-    inputs and weights, `fused_activation_function=RELU`) that writes the
-    RELU's output tensor with its quantization, so the activation is
-    applied while requantizing the accumulator: one rounding instead of
-    two, and the copy runs in XNNPACK. A producer left with no reader is
-    dropped. Float RELUs are left alone (XNNPACK runs them).
-
-    Args:
-        model_bytes: a TFLite model.
-
-    Returns:
-        The edited model as bytes (the input if there was nothing to fuse).
-    """
-    model = load(model_bytes)
-    fused = 0
-    for graph in model.subgraphs:
-        producer = producers(graph)
-        for relu in [op for op in graph.operators if op_code(model, op) == OP.RELU]:
-            source = producer.get(relu.inputs[0])
-            if (
-                graph.tensors[relu.inputs[0]].type != tflite_schema.TensorType.INT8
-                or source is None
-                or op_code(model, source) not in _FUSIBLE
-                or len(source.outputs) != 1
-                or getattr(source.builtinOptions, "fusedActivationFunction", None)
-                != tflite_schema.ActivationFunctionType.NONE
-            ):
-                continue
-            activated = copy.deepcopy(source)  # shares tensor indices, owns its options
-            activated.builtinOptions.fusedActivationFunction = tflite_schema.ActivationFunctionType.RELU
-            activated.outputs = list(relu.outputs)
-            graph.operators[graph.operators.index(relu)] = activated
-            fused += 1
-            out = source.outputs[0]
-            if out not in graph.outputs and not any(out in op.inputs for op in graph.operators):
-                graph.operators.remove(source)
-    if not fused:
-        return model_bytes
-    logger.info("Fused %d standalone int8 RELU(s) into a copy of their producer.", fused)
-    return save(model)
 
 
 def _opcode_index(model, builtin, version):

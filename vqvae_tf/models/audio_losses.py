@@ -38,7 +38,23 @@ STFT_FRAME_LENGTHS = (256, 512, 1024)
 #: Added to magnitudes before the log, and to norms before dividing.
 EPSILON = 1e-5
 
-__all__ = ["EPSILON", "STFT_FRAME_LENGTHS", "multi_resolution_stft_loss", "stft_magnitude", "waveform_stft_loss"]
+#: Mel bands per default resolution (frame length / 8, as in Kumar et al. 2023's ratio of about 6).
+MEL_BANDS = (32, 64, 128)
+
+#: `VQVAE(reconstruction_loss=...)` names of the losses for audio (rank 1) only.
+AUDIO_LOSSES = ("stft", "stft_mel")
+
+__all__ = [
+    "AUDIO_LOSSES",
+    "EPSILON",
+    "MEL_BANDS",
+    "STFT_FRAME_LENGTHS",
+    "audio_loss",
+    "multi_resolution_mel_loss",
+    "multi_resolution_stft_loss",
+    "stft_magnitude",
+    "waveform_stft_loss",
+]
 
 
 def _as_batch_of_signals(x):
@@ -92,8 +108,58 @@ def multi_resolution_stft_loss(x, y, frame_lengths=STFT_FRAME_LENGTHS, eps=EPSIL
     return total / len(frame_lengths)
 
 
-def waveform_stft_loss(x, y, data_variance=1.0, frame_lengths=STFT_FRAME_LENGTHS):
-    """`mean (x - y)^2 / data_variance` plus `multi_resolution_stft_loss(x, y)`: `reconstruction_loss="stft"`."""
+def multi_resolution_mel_loss(
+    x, y, sample_rate=16000, frame_lengths=STFT_FRAME_LENGTHS, mel_bands=MEL_BANDS, eps=EPSILON
+):
+    """Log-mel L1, `mean |log(mel(|X|) + eps) - log(mel(|Y|) + eps)|`, averaged over resolutions.
+
+    The mel filters (HTK scale, 0 Hz to `sample_rate / 2`,
+    `tf.signal.linear_to_mel_weight_matrix`) pool the magnitudes of
+    `stft_magnitude` into `mel_bands[i]` bands at `frame_lengths[i]`: each
+    octave above 1 kHz weighs about as much as the one below it, where the
+    linear bins of `multi_resolution_stft_loss` give 4-8 kHz half the weight.
+
+    Args:
+        x: target signals, `(batch, T, 1)` or `(batch, T)`.
+        y: reconstructions, the same shape.
+        sample_rate: Hz, which places the mel filters. Defaults to 16000.
+        frame_lengths: STFT frame lengths in samples.
+        mel_bands: mel bands per frame length, the same length.
+        eps: added to the mel magnitudes before the log.
+
+    Returns:
+        A float32 scalar, >= 0, 0 when `x == y`.
+    """
+    if not frame_lengths or len(frame_lengths) != len(mel_bands):
+        raise ValueError(
+            f"multi_resolution_mel_loss needs one mel band count per frame length; received "
+            f"frame_lengths={tuple(frame_lengths)!r}, mel_bands={tuple(mel_bands)!r}."
+        )
+    total = 0.0
+    for frame_length, bands in zip(frame_lengths, mel_bands):
+        filters = tf.signal.linear_to_mel_weight_matrix(bands, frame_length // 2 + 1, sample_rate, 0.0, sample_rate / 2)
+        target = tf.tensordot(stft_magnitude(x, frame_length), filters, 1)
+        estimate = tf.tensordot(stft_magnitude(y, frame_length), filters, 1)
+        total += tf.reduce_mean(tf.abs(tf.math.log(target + eps) - tf.math.log(estimate + eps)))
+    return total / len(frame_lengths)
+
+
+def waveform_stft_loss(x, y, data_variance=1.0, frame_lengths=STFT_FRAME_LENGTHS, mel=False, sample_rate=16000):
+    """`mean (x - y)^2 / data_variance` plus `multi_resolution_stft_loss(x, y)`: `reconstruction_loss="stft"`.
+
+    With `mel=True`, plus `multi_resolution_mel_loss(x, y, sample_rate)` as
+    well: `reconstruction_loss="stft_mel"`.
+    """
     x, y = tf.cast(x, tf.float32), tf.cast(y, tf.float32)
     waveform = tf.reduce_mean(tf.square(x - y)) / data_variance
-    return waveform + multi_resolution_stft_loss(x, y, frame_lengths)
+    total = waveform + multi_resolution_stft_loss(x, y, frame_lengths)
+    if mel:
+        total += multi_resolution_mel_loss(x, y, sample_rate, frame_lengths)
+    return total
+
+
+def audio_loss(name, x, y, data_variance=1.0, sample_rate=None):
+    """The loss of `VQVAE(reconstruction_loss=name)`, `name` in `AUDIO_LOSSES` (16 kHz if `sample_rate` is None)."""
+    if name not in AUDIO_LOSSES:
+        raise ValueError(f"audio_loss expects one of {AUDIO_LOSSES}; received {name!r}.")
+    return waveform_stft_loss(x, y, data_variance, mel=name == "stft_mel", sample_rate=sample_rate or 16000)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vqvae_tf.models.audio_losses import waveform_stft_loss
+from vqvae_tf.models.audio_losses import AUDIO_LOSSES, audio_loss
 from vqvae_tf.models.float32 import float32_copy  # noqa: F401  (public here since 0.1)
 from vqvae_tf.models.image_inputs import ImageInputsMixin, networks_for, speech_args
 from vqvae_tf.models.metrics import DeadCodes, si_snr
@@ -22,9 +22,9 @@ logger = logging.getLogger(__name__)
 KMEANS_INIT_BATCHES = 4
 
 #: `reconstruction_loss` choices: "mse" (squared error / data_variance, the
-#: paper's) and "stft" (waveform L1 plus multi-resolution STFT, for audio;
-#: `vqvae_tf.models.audio_losses`).
-RECONSTRUCTION_LOSSES = ("mse", "stft")
+#: paper's), "stft" (that plus multi-resolution STFT, for audio) and
+#: "stft_mel" (plus log-mel too; `vqvae_tf.models.audio_losses`).
+RECONSTRUCTION_LOSSES = ("mse", "stft", "stft_mel")
 
 
 @keras.saving.register_keras_serializable(package="vqvae_tf")
@@ -66,7 +66,8 @@ class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
             `data_variance`, as in the paper) or `"stft"` (that term plus a
             multi-resolution log-magnitude STFT loss,
             `vqvae_tf.models.audio_losses.waveform_stft_loss`; rank 1, for
-            audio). Defaults to `"mse"`.
+            audio) or `"stft_mel"` (plus log-mel L1 at `sample_rate`, 16
+            kHz when None; audio). Defaults to `"mse"`.
         strides: None (the paper's network) or, for rank 1, a sequence of
             strides of the speech network
             (`vqvae_tf.models.speech_networks.SpeechEncoder`): (2, 4, 5, 8)
@@ -157,8 +158,8 @@ class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
         downsample, causal = speech_args(rank, downsample, strides, causal, sample_rate, frame_length)
         check_int("input_channels", input_channels, minimum=1)
         check_choice("reconstruction_loss", reconstruction_loss, RECONSTRUCTION_LOSSES)
-        if reconstruction_loss == "stft" and rank != 1:
-            raise ValueError(f"reconstruction_loss='stft' is for audio (rank=1); received rank={rank!r}.")
+        if reconstruction_loss in AUDIO_LOSSES and rank != 1:
+            raise ValueError(f"reconstruction_loss={reconstruction_loss!r} is for audio (rank=1); received {rank=}.")
         if quantizer not in QUANTIZERS:
             raise ValueError(f"Unknown quantizer {quantizer!r}; expected one of {sorted(QUANTIZERS)}.")
         if quantizer_config is not None and not isinstance(quantizer_config, dict):
@@ -398,8 +399,9 @@ class VQVAE(SpeakerInputsMixin, ImageInputsMixin, keras.Model):
     def _loss_terms(self, x, reconstruction, quantized):
         # A mean over this replica's batch; train_step divides the total by
         # the replica count (docs/design.md, fact 5), whichever loss it is.
-        if self.reconstruction_loss == "stft":
-            reconstruction_loss = waveform_stft_loss(x, reconstruction, self.data_variance)
+        if self.reconstruction_loss in AUDIO_LOSSES:
+            name, variance = self.reconstruction_loss, self.data_variance
+            reconstruction_loss = audio_loss(name, x, reconstruction, variance, self.sample_rate)
             return reconstruction_loss, reconstruction_loss + quantized["loss"]
         error = tf.square(tf.cast(x, tf.float32) - tf.cast(reconstruction, tf.float32))
         reconstruction_loss = tf.reduce_mean(error) / self.data_variance

@@ -23,6 +23,7 @@ from vqvae_tf.data.audio import validation_list_file
 from vqvae_tf.data.wav import MAX_RATE, MIN_RATE
 from vqvae_tf.export.api import FORMATS as EXPORT_FORMATS
 from vqvae_tf.export.api import QUANTIZATIONS as EXPORT_QUANTIZATIONS
+from vqvae_tf.models.audio_losses import AUDIO_LOSSES
 from vqvae_tf.models.networks import DOWNSAMPLE_FACTORS as DOWNSAMPLE
 from vqvae_tf.models.speech_networks import check_strides
 from vqvae_tf.models.vqvae import RECONSTRUCTION_LOSSES
@@ -39,6 +40,9 @@ MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16", "auto")
 #: "auto" resolves to "mse" for images and audio alike (docs/training.md: on LJ Speech
 #: the STFT term lowered PESQ in equal-step runs).
 RECONSTRUCTION_LOSS_CHOICES = ("auto", *RECONSTRUCTION_LOSSES)
+#: What `reconstruction_loss="auto"` means for audio: the loss that measured
+#: best on held-out LJ Speech at the full training budget (docs/training.md).
+AUDIO_AUTO_LOSS = "stft"
 #: The dataset scheme whose runs build a rank-1 (waveform) model.
 AUDIO_SCHEME = "audio"
 
@@ -110,11 +114,12 @@ class TrainConfig:
             None.
         label_pattern: audio only: regular expression giving each clip's
             class from its file name. Defaults to None.
-        reconstruction_loss: "mse", "stft" (waveform L1 plus
-            multi-resolution STFT, `VQVAE(reconstruction_loss=...)`) or
-            "auto": "mse" for images and audio (on LJ Speech the STFT
-            term gave lower PESQ at equal steps, docs/training.md),
-            resolved when the run starts. Defaults to "auto".
+        reconstruction_loss: "mse", "stft" (plus a multi-resolution
+            STFT loss), "stft_mel" (plus a log-mel loss too; audio only,
+            `VQVAE(reconstruction_loss=...)`) or "auto": "mse" for images,
+            `AUDIO_AUTO_LOSS` for audio (the shipped speech model's loss,
+            docs/training.md), resolved when the run starts. Defaults to
+            "auto".
         epochs: number of epochs. Defaults to 15.
         max_minutes: wall-clock budget of the training (`fit`) in minutes:
             training stops at the first step that ends after it, in the
@@ -302,8 +307,10 @@ class TrainConfig:
             if self.crop_length % self.hop:
                 what = f"downsample={self.downsample}" if self.audio_strides is None else f"the hop {self.hop}"
                 raise ConfigError(f"crop_length must be a multiple of {what}; received {self.crop_length}.")
-        elif self.reconstruction_loss == "stft":
-            raise ConfigError(f"reconstruction_loss='stft' applies to audio datasets, not to {self.dataset!r}.")
+        elif self.reconstruction_loss in AUDIO_LOSSES:
+            raise ConfigError(
+                f"reconstruction_loss={self.reconstruction_loss!r} applies to audio datasets, not to {self.dataset!r}."
+            )
 
     @property
     def hop(self):
@@ -316,8 +323,10 @@ class TrainConfig:
         )
 
     def resolved_reconstruction_loss(self):
-        """`reconstruction_loss` with "auto" resolved: "mse" for images and audio."""
-        return "mse" if self.reconstruction_loss == "auto" else self.reconstruction_loss
+        """`reconstruction_loss` with "auto" resolved: "mse" for images, `AUDIO_AUTO_LOSS` for audio."""
+        if self.reconstruction_loss != "auto":
+            return self.reconstruction_loss
+        return AUDIO_AUTO_LOSS if self.is_audio else "mse"
 
     def validation_list_path(self):
         """The validation list as a path: a shipped list's file for its name, else the path given (or None)."""
