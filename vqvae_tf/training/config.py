@@ -37,12 +37,11 @@ from vqvae_tf.utils.checks import check_choice, check_int, check_known_fields, c
 QUANTIZERS = tuple(_QUANTIZER_REGISTRY)
 LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16", "auto")
-#: "auto" resolves to "mse" for images and audio alike (docs/training.md: on LJ Speech
-#: the STFT term lowered PESQ in equal-step runs).
+#: "auto" resolves to "mse" for images and to `AUDIO_AUTO_LOSS` for audio (docs/training.md).
 RECONSTRUCTION_LOSS_CHOICES = ("auto", *RECONSTRUCTION_LOSSES)
 #: What `reconstruction_loss="auto"` means for audio: the loss that measured
 #: best on held-out LJ Speech at the full training budget (docs/training.md).
-AUDIO_AUTO_LOSS = "stft"
+AUDIO_AUTO_LOSS = "stft_mel"
 #: The dataset scheme whose runs build a rank-1 (waveform) model.
 AUDIO_SCHEME = "audio"
 
